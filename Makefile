@@ -1,0 +1,42 @@
+# blksnap top-level driver. Two commands matter (see README.md):
+#   make demo    install what is missing, build, show the main job in a guest
+#   make check   install what is missing, build, run every test
+# KERNELS narrows the guest kernels: make check KERNELS=stock-6.12
+
+KERNELS ?= stock-6.1 stock-6.12 blkfilter-6.12
+BUILD   := build
+MESON   := $(BUILD)/meson
+
+.PHONY: all deps userspace kernels kmod unit check demo bench lint clean
+
+all: userspace kmod
+
+deps:
+	@scripts/deps.sh
+
+# C++ userspace (libraries, CLI, FUSE daemon, unit tests).
+userspace: deps
+	@[ -f $(MESON)/build.ninja ] || meson setup -q $(MESON) >/dev/null
+	@ninja -C $(MESON) --quiet
+
+kernels: deps
+	@for k in $(KERNELS); do scripts/kernels.sh ensure $$k || exit 1; done
+
+kmod: kernels
+	@for k in $(KERNELS); do scripts/build-kmod.sh $$k || exit 1; done
+
+unit: userspace
+	@meson test -C $(MESON) -q --print-errorlogs
+
+check: userspace kmod
+	@tests/check.sh $(KERNELS)
+
+demo: userspace
+	@$(MAKE) -s kmod KERNELS=stock-6.12
+	@tests/vm/run stock-6.12 --disks 1 -- scripts/demo.sh
+
+lint: kernels
+	@scripts/lint.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * blksnap: point-in-time snapshots and changed block tracking for live
+ * block devices. Module entry points and parameters.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include "ctl.h"
+#include "params.h"
+#include "version.h"
+
+/* Change tracking: block size is 2^shift bytes, within these bounds. */
+unsigned int tracking_block_minimum_shift = 16;
+unsigned int tracking_block_maximum_shift = 26;
+unsigned int tracking_block_maximum_count = 2097152;
+/* Copy-on-write: chunk size is 2^shift bytes, within these bounds. */
+unsigned int chunk_minimum_shift = 18;
+unsigned int chunk_maximum_shift = 26;
+unsigned int chunk_maximum_count_shift = 40;
+/* Memory bounds of the copy-on-write path. */
+unsigned int chunk_maximum_in_queue = 16;
+unsigned int free_diff_buffer_pool_size = 128;
+/* Difference storage grows by this many sectors at a time (1 GiB). */
+unsigned int diff_storage_minimum = 2097152;
+
+module_param(tracking_block_minimum_shift, uint, 0444);
+MODULE_PARM_DESC(tracking_block_minimum_shift,
+		 "Smallest change tracking block, as a power of two in bytes");
+module_param(tracking_block_maximum_shift, uint, 0444);
+MODULE_PARM_DESC(tracking_block_maximum_shift,
+		 "Largest change tracking block, as a power of two in bytes");
+module_param(tracking_block_maximum_count, uint, 0444);
+MODULE_PARM_DESC(tracking_block_maximum_count,
+		 "Largest number of change tracking blocks per device");
+module_param(chunk_minimum_shift, uint, 0444);
+MODULE_PARM_DESC(chunk_minimum_shift,
+		 "Smallest copy-on-write chunk, as a power of two in bytes");
+module_param(chunk_maximum_shift, uint, 0444);
+MODULE_PARM_DESC(chunk_maximum_shift,
+		 "Largest copy-on-write chunk, as a power of two in bytes");
+module_param(chunk_maximum_count_shift, uint, 0444);
+MODULE_PARM_DESC(chunk_maximum_count_shift,
+		 "Largest number of chunks per device, as a power of two");
+module_param(chunk_maximum_in_queue, uint, 0644);
+MODULE_PARM_DESC(chunk_maximum_in_queue,
+		 "Largest number of chunks being stored at once");
+module_param(free_diff_buffer_pool_size, uint, 0644);
+MODULE_PARM_DESC(free_diff_buffer_pool_size,
+		 "Number of free chunk buffers kept for reuse");
+module_param(diff_storage_minimum, uint, 0644);
+MODULE_PARM_DESC(diff_storage_minimum,
+		 "Difference storage growth step, in sectors");
+
+static bool __init params_valid(void)
+{
+	if (tracking_block_minimum_shift < 9 ||
+	    tracking_block_minimum_shift > tracking_block_maximum_shift ||
+	    tracking_block_maximum_shift > 31 || !tracking_block_maximum_count)
+		return false;
+	if (chunk_minimum_shift < PAGE_SHIFT ||
+	    chunk_minimum_shift > chunk_maximum_shift ||
+	    chunk_maximum_shift > 31 || chunk_maximum_count_shift > 63)
+		return false;
+	return chunk_maximum_in_queue && diff_storage_minimum;
+}
+
+static int __init blksnap_init(void)
+{
+	int ret;
+
+	if (!params_valid()) {
+		pr_err("invalid module parameters\n");
+		return -EINVAL;
+	}
+	ret = ctl_init();
+	if (ret)
+		return ret;
+	pr_info("version %s loaded\n", VERSION_STR);
+	return 0;
+}
+
+static void __exit blksnap_exit(void)
+{
+	ctl_done();
+	pr_info("unloaded\n");
+}
+
+module_init(blksnap_init);
+module_exit(blksnap_exit);
+
+MODULE_DESCRIPTION("Block device snapshots and changed block tracking");
+MODULE_VERSION(VERSION_STR);
+MODULE_LICENSE("GPL");
