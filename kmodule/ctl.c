@@ -3,12 +3,16 @@
  * The /dev/blksnap-control character device: snapshot management ioctls.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/capability.h>
 #include <linux/fs.h>
+#include <linux/kdev_t.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/uaccess.h>
 #include <linux/blksnap.h>
 #include "ctl.h"
+#include "hook.h"
+#include "tracker.h"
 #include "version.h"
 
 static int ioctl_version(struct blksnap_version __user *uarg)
@@ -25,6 +29,71 @@ static int ioctl_version(struct blksnap_version __user *uarg)
 	return 0;
 }
 
+/* Is @name (not necessarily NUL-terminated) this module's filter name? */
+static bool is_blksnap_filter(const __u8 name[BLKFILTER_NAME_LENGTH])
+{
+	return !strncmp((const char *)name, BLKSNAP_FILTER_NAME,
+			BLKFILTER_NAME_LENGTH);
+}
+
+/* The device number of a request; -EINVAL if it cannot be one. */
+static int to_dev_id(__u32 major, __u32 minor, dev_t *dev_id)
+{
+	if (major >= (1U << (32 - MINORBITS)) || minor > MINORMASK)
+		return -EINVAL;
+	*dev_id = MKDEV(major, minor);
+	return 0;
+}
+
+static int ioctl_filter_attach_detach(struct blksnap_filter_name __user *uarg,
+				      bool attach)
+{
+	struct blksnap_filter_name arg;
+	dev_t dev_id;
+	int ret;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	ret = to_dev_id(arg.dev_major, arg.dev_minor, &dev_id);
+	if (ret)
+		return ret;
+	if (!is_blksnap_filter(arg.name.name))
+		return -ENOENT;
+	/* With the block device filter, BLKFILTER_ATTACH/DETACH do this. */
+	if (!hook_ftrace_active)
+		return -EOPNOTSUPP;
+	return attach ? hook_ftrace_attach(dev_id) : hook_ftrace_detach(dev_id);
+}
+
+static int ioctl_filter_ctl(struct blksnap_filter_ctl __user *uarg)
+{
+	struct blksnap_filter_ctl arg;
+	struct tracker *tracker;
+	dev_t dev_id;
+	u32 len;
+	int ret;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	ret = to_dev_id(arg.dev_major, arg.dev_minor, &dev_id);
+	if (ret)
+		return ret;
+	if (!is_blksnap_filter(arg.ctl.name))
+		return -ENOENT;
+	tracker = tracker_get_by_dev(dev_id);
+	if (!tracker)
+		return -ENOENT;
+	len = arg.ctl.optlen;
+	ret = tracker_ctl(tracker, arg.ctl.cmd, u64_to_user_ptr(arg.ctl.opt),
+			  &len);
+	tracker_put(tracker);
+	if (ret >= 0 && put_user(len, &uarg->ctl.optlen))
+		ret = -EFAULT;
+	return ret;
+}
+
 static long ctl_unlocked_ioctl(struct file *filp, unsigned int cmd,
 			       unsigned long arg)
 {
@@ -33,10 +102,30 @@ static long ctl_unlocked_ioctl(struct file *filp, unsigned int cmd,
 	switch (cmd) {
 	case IOCTL_BLKSNAP_VERSION:
 		return ioctl_version(uarg);
+	case IOCTL_BLKSNAP_FILTER_ATTACH:
+		return ioctl_filter_attach_detach(uarg, true);
+	case IOCTL_BLKSNAP_FILTER_DETACH:
+		return ioctl_filter_attach_detach(uarg, false);
+	case IOCTL_BLKSNAP_FILTER_CTL:
+		return ioctl_filter_ctl(uarg);
 	default:
 		return -ENOTTY;
 	}
 }
+
+/* /sys/class/misc/blksnap-control/attached: one "MAJ:MIN" per tracker. */
+static ssize_t attached_show(struct device *dev, struct device_attribute *attr,
+			     char *buf)
+{
+	return tracker_list(buf, PAGE_SIZE);
+}
+static DEVICE_ATTR_RO(attached);
+
+static struct attribute *ctl_attrs[] = {
+	&dev_attr_attached.attr,
+	NULL,
+};
+ATTRIBUTE_GROUPS(ctl);
 
 static const struct file_operations ctl_fops = {
 	.owner = THIS_MODULE,
@@ -48,6 +137,7 @@ static struct miscdevice ctl_miscdev = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = BLKSNAP_CTL,
 	.fops = &ctl_fops,
+	.groups = ctl_groups,
 	.mode = 0600,
 };
 

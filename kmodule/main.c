@@ -6,9 +6,21 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/string.h>
 #include "ctl.h"
+#include "hook.h"
 #include "params.h"
+#include "tracker.h"
 #include "version.h"
+
+/*
+ * How bios are intercepted: "blkfilter" (the kernel's block device filter),
+ * "ftrace" (stock kernels) or "auto" (blkfilter when the kernel has it).
+ * After loading, it reads back the flavour in use.
+ */
+static char interception[16] = "auto";
+module_param_string(interception, interception, sizeof(interception), 0444);
+MODULE_PARM_DESC(interception, "auto, blkfilter or ftrace");
 
 /* Change tracking: block size is 2^shift bytes, within these bounds. */
 unsigned int tracking_block_minimum_shift = 16;
@@ -65,6 +77,40 @@ static bool __init params_valid(void)
 	return chunk_maximum_in_queue && diff_storage_minimum;
 }
 
+#ifdef BLKSNAP_HAVE_BLKFILTER
+static bool use_blkfilter;
+#endif
+
+static int __init hook_init(void)
+{
+#ifdef BLKSNAP_HAVE_BLKFILTER
+	if (sysfs_streq(interception, "auto") ||
+	    sysfs_streq(interception, "blkfilter")) {
+		use_blkfilter = true;
+		strscpy(interception, "blkfilter", sizeof(interception));
+		return hook_blkfilter_init();
+	}
+#endif
+	if (!sysfs_streq(interception, "auto") &&
+	    !sysfs_streq(interception, "ftrace")) {
+		pr_err("interception=%s is not available\n", interception);
+		return -EINVAL;
+	}
+	strscpy(interception, "ftrace", sizeof(interception));
+	return hook_ftrace_init();
+}
+
+static void hook_done(void)
+{
+#ifdef BLKSNAP_HAVE_BLKFILTER
+	if (use_blkfilter) {
+		hook_blkfilter_done();
+		return;
+	}
+#endif
+	hook_ftrace_done();
+}
+
 static int __init blksnap_init(void)
 {
 	int ret;
@@ -73,16 +119,31 @@ static int __init blksnap_init(void)
 		pr_err("invalid module parameters\n");
 		return -EINVAL;
 	}
-	ret = ctl_init();
+	ret = tracker_init();
 	if (ret)
 		return ret;
-	pr_info("version %s loaded\n", VERSION_STR);
+	ret = hook_init();
+	if (ret)
+		goto fail_tracker;
+	ret = ctl_init();
+	if (ret)
+		goto fail_hook;
+	pr_info("version %s loaded, interception %s\n", VERSION_STR,
+		interception);
 	return 0;
+
+fail_hook:
+	hook_done();
+fail_tracker:
+	tracker_done();
+	return ret;
 }
 
 static void __exit blksnap_exit(void)
 {
 	ctl_done();
+	hook_done();
+	tracker_done();
 	pr_info("unloaded\n");
 }
 

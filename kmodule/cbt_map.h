@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef __BLKSNAP_CBT_MAP_H
+#define __BLKSNAP_CBT_MAP_H
+
+#include <linux/blkdev.h>
+#include <linux/spinlock.h>
+#include <linux/uuid.h>
+
+struct blksnap_cbtinfo;
+
+/**
+ * struct cbt_map - the change map of one block device.
+ * @lock:          protects the maps and the numbers.
+ * @blk_shift:     tracking block size, as a power of two in bytes.
+ * @blk_count:     number of tracking blocks (bytes in each map).
+ * @capacity:      device size in sectors when the map was made.
+ * @write_map:     the active copy: each written block holds @active.
+ * @read_map:      the copy frozen at the last take, read while a snapshot
+ *                 is held.
+ * @active:        the number written for new changes (1..255).
+ * @previous:      the number of the last take in this generation (0: none).
+ * @held:          a snapshot holds @read_map.
+ * @generation_id: identifier of the current tracking generation.
+ *
+ * A byte of a map holds the number of the snapshot since which its block
+ * changed: a backup made at take N needs the blocks whose byte is > N.
+ */
+struct cbt_map {
+	spinlock_t lock; /* see @lock above */
+	unsigned int blk_shift;
+	unsigned long blk_count;
+	sector_t capacity;
+	u8 *write_map;
+	u8 *read_map;
+	u8 active;
+	u8 previous;
+	bool held;
+	uuid_t generation_id;
+};
+
+struct cbt_map *cbt_map_create(sector_t capacity);
+void cbt_map_destroy(struct cbt_map *map);
+void cbt_map_mark(struct cbt_map *map, sector_t sector, sector_t count);
+void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count);
+void cbt_map_switch(struct cbt_map *map);
+void cbt_map_release(struct cbt_map *map);
+void cbt_map_info(struct cbt_map *map, struct blksnap_cbtinfo *info);
+long cbt_map_read_to_user(struct cbt_map *map, u32 offset, u32 length,
+			  u8 __user *ubuf);
+
+#endif /* __BLKSNAP_CBT_MAP_H */

@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Interception on stock kernels: ftrace redirects three exported block layer
+ * functions to blksnap's wrappers, the way livepatch replaces functions.
+ *
+ *  submit_bio_noacct()  every bio; a write to a device with a tracker goes
+ *                       through tracker_submit_bio() first. The decision is
+ *                       made in the ftrace handler with one lockless lookup,
+ *                       so other bios never leave the original function.
+ *  del_gendisk()        a removed disk loses its trackers.
+ *  bdev_disk_changed()  a partition rescan drops the partitions' trackers.
+ *
+ * A call made from this module's own code is never redirected: that is how
+ * a wrapper reaches the original function, and how bios the module submits
+ * itself escape the filter. See docs/interception.md.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/atomic.h>
+#include <linux/blkdev.h>
+#include <linux/ftrace.h>
+#include <linux/module.h>
+#include <linux/rcupdate.h>
+#include <linux/sched/mm.h>
+#include <linux/wait_bit.h>
+#include <linux/xarray.h>
+#include "compat.h"
+#include "hook.h"
+#include "tracker.h"
+
+bool hook_ftrace_active;
+
+#if defined(CONFIG_DYNAMIC_FTRACE_WITH_REGS) || \
+	defined(CONFIG_DYNAMIC_FTRACE_WITH_ARGS)
+
+#ifdef ftrace_regs_set_instruction_pointer
+#define hook_set_ip(fregs, ip) ftrace_regs_set_instruction_pointer(fregs, ip)
+#else
+#define hook_set_ip(fregs, ip) ftrace_instruction_pointer_set(fregs, ip)
+#endif
+#ifdef ftrace_regs_get_argument
+#define hook_first_arg(fregs) ftrace_regs_get_argument(fregs, 0)
+#else
+#define hook_first_arg(fregs) ((fregs)->regs.di)
+#endif
+
+/* Threads inside a wrapper; unload waits for them to leave. */
+static atomic_t hook_inflight = ATOMIC_INIT(0);
+
+static void hook_enter(void)
+{
+	atomic_inc(&hook_inflight);
+}
+
+static void hook_leave(void)
+{
+	if (atomic_dec_and_test(&hook_inflight))
+		wake_up_var(&hook_inflight);
+}
+
+/**
+ * struct hook - one redirected function.
+ * @name:   its name, for messages.
+ * @orig:   its address.
+ * @target: the wrapper that replaces it.
+ * @wanted: decides whether this call is redirected; NULL: always.
+ * @ops:    the ftrace registration.
+ */
+struct hook {
+	const char *name;
+	unsigned long orig;
+	unsigned long target;
+	bool (*wanted)(struct ftrace_regs *fregs);
+	struct ftrace_ops ops;
+};
+
+/* Only writes to a tracked device leave submit_bio_noacct(). */
+static bool notrace submit_bio_wanted(struct ftrace_regs *fregs)
+{
+	struct bio *bio = (struct bio *)hook_first_arg(fregs);
+	struct tracker *tracker;
+	bool wanted;
+
+	if (!op_is_write(bio_op(bio)) || !bio_sectors(bio))
+		return false;
+	rcu_read_lock();
+	tracker = xa_load(&trackers, bio->bi_bdev->bd_dev);
+	wanted = tracker && tracker->bdev == bio->bi_bdev;
+	rcu_read_unlock();
+	return wanted;
+}
+
+static void notrace hook_handler(unsigned long ip, unsigned long parent_ip,
+				 struct ftrace_ops *ops,
+				 struct ftrace_regs *fregs)
+{
+	struct hook *hook = container_of(ops, struct hook, ops);
+
+	if (within_module(parent_ip, THIS_MODULE))
+		return;
+	if (hook->wanted && !hook->wanted(fregs))
+		return;
+	hook_set_ip(fregs, hook->target);
+}
+
+/*
+ * The wrappers. Each calls the original function from this module's text
+ * (never as a tail call: Kbuild builds this file without sibling-call
+ * optimisation), so the handler lets that call through.
+ */
+static void blksnap_submit_bio_noacct(struct bio *bio)
+{
+	struct tracker *tracker;
+	bool taken = false;
+
+	hook_enter();
+	tracker = tracker_get_by_bio(bio);
+	if (tracker) {
+		taken = tracker_submit_bio(tracker, bio);
+		tracker_put(tracker);
+	}
+	if (!taken)
+		submit_bio_noacct(bio);
+	hook_leave();
+}
+
+/* Detach the trackers of @disk whose device is gone. */
+static void detach_stale(struct gendisk *disk)
+{
+	struct tracker *tracker;
+	unsigned long index;
+
+	mutex_lock(&trackers_mutex);
+	xa_for_each(&trackers, index, tracker) {
+		if (tracker->bdev->bd_disk != disk || !tracker_is_stale(tracker))
+			continue;
+		pr_info("device %u:%u is gone, detached\n",
+			MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
+		tracker_unregister(tracker->dev_id);
+		tracker_put(tracker);
+	}
+	mutex_unlock(&trackers_mutex);
+}
+
+static void blksnap_del_gendisk(struct gendisk *disk)
+{
+	hook_enter();
+	del_gendisk(disk);
+	detach_stale(disk);
+	hook_leave();
+}
+
+static int blksnap_bdev_disk_changed(struct gendisk *disk, bool invalidate)
+{
+	int ret;
+
+	hook_enter();
+	ret = bdev_disk_changed(disk, invalidate);
+	detach_stale(disk);
+	hook_leave();
+	return ret;
+}
+
+#define HOOK(fn, decide)                                               \
+	{                                                              \
+		.name = #fn, .orig = (unsigned long)fn,                \
+		.target = (unsigned long)blksnap_##fn, .wanted = decide \
+	}
+
+static struct hook hooks[] = {
+	HOOK(submit_bio_noacct, submit_bio_wanted),
+	HOOK(del_gendisk, NULL),
+	HOOK(bdev_disk_changed, NULL),
+};
+
+static int hook_register(struct hook *hook)
+{
+	int ret;
+
+	hook->ops.func = hook_handler;
+	hook->ops.flags = FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT;
+#ifndef CONFIG_DYNAMIC_FTRACE_WITH_ARGS
+	hook->ops.flags |= FTRACE_OPS_FL_SAVE_REGS;
+#endif
+	ret = ftrace_set_filter_ip(&hook->ops, hook->orig, 0, 0);
+	if (ret) {
+		pr_err("cannot trace %s: %d\n", hook->name, ret);
+		return ret;
+	}
+	ret = register_ftrace_function(&hook->ops);
+	if (ret) {
+		pr_err("cannot redirect %s: %d\n", hook->name, ret);
+		ftrace_set_filter_ip(&hook->ops, hook->orig, 1, 0);
+	}
+	return ret;
+}
+
+static void hook_unregister(struct hook *hook)
+{
+	unregister_ftrace_function(&hook->ops);
+	ftrace_set_filter_ip(&hook->ops, hook->orig, 1, 0);
+}
+
+/**
+ * hook_ftrace_attach() - attach a tracker to a block device.
+ * @dev_id: the device number.
+ *
+ * Return: 0, -EALREADY if attached, -ENODEV (or the open error) if there is
+ * no such device, -EOPNOTSUPP for a device the module cannot track.
+ */
+int hook_ftrace_attach(dev_t dev_id)
+{
+	struct tracker *tracker, *old;
+	struct block_device *bdev;
+	struct bdev_ref ref;
+	int ret;
+
+	bdev = bdev_ref_open(dev_id, &ref);
+	if (IS_ERR(bdev))
+		return PTR_ERR(bdev);
+	tracker = tracker_create(bdev);
+	if (IS_ERR(tracker)) {
+		ret = PTR_ERR(tracker);
+		goto out_close;
+	}
+	mutex_lock(&trackers_mutex);
+	/* A device removed meanwhile is not attached: detach_stale() ran. */
+	if (tracker_is_stale(tracker)) {
+		ret = -ENODEV;
+		goto out_unlock;
+	}
+	/* The tracker of a deleted partition makes way for the new one. */
+	old = xa_load(&trackers, dev_id);
+	if (old && tracker_is_stale(old)) {
+		tracker_unregister(dev_id);
+		tracker_put(old);
+	}
+	ret = tracker_register(tracker);
+out_unlock:
+	mutex_unlock(&trackers_mutex);
+	if (ret)
+		tracker_put(tracker);
+out_close:
+	bdev_ref_close(&ref);
+	return ret;
+}
+
+/**
+ * hook_ftrace_detach() - detach the tracker of a block device.
+ * @dev_id: the device number.
+ *
+ * Return: 0, or -ENOENT if none is attached.
+ */
+int hook_ftrace_detach(dev_t dev_id)
+{
+	struct tracker *tracker;
+
+	mutex_lock(&trackers_mutex);
+	tracker = tracker_unregister(dev_id);
+	mutex_unlock(&trackers_mutex);
+	if (!tracker)
+		return -ENOENT;
+	tracker_put(tracker);
+	return 0;
+}
+
+/**
+ * hook_ftrace_init() - start intercepting.
+ *
+ * Return: 0 or a negative errno.
+ */
+int hook_ftrace_init(void)
+{
+	int i, ret;
+
+	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
+		ret = hook_register(&hooks[i]);
+		if (ret)
+			goto fail;
+	}
+	hook_ftrace_active = true;
+	return 0;
+fail:
+	while (--i >= 0)
+		hook_unregister(&hooks[i]);
+	return ret;
+}
+
+/**
+ * hook_ftrace_done() - detach every tracker and stop intercepting.
+ *
+ * Context: module unload; the control device is gone.
+ */
+void hook_ftrace_done(void)
+{
+	struct tracker *tracker;
+	unsigned long index;
+	int i;
+
+	mutex_lock(&trackers_mutex);
+	xa_for_each(&trackers, index, tracker) {
+		tracker_unregister(tracker->dev_id);
+		tracker_put(tracker);
+	}
+	mutex_unlock(&trackers_mutex);
+
+	for (i = ARRAY_SIZE(hooks) - 1; i >= 0; i--)
+		hook_unregister(&hooks[i]);
+	/* No new entries now; wait for the threads still in a wrapper ... */
+	wait_var_event(&hook_inflight, !atomic_read(&hook_inflight));
+	/* ... and for those between hook_leave() and their return. */
+	if (IS_ENABLED(CONFIG_TASKS_RCU))
+		synchronize_rcu_tasks();
+	hook_ftrace_active = false;
+}
+
+#else /* no ftrace with register access */
+
+int hook_ftrace_init(void)
+{
+	pr_err("this kernel lacks DYNAMIC_FTRACE_WITH_REGS or _WITH_ARGS\n");
+	return -EOPNOTSUPP;
+}
+
+void hook_ftrace_done(void)
+{
+}
+
+int hook_ftrace_attach(dev_t dev_id)
+{
+	return -EOPNOTSUPP;
+}
+
+int hook_ftrace_detach(dev_t dev_id)
+{
+	return -EOPNOTSUPP;
+}
+
+#endif

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef __BLKSNAP_TRACKER_H
+#define __BLKSNAP_TRACKER_H
+
+#include <linux/blkdev.h>
+#include <linux/kref.h>
+#include <linux/workqueue.h>
+#ifdef BLKSNAP_HAVE_BLKFILTER
+#include <linux/blk-filter.h>
+#endif
+
+struct cbt_map;
+
+/**
+ * struct tracker - blksnap's filter on one block device.
+ * @filter:    the block layer's handle (kernels with the device filter).
+ * @kref:      the registry holds one reference; lookups take more.
+ * @bdev:      the device; a reference to its struct device is held.
+ * @dev_id:    its device number, the registry key.
+ * @cbt_map:   its change map.
+ * @free_work: frees the tracker in process context after a grace period.
+ *
+ * Created by attach, removed from the registry by detach (by the user, on
+ * device removal, on partition rescan, or on module unload) and freed when
+ * the last reference goes.
+ */
+struct tracker {
+#ifdef BLKSNAP_HAVE_BLKFILTER
+	struct blkfilter filter;
+#endif
+	struct kref kref;
+	struct block_device *bdev;
+	dev_t dev_id;
+	struct cbt_map *cbt_map;
+	struct rcu_work free_work;
+};
+
+int tracker_init(void);
+void tracker_done(void);
+
+struct tracker *tracker_create(struct block_device *bdev);
+void tracker_put(struct tracker *tracker);
+struct tracker *tracker_get_by_dev(dev_t dev_id);
+struct tracker *tracker_get_by_bio(struct bio *bio);
+bool tracker_is_stale(struct tracker *tracker);
+
+int tracker_register(struct tracker *tracker);
+struct tracker *tracker_unregister(dev_t dev_id);
+int tracker_list(char *buf, size_t size);
+
+bool tracker_submit_bio(struct tracker *tracker, struct bio *bio);
+int tracker_ctl(struct tracker *tracker, unsigned int cmd, u8 __user *ubuf,
+		u32 *plen);
+
+extern struct mutex trackers_mutex;
+extern struct xarray trackers;
+
+#endif /* __BLKSNAP_TRACKER_H */
