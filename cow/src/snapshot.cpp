@@ -1,0 +1,70 @@
+#include <blksnap/diff_storage.hpp>
+#include <blksnap/snapshot.hpp>
+
+namespace blksnap {
+
+Snapshot::Snapshot(KernelBackend& backend, const Uuid& id, bool own)
+    : backend_(backend), id_(id), own_(own) {}
+
+Snapshot::Snapshot(Snapshot&& other) noexcept
+    : backend_(other.backend_), id_(other.id_), own_(other.own_) {
+    other.own_ = false;
+}
+
+Snapshot::~Snapshot() {
+    if (!own_)
+        return;
+    try {
+        backend_.snapshot_destroy(id_);
+    } catch (...) {
+        // Nothing sensible to do in a destructor; the kernel frees the
+        // snapshot when the module unloads.
+    }
+}
+
+Snapshot Snapshot::create(KernelBackend& backend, const std::filesystem::path& storage,
+                          std::uint64_t limit_bytes, const std::vector<std::string>& devices) {
+    Uuid id;
+    {
+        DiffStorage ds = open_diff_storage(storage);
+        id = backend.snapshot_create(ds.fd.get(), bytes_to_sectors(limit_bytes));
+    } // the kernel holds its own reference to the storage file now
+    Snapshot snap(backend, id, true);
+    for (const auto& dev : devices)
+        snap.add_device(dev);
+    return snap;
+}
+
+Snapshot Snapshot::open(KernelBackend& backend, const Uuid& id, bool own) {
+    return Snapshot(backend, id, own);
+}
+
+void Snapshot::add_device(const std::string& device) {
+    DeviceFilter filter(backend_, device);
+    filter.attach();
+    filter.snapshot_add(id_);
+}
+
+void Snapshot::take() {
+    backend_.snapshot_take(id_);
+}
+
+std::optional<Event> Snapshot::wait_event(std::chrono::milliseconds timeout) {
+    return backend_.snapshot_wait_event(id_, static_cast<std::uint32_t>(timeout.count()));
+}
+
+SnapshotInfo Snapshot::info(const std::string& device) {
+    return DeviceFilter(backend_, device).snapshot_info();
+}
+
+void Snapshot::destroy() {
+    own_ = false;
+    backend_.snapshot_destroy(id_);
+}
+
+Uuid Snapshot::release() noexcept {
+    own_ = false;
+    return id_;
+}
+
+} // namespace blksnap
