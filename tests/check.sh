@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Run every test: host unit tests, static checks, and the guest integration
+# tests on each kernel given (default: all three). Ends with one line
+# "N passed, N failed" and exits non-zero on any failure.
+#   tests/check.sh [KERNEL...]        TESTS="name ..." narrows guest tests
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+kernels=("$@")
+[ ${#kernels[@]} -gt 0 ] || kernels=(stock-6.1 stock-6.12 blkfilter-6.12)
+passed=0
+failed=0
+failures=()
+logdir=build/check
+mkdir -p "$logdir"
+
+record() { # name status log
+	if [ "$2" -eq 0 ]; then
+		passed=$((passed + 1))
+		printf '  ok    %s\n' "$1"
+	else
+		failed=$((failed + 1))
+		failures+=("$1 ($3)")
+		printf '  FAIL  %s   log: %s\n' "$1" "$3"
+	fi
+}
+
+echo "== host unit tests"
+log=$logdir/unit.log
+meson test -C build/meson --print-errorlogs >"$log" 2>&1
+while read -r name st; do
+	record "unit:$name" "$([ "$st" = OK ] && echo 0 || echo 1)" "$log"
+done < <(sed -nE 's/^ *[0-9]+\/[0-9]+ +([^ ]+) +([A-Z]+) .*/\1 \2/p' "$log")
+grep -qE '^ *[0-9]+/[0-9]+ ' "$log" || record "unit:meson" 1 "$log"
+
+echo "== static checks"
+log=$logdir/lint.log
+scripts/lint.sh >"$log" 2>&1
+record "lint" $? "$log"
+
+# Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives runner options.
+mapfile -t guest_tests < <(ls tests/guest/*.sh 2>/dev/null | grep -v '/lib\.sh$')
+if [ -n "${TESTS:-}" ]; then
+	mapfile -t guest_tests < <(for t in $TESTS; do echo "tests/guest/$t.sh"; done)
+fi
+for k in "${kernels[@]}"; do
+	echo "== guest tests on $k"
+	for t in "${guest_tests[@]}"; do
+		name=$(basename "$t" .sh)
+		log=$logdir/$k-$name.log
+		read -r -a args <<<"$(sed -n 's/^# vm: //p' "$t" | head -n1)"
+		tests/vm/run "$k" "${args[@]}" -- "$t" >"$log" 2>&1
+		record "$k:$name" $? "$log"
+	done
+done
+
+if [ ${#failures[@]} -gt 0 ]; then
+	echo "failed:"
+	printf '  %s\n' "${failures[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

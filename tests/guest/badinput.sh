@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# vm: --disks 1 --disk-size 256M
+# Bad requests get a clean errno and no kernel splat; an unprivileged caller
+# cannot change state.
+. "$(dirname "$0")/lib.sh"
+dev=$(disk 1)
+
+step "bad-input battery on $dev"
+blksnap-probe badinput "$dev"
+
+step "without CAP_SYS_ADMIN: attach refused"
+out=$(setpriv --bounding-set=-sys_admin blksnap-probe attach "$dev" 2>&1) &&
+	fail "attach succeeded without CAP_SYS_ADMIN"
+case "$out" in
+*"Operation not permitted"*) ;;
+*) fail "unexpected error: $out" ;;
+esac
+is_attached "$dev" && fail "attached anyway"
+
+step "without CAP_SYS_ADMIN: cbtdirty refused, cbtinfo allowed"
+blksnap-probe attach "$dev"
+setpriv --bounding-set=-sys_admin blksnap-probe info "$dev" >/dev/null
+out=$(setpriv --bounding-set=-sys_admin blksnap-probe dirty "$dev" 0:8 2>&1) &&
+	fail "cbtdirty succeeded without CAP_SYS_ADMIN"
+case "$out" in
+*"Operation not permitted"*) ;;
+*) fail "unexpected error: $out" ;;
+esac
+out=$(setpriv --bounding-set=-sys_admin blksnap-probe detach "$dev" 2>&1) &&
+	fail "detach succeeded without CAP_SYS_ADMIN"
+blksnap-probe detach "$dev"
+echo "badinput: all checks passed"

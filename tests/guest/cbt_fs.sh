@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# vm: --disks 1 --disk-size 1G
+# Change tracking under mounted file systems, attached while writers run:
+# ext4 on a loop device and xfs on a partition of a virtio disk. Data
+# written stays intact (checksums after a remount) and the map marks every
+# block of the files written after attach.
+. "$(dirname "$0")/lib.sh"
+here=$(dirname "$0")
+tmp=$(mktemp -d)
+
+# check_fs DEV MOUNTPOINT: attach during writes, then verify data and map.
+check_fs() {
+	local dev=$1 mnt=$2 bs i
+	step "$dev: writer running while the filter attaches"
+	fio --name=bg --directory="$mnt" --size=48M --bs=4k-256k --rw=randwrite \
+		--ioengine=psync --direct=0 --fsync=32 --time_based --runtime=6 \
+		--output=/dev/null &
+	local writer=$!
+	sleep 2
+	blksnap-probe attach "$dev"
+	wait "$writer"
+	is_attached "$dev" || fail "$dev not attached"
+
+	step "$dev: new files written while tracked"
+	mkdir -p "$mnt/new"
+	for i in $(seq 1 12); do
+		dd if=/dev/urandom of="$mnt/new/f$i" bs=64k count=$((RANDOM % 32 + 1)) \
+			status=none
+	done
+	sync
+	(cd "$mnt" && xxhsum new/* bg.* >"$tmp/sums")
+	python3 "$here/fiemap_record.py" "$mnt"/new/* >"$tmp/written"
+
+	step "$dev: the map covers every block of the new files"
+	bs=$(cbt_field "$dev" block_size)
+	blksnap-probe map "$dev" "$tmp/map"
+	python3 "$here/cbt_expect.py" "$tmp/map" "$bs" 1 "$tmp/written" --superset
+
+	step "$dev: data intact after a remount"
+	umount "$mnt"
+	mount "$dev" "$mnt"
+	(cd "$mnt" && xxhsum -c --quiet "$tmp/sums") || fail "checksums differ on $dev"
+	umount "$mnt"
+	blksnap-probe detach "$dev"
+}
+
+step "ext4 on a loop device"
+truncate -s 384M "$tmp/loop.img"
+loop=$(losetup -f --show "$tmp/loop.img")
+mkfs.ext4 -q "$loop"
+mkdir -p "$tmp/ext4"
+mount "$loop" "$tmp/ext4"
+check_fs "$loop" "$tmp/ext4"
+losetup -d "$loop"
+
+step "xfs on a partition of a virtio disk"
+dev=$(disk 1)
+parted -s "$dev" mklabel gpt mkpart a 1MiB 600MiB mkpart b 600MiB 100%
+udevadm settle 2>/dev/null || sleep 1
+part=${dev}1
+[ -b "$part" ] || fail "no partition $part"
+mkfs.xfs -q -f "$part"
+mkdir -p "$tmp/xfs"
+mount "$part" "$tmp/xfs"
+check_fs "$part" "$tmp/xfs"
+is_attached "$dev" && fail "whole disk attached although only a partition was"
+echo "cbt_fs: all checks passed"

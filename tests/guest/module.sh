@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The module loads, answers on its control device, and unloads cleanly.
+. "$(dirname "$0")/lib.sh"
+
+step "control device"
+[ -c /dev/blksnap-control ] || fail "/dev/blksnap-control missing"
+
+step "version ioctl matches the module's version"
+want_version=$(modinfo -F version "$BLKSNAP_KO")
+expect_eq version "$(blksnap-probe version)" "$want_version"
+
+step "interception flavour"
+case "$BLKSNAP_KERNEL" in
+blkfilter-*) want=blkfilter ;;
+*) want=ftrace ;;
+esac
+expect_eq interception "$(flavour)" "$want"
+
+step "unload and reload"
+rmmod blksnap
+[ ! -e /dev/blksnap-control ] || fail "control device left behind"
+insmod "$BLKSNAP_KO"
+expect_eq "version after reload" "$(blksnap-probe version)" "$want_version"
