@@ -9,7 +9,7 @@ Error::Error(int code, const std::string& context)
     : Error(code, context, std::generic_category().message(code)) {}
 
 Error::Error(int code, const std::string& context, const std::string& reason)
-    : std::runtime_error(context + ": " + reason), code_(code) {}
+    : std::runtime_error(context.empty() ? reason : context + ": " + reason), code_(code) {}
 
 void throw_errno(const std::string& context) {
     throw Error(errno, context);

@@ -25,7 +25,7 @@ void set_filter_name(std::uint8_t (&name)[BLKFILTER_NAME_LENGTH]) {
 Interception detect_interception(const std::filesystem::path& sys_module) {
     std::error_code ec;
     if (!std::filesystem::is_directory(sys_module, ec))
-        throw Error(ENOENT, "blksnap", "blksnap module not loaded");
+        throw Error(ENOENT, "", "blksnap module not loaded");
     const auto param = sys_module / "parameters" / "interception";
     std::ifstream in(param);
     if (!in)

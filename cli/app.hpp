@@ -1,0 +1,16 @@
+// The blksnap command line, runnable against any kernel backend.
+#pragma once
+
+#include "context.hpp"
+
+#include <ostream>
+
+namespace blksnap::cli {
+
+// Exit status: 0 success, 1 failure, 2 bad usage.
+enum Exit { exit_ok = 0, exit_failure = 1, exit_usage = 2 };
+
+int run(int argc, const char* const* argv, const BackendFactory& factory, std::ostream& out,
+        std::ostream& err);
+
+} // namespace blksnap::cli

@@ -1,0 +1,102 @@
+// cbtinfo, readcbtmap, markdirtyblock.
+#include "args.hpp"
+#include "commands.hpp"
+
+#include <blksnap/cbt/map.hpp>
+#include <blksnap/error.hpp>
+#include <blksnap/file_extents.hpp>
+#include <blksnap/unique_fd.hpp>
+
+#include <fcntl.h>
+
+namespace blksnap::cli {
+
+namespace {
+
+struct DeviceArgs {
+    std::string device;
+    std::string file;
+    bool json = false;
+};
+
+void add_cbtinfo(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("cbtinfo", "Print the change tracker state of a device");
+    auto args = std::make_shared<DeviceArgs>();
+    add_device(*cmd, args->device);
+    add_json(*cmd, args->json);
+    cmd->callback([&ctx, args] {
+        const CbtInfo info = DeviceFilter(ctx.kernel(), args->device).cbt_info();
+        if (args->json) {
+            ctx.print({{"block_size", info.block_size},
+                       {"device_capacity", info.device_capacity},
+                       {"block_count", info.block_count},
+                       {"generation_id", info.generation_id.str()},
+                       {"changes_number", info.changes_number}});
+            return;
+        }
+        ctx.out() << "block_size=" << info.block_size << '\n'
+                  << "device_capacity=" << info.device_capacity << '\n'
+                  << "block_count=" << info.block_count << '\n'
+                  << "generation_id=" << info.generation_id.str() << '\n'
+                  << "changes_number=" << unsigned(info.changes_number) << std::endl;
+    });
+}
+
+void add_readcbtmap(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand(
+        "readcbtmap", "Write the change map of a device to a file, one byte per block");
+    auto args = std::make_shared<DeviceArgs>();
+    add_device(*cmd, args->device);
+    cmd->add_option("-f,--file", args->file, "Output file")->required();
+    cmd->callback([&ctx, args] {
+        DeviceFilter filter(ctx.kernel(), args->device);
+        const auto map = cbt::read_map(filter, filter.cbt_info());
+        UniqueFd out = open_fd(args->file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        write_all(out.get(), map.data(), map.size(), context("write", args->file));
+    });
+}
+
+void add_markdirtyblock(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("markdirtyblock", "Mark sectors of a device as changed");
+    struct Args {
+        std::string device;
+        std::vector<std::string> ranges;
+        std::string file;
+    };
+    auto args = std::make_shared<Args>();
+    auto* dev = cmd->add_option("-d,--device", args->device, "Block device, e.g. /dev/vdb");
+    auto* ranges = cmd->add_option("-r,--ranges", args->ranges, "Sector ranges SECTOR:COUNT")
+                       ->check(range_text());
+    auto* file = cmd->add_option("-f,--file", args->file,
+                                 "Mark the blocks of this file on the device that holds it");
+    dev->needs(ranges);
+    ranges->needs(dev);
+    file->excludes(dev)->excludes(ranges);
+    cmd->callback([&ctx, args] {
+        std::string device = args->device;
+        std::vector<SectorRange> sectors;
+        if (args->file.empty() && args->ranges.empty())
+            throw CLI::RequiredError("--device with --ranges, or --file,");
+        if (!args->file.empty()) {
+            FileExtents fe = file_extents(args->file);
+            device = block_device_path(fe.device);
+            sectors = std::move(fe.ranges);
+            if (sectors.empty())
+                return; // an empty or sparse file has no blocks to mark
+        } else {
+            for (const auto& r : args->ranges)
+                sectors.push_back(*parse_range(r));
+        }
+        DeviceFilter(ctx.kernel(), device).mark_dirty(sectors);
+    });
+}
+
+} // namespace
+
+void add_cbt_commands(CLI::App& app, Context& ctx) {
+    add_cbtinfo(app, ctx);
+    add_readcbtmap(app, ctx);
+    add_markdirtyblock(app, ctx);
+}
+
+} // namespace blksnap::cli

@@ -1,0 +1,174 @@
+// snapshot_create, snapshot_add, snapshot_info, snapshot_take,
+// snapshot_destroy, snapshot_collect, snapshot_waitevent, snapshot_watcher.
+#include "args.hpp"
+#include "commands.hpp"
+
+#include <blksnap/events.hpp>
+#include <blksnap/snapshot.hpp>
+
+namespace blksnap::cli {
+
+namespace {
+
+struct Args {
+    std::vector<std::string> devices;
+    std::string device;
+    std::string id;
+    std::string file;
+    std::string field;
+    std::uint64_t limit = 0;
+    std::uint32_t timeout = 0;
+    bool json = false;
+};
+
+void add_create(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand(
+        "snapshot_create",
+        "Create a snapshot; print its UUID. Devices given are attached and added");
+    auto a = std::make_shared<Args>();
+    cmd->add_option("-d,--device", a->devices, "Block device(s) to add to the snapshot");
+    cmd->add_option("-f,--file", a->file,
+                    "Difference storage: a directory (unnamed temporary file), a regular file "
+                    "(created if missing) or a block device")
+        ->required();
+    cmd->add_option("-l,--limit", a->limit,
+                    "Largest size of the difference storage, bytes with optional suffix K, M, G")
+        ->required()
+        ->transform(CLI::AsSizeValue(false));
+    add_json(*cmd, a->json);
+    cmd->callback([&ctx, a] {
+        Snapshot snap = Snapshot::create(ctx.kernel(), a->file, a->limit, a->devices);
+        const Uuid id = snap.release();
+        if (a->json)
+            ctx.print({{"id", id.str()}});
+        else
+            ctx.out() << id.str() << std::endl;
+    });
+}
+
+void add_add(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand(
+        "snapshot_add", "Add devices to a snapshot, attaching the filter first when needed");
+    auto a = std::make_shared<Args>();
+    add_devices(*cmd, a->devices);
+    add_id(*cmd, a->id);
+    cmd->callback([&ctx, a] {
+        Snapshot snap = Snapshot::open(ctx.kernel(), Uuid::parse(a->id));
+        for (const auto& dev : a->devices)
+            snap.add_device(dev);
+    });
+}
+
+void add_info(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("snapshot_info",
+                                   "Print the snapshot state of a device: error code and image");
+    auto a = std::make_shared<Args>();
+    add_device(*cmd, a->device);
+    cmd->add_option("-f,--field", a->field, "Print only this field's value")
+        ->check(CLI::IsMember({"image", "error_code"}));
+    add_json(*cmd, a->json);
+    cmd->callback([&ctx, a] {
+        const SnapshotInfo info = DeviceFilter(ctx.kernel(), a->device).snapshot_info();
+        nlohmann::ordered_json doc{{"error_code", info.error_code}, {"image", info.image_path()}};
+        if (a->json) {
+            ctx.print(a->field.empty() ? doc : nlohmann::ordered_json{{a->field, doc[a->field]}});
+        } else if (!a->field.empty()) {
+            ctx.out() << (a->field == "image" ? info.image_path() : std::to_string(info.error_code))
+                      << std::endl;
+        } else {
+            ctx.out() << "error_code=" << info.error_code << '\n'
+                      << "image=" << info.image_path() << std::endl;
+        }
+    });
+}
+
+void add_by_id(CLI::App& app, Context& ctx, const std::string& name, const std::string& help,
+               void (KernelBackend::*op)(const Uuid&)) {
+    auto* cmd = app.add_subcommand(name, help);
+    auto a = std::make_shared<Args>();
+    add_id(*cmd, a->id);
+    cmd->callback([&ctx, a, op] { (ctx.kernel().*op)(Uuid::parse(a->id)); });
+}
+
+void add_collect(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("snapshot_collect", "Print the UUIDs of all snapshots");
+    auto a = std::make_shared<Args>();
+    add_json(*cmd, a->json);
+    cmd->callback([&ctx, a] {
+        const auto ids = ctx.kernel().snapshot_collect();
+        if (a->json) {
+            auto list = nlohmann::json::array();
+            for (const auto& id : ids)
+                list.push_back(id.str());
+            ctx.print({{"snapshots", list}});
+            return;
+        }
+        for (const auto& id : ids)
+            ctx.out() << id.str() << '\n';
+        ctx.out().flush();
+    });
+}
+
+// An event as key=value lines or one JSON line; nullopt is a timeout.
+void print_event(Context& ctx, bool json, const std::optional<Event>& ev) {
+    nlohmann::ordered_json doc{{"event", ev ? ev->name() : "timeout"}};
+    if (ev) {
+        doc["time"] = ev->time_label;
+        if (ev->code == blksnap_event_code_corrupted) {
+            doc["dev_id"] = ev->device.str();
+            doc["err_code"] = ev->error_code;
+        }
+    }
+    if (json) {
+        ctx.print(doc);
+        return;
+    }
+    for (const auto& [key, value] : doc.items())
+        ctx.out() << key << '=' << (value.is_string() ? value.get<std::string>() : value.dump())
+                  << '\n';
+    ctx.out().flush();
+}
+
+void add_waitevent(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand(
+        "snapshot_waitevent", "Wait for the next event of a snapshot; print it, or event=timeout");
+    auto a = std::make_shared<Args>();
+    add_id(*cmd, a->id);
+    cmd->add_option("-t,--timeout", a->timeout, "How long to wait, in milliseconds")->required();
+    add_json(*cmd, a->json);
+    cmd->callback([&ctx, a] {
+        print_event(ctx, a->json, ctx.kernel().snapshot_wait_event(Uuid::parse(a->id), a->timeout));
+    });
+}
+
+void add_watcher(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand(
+        "snapshot_watcher", "Print the events of a snapshot as they come, until it is destroyed");
+    auto a = std::make_shared<Args>();
+    add_id(*cmd, a->id);
+    add_json(*cmd, a->json);
+    cmd->callback([&ctx, a] {
+        follow_events(ctx.kernel(), Uuid::parse(a->id), [&](const Event& ev) {
+            print_event(ctx, a->json, ev);
+            return true;
+        });
+    });
+}
+
+} // namespace
+
+void add_snapshot_commands(CLI::App& app, Context& ctx) {
+    add_create(app, ctx);
+    add_add(app, ctx);
+    add_info(app, ctx);
+    add_by_id(app, ctx, "snapshot_take",
+              "Take the snapshot: all its devices at one instant; creates the images",
+              &KernelBackend::snapshot_take);
+    add_by_id(app, ctx, "snapshot_destroy", "Destroy the snapshot and release its storage",
+              &KernelBackend::snapshot_destroy);
+    add_collect(app, ctx);
+    add_waitevent(app, ctx);
+    add_watcher(app, ctx);
+}
+
+} // namespace blksnap::cli
