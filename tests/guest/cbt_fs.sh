@@ -14,7 +14,7 @@ check_fs() {
 	step "$dev: writer running while the filter attaches"
 	fio --name=bg --directory="$mnt" --size=48M --bs=4k-256k --rw=randwrite \
 		--ioengine=psync --direct=0 --fsync=32 --time_based --runtime=6 \
-		--output=/dev/null &
+		--eta=never --output=/dev/null &
 	local writer=$!
 	sleep 2
 	blksnap-probe attach "$dev"
@@ -44,6 +44,7 @@ check_fs() {
 	blksnap-probe detach "$dev"
 }
 
+need_modules loop ext4 xfs
 step "ext4 on a loop device"
 truncate -s 384M "$tmp/loop.img"
 loop=$(losetup -f --show "$tmp/loop.img")
@@ -56,9 +57,8 @@ losetup -d "$loop"
 step "xfs on a partition of a virtio disk"
 dev=$(disk 1)
 parted -s "$dev" mklabel gpt mkpart a 1MiB 600MiB mkpart b 600MiB 100%
-udevadm settle 2>/dev/null || sleep 1
 part=${dev}1
-[ -b "$part" ] || fail "no partition $part"
+wait_for_dev "$part"
 mkfs.xfs -q -f "$part"
 mkdir -p "$tmp/xfs"
 mount "$part" "$tmp/xfs"

@@ -36,3 +36,21 @@ disk() {
 
 # Field of `blksnap-probe info DEV`.
 cbt_field() { blksnap-probe info "$1" | sed -n "s/^$2=//p"; }
+
+# Load kernel modules a test needs (no-op when built in).
+need_modules() {
+	local m
+	for m in "$@"; do
+		[ -d "/sys/module/${m//-/_}" ] || modprobe "$m" || fail "modprobe $m"
+	done
+}
+
+# Wait (up to 5 s) for a block device node to appear.
+wait_for_dev() {
+	local i
+	for i in $(seq 50); do
+		[ -b "$1" ] && return 0
+		sleep 0.1
+	done
+	fail "no device $1"
+}

@@ -7,6 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 
+need_modules loop
 step "loop device deleted while attached and written"
 truncate -s 64M "$tmp/img"
 loop=$(losetup -f --show "$tmp/img")
@@ -22,14 +23,16 @@ grep -qx "7:$num" /sys/class/misc/blksnap-control/attached 2>/dev/null &&
 	fail "deleted loop device still listed"
 
 step "null_blk device removed while attached and written"
-modprobe null_blk nr_devices=0 2>/dev/null || true
+[ -d /sys/module/null_blk ] || modprobe null_blk nr_devices=0
 mount -t configfs none /sys/kernel/config 2>/dev/null || true
 nb=/sys/kernel/config/nullb/probe
 mkdir "$nb"
 echo 256 >"$nb/size"
 echo 1 >"$nb/memory_backed"
+before=$(ls /sys/block)
 echo 1 >"$nb/power"
-dev=/dev/$(cat "$nb/index" | sed 's/^/nullb/')
+# The disk's name differs between kernels: find the new one.
+dev=/dev/$(comm -13 <(echo "$before") <(ls /sys/block) | head -n1)
 [ -b "$dev" ] || fail "no null_blk device"
 blksnap-probe attach "$dev"
 is_attached "$dev" || fail "$dev not attached"
@@ -45,12 +48,12 @@ grep -qx "$devnum" /sys/class/misc/blksnap-control/attached 2>/dev/null &&
 step "partition rescan drops the partition's filter"
 disk=$(disk 1)
 parted -s "$disk" mklabel gpt mkpart a 1MiB 100MiB mkpart b 100MiB 200MiB
-udevadm settle 2>/dev/null || sleep 1
+wait_for_dev "${disk}1"
 blksnap-probe attach "${disk}1"
 blksnap-probe attach "$disk"
 is_attached "${disk}1" || fail "${disk}1 not attached"
 blockdev --rereadpt "$disk"
-udevadm settle 2>/dev/null || sleep 1
+wait_for_dev "${disk}1"
 is_attached "${disk}1" && fail "${disk}1 still attached after rescan"
 is_attached "$disk" || fail "whole disk lost its filter on rescan"
 # The new partition can be attached again.
