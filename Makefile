@@ -35,6 +35,10 @@ demo: userspace
 	@$(MAKE) -s kmod KERNELS=stock-6.12
 	@tests/vm/run stock-6.12 --disks 1 -- scripts/demo.sh
 
+bench: userspace
+	@$(MAKE) -s kmod KERNELS=stock-6.12
+	@bench/run
+
 lint: kernels
 	@scripts/lint.sh
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env python3
+"""Collect "BENCH {json}" lines from a guest log into results.json and
+print them as a table. usage: report.py LOG RESULTS_JSON"""
+import json
+import sys
+
+log, results = sys.argv[1:3]
+rows = []
+for line in open(log):
+    if line.startswith("BENCH "):
+        rows.append(json.loads(line[len("BENCH "):]))
+with open(results, "w") as f:
+    json.dump(rows, f, indent=2)
+print(f"{'workload':52} {'baseline':>10} {'measured':>10} {'unit':>6} "
+      f"{'ratio':>6} {'target':>6}")
+for r in rows:
+    verdict = "ok" if r["ratio"] >= r["target"] else "below target"
+    print(f"{r['name']:52} {r['baseline']:>10} {r['measured']:>10} "
+          f"{r['unit']:>6} {r['ratio']:>6} {r['target']:>6}  {verdict}")
