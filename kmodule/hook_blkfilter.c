@@ -59,7 +59,7 @@ static int blksnap_ctl(struct blkfilter *flt, const unsigned int cmd,
 /* Runs under the queue reference that keeps the filter attached. */
 static bool blksnap_submit_bio(struct bio *bio)
 {
-	return tracker_submit_bio(to_tracker(bio->bi_bdev->bd_filter), bio);
+	return tracker_submit_bio(to_tracker(bio_blkfilter(bio)), bio);
 }
 
 static struct blkfilter_operations blksnap_filter_ops = {
