@@ -13,7 +13,7 @@ PKGS=(
 	xz-utils zstd kmod sparse rsync
 	# guests and what the tests run inside them
 	qemu-system-x86 busybox-static fio xfsprogs e2fsprogs util-linux
-	parted dosfstools
+	parted dosfstools socat gcc-12
 	# documentation lint
 	mandoc groff
 )

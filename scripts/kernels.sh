@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# Fetch or build the three test kernels of blksnap:
+#   stock-6.1       Debian's newest linux-image-6.1.0-*-amd64 (+ headers)
+#   stock-6.12      Debian's newest linux-image-6.12.*+deb12-amd64 (+ headers)
+#   blkfilter-6.12  /usr/src/linux-source-6.12.tar.xz + kmodule/kernel-6.12/patches
+#                   + tinyconfig + kmodule/kernel-6.12/config.fragment
+#
+# Usage: scripts/kernels.sh ensure NAME|all
+#        scripts/kernels.sh list
+#
+# Result: build/kernels/NAME (a symlink into the cache) holding
+#   vmlinuz   the kernel image
+#   release   its `uname -r`
+#   kdir      a tree for `make -C kdir M=DIR modules`
+#   modroot/  a root with lib/modules/RELEASE/ (depmod done)
+#
+# Cache: ${BLKSNAP_CACHE:-/var/cache/blksnap}/NAME, keyed by package version, or
+# for blkfilter-6.12 by (source version, config fragment, patches). Only the
+# current build of each kernel is kept. Quiet when everything is up to date;
+# prints one line per thing it does.
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${BLKSNAP_CACHE:-/var/cache/blksnap}
+OUT=$TOP/build/kernels
+NAMES=(stock-6.1 stock-6.12 blkfilter-6.12)
+# Bump when the way a kernel is assembled changes, to force a redo.
+RECIPE=1
+
+say() { echo "kernels: $*"; }
+die() { echo "kernels: error: $*" >&2; exit 1; }
+
+# Point build/kernels/NAME at DIR (only if it does not already).
+link_out() {
+	local name=$1 dir=$2
+	mkdir -p "$OUT"
+	if [ "$(readlink "$OUT/$name" 2>/dev/null || true)" != "$dir" ]; then
+		ln -sfn "$dir" "$OUT/$name"
+	fi
+}
+
+# Serialise work on one kernel (several runners may call ensure at once).
+lock() {
+	mkdir -p "$CACHE"
+	exec 9>"$CACHE/.$1.lock"
+	flock 9
+}
+
+hash() { sha256sum | cut -c1-16; }
+
+# ---------------------------------------------------------------- stock ----
+
+# Newest image package name matching REGEX, from the local apt lists.
+newest_pkg() {
+	apt-cache pkgnames linux-image-"$1" 2>/dev/null | grep -E "$2" | sort -V | tail -n1
+}
+
+# apt-get download PKG... into DIR (as root, no sandbox user warnings).
+apt_download() {
+	local dir=$1; shift
+	(cd "$dir" && apt-get download -qq -o APT::Sandbox::User=root "$@" >/dev/null)
+}
+
+ensure_stock() {
+	local name=$1 series pkgre img abi dir
+	case $name in
+	stock-6.1) series=6.1.0- pkgre='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' ;;
+	stock-6.12) series=6.12. pkgre='^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' ;;
+	esac
+	local base=$CACHE/$name
+	mkdir -p "$base"
+	img=$(newest_pkg "$series" "$pkgre")
+	local current
+	current=$(cat "$base/current" 2>/dev/null || true)
+	if [ -z "$img" ]; then
+		# No apt lists (or the archive dropped the series): keep what we have.
+		[ -n "$current" ] && [ -f "$base/$current/.done" ] ||
+			die "$name: no $pkgre in apt-cache (run apt-get update?)"
+		say "$name: apt-cache offers nothing, keeping cached $current" >&2
+		link_out "$name" "$base/$current"
+		return
+	fi
+	abi=${img#linux-image-}
+	abi=${abi%-unsigned}
+	dir=$base/$abi
+	if [ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" = "$RECIPE" ]; then
+		link_out "$name" "$dir"
+		return
+	fi
+
+	say "$name: fetching $abi"
+	if ! fetch_stock "$abi" "$dir.tmp" "$dir"; then
+		rm -rf "$dir.tmp"
+		if [ -n "$current" ] && [ -f "$base/$current/.done" ]; then
+			say "$name: fetching $abi failed, keeping cached $current" >&2
+			link_out "$name" "$base/$current"
+			return
+		fi
+		die "$name: cannot fetch $abi"
+	fi
+	rm -rf "$dir"
+	mv "$dir.tmp" "$dir"
+	echo "$abi" >"$base/current"
+	link_out "$name" "$dir"
+	# Keep only the current build.
+	local old
+	for old in "$base"/*/; do
+		old=${old%/}
+		[ "$old" = "$dir" ] && continue
+		say "$name: removing old ${old##*/}"
+		rm -rf "$old"
+	done
+}
+
+# Download and unpack image + headers of kernel ABI (e.g. 6.1.0-56-amd64)
+# into DIR, fix the headers up for use from there, run depmod.
+fetch_stock() {
+	local abi=$1 dir=$2 final=$3
+	rm -rf "$dir"
+	mkdir -p "$dir/debs" "$dir/root"
+	# Headers: -amd64 and -common are per-ABI; linux-kbuild is linux-kbuild-6.1
+	# for 6.1 and linux-kbuild-<ver> for 6.12 (take what -amd64 depends on).
+	local hdr=linux-headers-$abi kbuild common
+	kbuild=$(apt-cache depends "$hdr" 2>/dev/null |
+		sed -n 's/^ *Depends: \(linux-kbuild-[^ ]*\)$/\1/p' | head -n1)
+	common=$(apt-cache depends "$hdr" 2>/dev/null |
+		sed -n 's/^ *Depends: \(linux-headers-[^ ]*-common\)$/\1/p' | head -n1)
+	[ -n "$kbuild" ] && [ -n "$common" ] || { echo "no $hdr in apt-cache" >&2; return 1; }
+	# linux-kbuild-6.1 is shared by every 6.1.0-N ABI: take the version that
+	# matches the headers.
+	local hver
+	hver=$(apt-cache show "$hdr" | sed -n 's/^Version: //p' | sort -V | tail -n1)
+	apt_download "$dir/debs" "linux-image-$abi-unsigned" "$hdr=$hver" \
+		"$common=$hver" "$kbuild=$hver" || return 1
+	local deb
+	for deb in "$dir"/debs/*.deb; do
+		dpkg-deb -x "$deb" "$dir/root"
+	done
+	rm -rf "$dir/debs"
+
+	local r=$dir/root
+	# The image may ship modules under /lib or /usr/lib.
+	local moddir=$r/lib/modules/$abi
+	[ -d "$moddir/kernel" ] || moddir=$r/usr/lib/modules/$abi
+	[ -d "$moddir/kernel" ] || { echo "no modules in linux-image-$abi" >&2; return 1; }
+	mkdir -p "$dir/modroot/lib/modules"
+	mv "$moddir" "$dir/modroot/lib/modules/$abi"
+	rm -f "$dir/modroot/lib/modules/$abi/build" "$dir/modroot/lib/modules/$abi/source"
+	depmod -b "$dir/modroot" "$abi"
+
+	# Headers: their Makefile includes the -common tree by absolute path.
+	local kdir=$r/usr/src/linux-headers-$abi
+	local cdir=$r/usr/src/$common
+	[ -f "$kdir/Makefile" ] && [ -f "$cdir/Makefile" ] || { echo "bad headers layout" >&2; return 1; }
+	# (the path it will have once $dir is renamed to its final name)
+	sed -i "s|^include .*/Makefile$|include ${cdir/"$dir"/"$final"}/Makefile|" "$kdir/Makefile"
+	ln -s "root/usr/src/linux-headers-$abi" "$dir/kdir"
+	ln -s "root/boot/vmlinuz-$abi" "$dir/vmlinuz"
+	[ -f "$dir/vmlinuz" ] || { echo "no vmlinuz in linux-image-$abi" >&2; return 1; }
+	echo "$abi" >"$dir/release"
+	echo "$RECIPE" >"$dir/.done"
+}
+
+# ------------------------------------------------------------ blkfilter ----
+
+SRC_TAR=/usr/src/linux-source-6.12.tar.xz
+FRAGMENT=$TOP/kmodule/kernel-6.12/config.fragment
+PATCHDIR=$TOP/kmodule/kernel-6.12/patches
+
+# The config fragment lines must all hold in .config ("# X is not set" lines:
+# X must not be set).
+verify_config() {
+	local config=$1 line sym bad=0
+	while IFS= read -r line; do
+		case $line in
+		CONFIG_*=*)
+			grep -qxF -- "$line" "$config" || {
+				sym=${line%%=*}
+				echo "kernels: fragment wants $line, got: $(grep -E "^(# )?$sym[= ]" "$config" || echo unset)" >&2
+				bad=1
+			} ;;
+		"# CONFIG_"*" is not set")
+			sym=${line#\# }; sym=${sym%% *}
+			if grep -q "^$sym=" "$config"; then
+				echo "kernels: fragment wants $sym unset, got: $(grep "^$sym=" "$config")" >&2
+				bad=1
+			fi ;;
+		esac
+	done <"$FRAGMENT"
+	return $bad
+}
+
+ensure_blkfilter() {
+	local name=blkfilter-6.12 base=$CACHE/blkfilter-6.12
+	local src=$base/src obj=$base/obj out=$base/out
+	[ -f "$SRC_TAR" ] || die "$SRC_TAR missing (scripts/deps.sh installs linux-source-6.12)"
+	[ -f "$FRAGMENT" ] || die "$FRAGMENT missing"
+	mkdir -p "$base"
+
+	local srcver patches=() p
+	srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null ||
+		stat -c '%s-%Y' "$SRC_TAR")
+	if [ -d "$PATCHDIR" ]; then
+		while IFS= read -r p; do patches+=("$p"); done < <(
+			cd "$PATCHDIR" && LC_ALL=C ls -1 -- *.patch 2>/dev/null || true)
+	fi
+	local patchkey fragkey key
+	patchkey=$( { for p in "${patches[@]}"; do echo "$p"; cat "$PATCHDIR/$p"; done; } | hash)
+	fragkey=$(hash <"$FRAGMENT")
+	key="recipe=$RECIPE src=$srcver patches=$patchkey fragment=$fragkey"
+
+	if [ -f "$out/.done" ] && [ "$(cat "$out/.done")" = "$key" ]; then
+		link_out "$name" "$out"
+		return
+	fi
+
+	# 1. Source tree: pristine tarball + our patches. A change of patches
+	# reverses the applied ones and applies the new ones, so that only the
+	# touched files get rebuilt.
+	if [ "$(cat "$src/.blksnap-srcver" 2>/dev/null || true)" != "$srcver" ]; then
+		say "$name: unpacking $SRC_TAR ($srcver)"
+		rm -rf "$src" "$src.tmp" "$obj"
+		mkdir -p "$src.tmp"
+		tar -xf "$SRC_TAR" -C "$src.tmp" --strip-components=1
+		mkdir "$src.tmp/.blksnap-applied"
+		echo "$srcver" >"$src.tmp/.blksnap-srcver"
+		mv "$src.tmp" "$src"
+	fi
+	if [ "$(cat "$src/.blksnap-patchkey" 2>/dev/null || echo none)" != "$patchkey" ]; then
+		local applied=()
+		while IFS= read -r p; do applied+=("$p"); done < <(
+			cd "$src/.blksnap-applied" && LC_ALL=C ls -1 -- *.patch 2>/dev/null || true)
+		local i
+		for ((i = ${#applied[@]} - 1; i >= 0; i--)); do
+			p=${applied[i]}
+			say "$name: reverting $p"
+			if ! (cd "$src" && patch -p1 -R -E -s -f --no-backup-if-mismatch \
+				<".blksnap-applied/$p" >/dev/null); then
+				# Tree in an unknown state: start over from the tarball next time.
+				rm -f "$src/.blksnap-srcver"
+				die "$name: cannot revert $p; rerun to unpack afresh"
+			fi
+			rm -f "$src/.blksnap-applied/$p"
+		done
+		rm -f "$src/.blksnap-patchkey"
+		for p in "${patches[@]}"; do
+			say "$name: applying $p"
+			if ! (cd "$src" && patch -p1 -E -s -f --no-backup-if-mismatch \
+				<"$PATCHDIR/$p"); then
+				rm -f "$src/.blksnap-srcver"
+				die "$name: patch $p does not apply to linux-source-6.12 $srcver"
+			fi
+			cp "$PATCHDIR/$p" "$src/.blksnap-applied/$p"
+		done
+		echo "$patchkey" >"$src/.blksnap-patchkey"
+	fi
+
+	# 2. Config: tinyconfig (64-bit defaults) + fragment, then olddefconfig.
+	# Kconfig only touches what changed, so an unchanged result costs nothing.
+	mkdir -p "$obj"
+	if [ "$(cat "$obj/.blksnap-cfgkey" 2>/dev/null || true)" != "$patchkey-$fragkey" ] ||
+		[ ! -f "$obj/.config" ]; then
+		say "$name: configuring (tinyconfig + ${FRAGMENT#"$TOP"/})"
+		local tmp=$base/cfg.tmp
+		rm -rf "$tmp" && mkdir -p "$tmp"
+		make -s -C "$src" O="$tmp" ARCH=x86_64 tinyconfig >/dev/null
+		(cd "$src" && scripts/kconfig/merge_config.sh -m -O "$tmp" \
+			"$tmp/.config" "$FRAGMENT" >/dev/null)
+		make -s -C "$src" O="$tmp" olddefconfig >/dev/null
+		verify_config "$tmp/.config" || {
+			rm -rf "$tmp"
+			die "$name: config fragment not satisfied (missing dependency?)"
+		}
+		if ! cmp -s "$tmp/.config" "$obj/.config"; then
+			cp "$tmp/.config" "$obj/.config"
+		fi
+		rm -rf "$tmp"
+		echo "$patchkey-$fragkey" >"$obj/.blksnap-cfgkey"
+	fi
+
+	# 3. Build (incremental in the O= dir). `modules` makes Module.symvers.
+	local log=$base/build.log start=$SECONDS
+	say "$name: building (make -j$(nproc) bzImage modules, log $log)"
+	if ! make -s -C "$src" O="$obj" -j"$(nproc)" bzImage modules >"$log" 2>&1; then
+		tail -n 30 "$log" >&2
+		die "$name: build failed, see $log"
+	fi
+	[ -f "$obj/Module.symvers" ] || die "$name: no Module.symvers"
+	say "$name: built in $((SECONDS - start)) s"
+
+	# 4. Assemble the result.
+	local rel
+	rel=$(make -s -C "$src" O="$obj" kernelrelease)
+	rm -rf "$out.tmp" "$out"
+	mkdir -p "$out.tmp/modroot"
+	cp "$obj/arch/x86/boot/bzImage" "$out.tmp/vmlinuz"
+	echo "$rel" >"$out.tmp/release"
+	ln -s ../obj "$out.tmp/kdir"
+	make -s -C "$src" O="$obj" INSTALL_MOD_PATH="$out.tmp/modroot" \
+		modules_install >/dev/null
+	mkdir -p "$out.tmp/modroot/lib/modules/$rel"
+	rm -f "$out.tmp/modroot/lib/modules/$rel/build" "$out.tmp/modroot/lib/modules/$rel/source"
+	depmod -b "$out.tmp/modroot" "$rel"
+	echo "$key" >"$out.tmp/.done"
+	mv "$out.tmp" "$out"
+	link_out "$name" "$out"
+}
+
+# ------------------------------------------------------------------ main ---
+
+ensure() {
+	local name=$1
+	case $name in
+	stock-6.1 | stock-6.12) lock "$name"; ensure_stock "$name" ;;
+	blkfilter-6.12) lock "$name"; ensure_blkfilter ;;
+	*) die "unknown kernel '$name' (known: ${NAMES[*]} all)" ;;
+	esac
+	exec 9>&-
+}
+
+usage() {
+	echo "usage: $0 ensure NAME|all    NAME: ${NAMES[*]}" >&2
+	echo "       $0 list" >&2
+	exit 2
+}
+
+[ $# -ge 1 ] || usage
+case $1 in
+ensure)
+	[ $# -eq 2 ] || usage
+	if [ "$2" = all ]; then
+		for n in "${NAMES[@]}"; do ensure "$n"; done
+	else
+		ensure "$2"
+	fi
+	;;
+list) printf '%s\n' "${NAMES[@]}" ;;
+*) usage ;;
+esac
