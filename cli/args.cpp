@@ -36,6 +36,17 @@ const CLI::Validator& uuid_text() {
     return v;
 }
 
+const CLI::Validator& size_text() {
+    static const CLI::Validator v(
+        [](const std::string& s) {
+            return !s.empty() && s[0] >= '0' && s[0] <= '9'
+                       ? std::string()
+                       : "'" + s + "' is not a size (a number with an optional K, M or G)";
+        },
+        "SIZE");
+    return v;
+}
+
 const CLI::Validator& range_text() {
     static const CLI::Validator v(
         [](const std::string& s) {

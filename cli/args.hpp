@@ -15,6 +15,8 @@ std::optional<SectorRange> parse_range(const std::string& text);
 
 // Checks that every value is a UUID.
 const CLI::Validator& uuid_text();
+// Checks that a size starts with a digit (AsSizeValue alone takes "-5").
+const CLI::Validator& size_text();
 // Checks that every value is a SECTOR:COUNT range.
 const CLI::Validator& range_text();
 

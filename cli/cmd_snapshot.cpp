@@ -34,6 +34,7 @@ void add_create(CLI::App& app, Context& ctx) {
     cmd->add_option("-l,--limit", a->limit,
                     "Largest size of the difference storage, bytes with optional suffix K, M, G")
         ->required()
+        ->check(size_text())
         ->transform(CLI::AsSizeValue(false));
     add_json(*cmd, a->json);
     cmd->callback([&ctx, a] {
@@ -97,7 +98,7 @@ void add_collect(CLI::App& app, Context& ctx) {
     cmd->callback([&ctx, a] {
         const auto ids = ctx.kernel().snapshot_collect();
         if (a->json) {
-            auto list = nlohmann::json::array();
+            auto list = nlohmann::ordered_json::array();
             for (const auto& id : ids)
                 list.push_back(id.str());
             ctx.print({{"snapshots", list}});

@@ -8,7 +8,7 @@ KernelBackend& Context::kernel() {
     return *kernel_;
 }
 
-void Context::print(const nlohmann::json& doc) {
+void Context::print(const nlohmann::ordered_json& doc) {
     out_ << doc.dump() << std::endl;
 }
 

@@ -11,7 +11,8 @@
 
 namespace blksnap::cli {
 
-using BackendFactory = std::function<std::unique_ptr<KernelBackend>()>;
+// Opens the kernel interface; called at most once, when a command runs.
+using BackendFactory = std::function<std::shared_ptr<KernelBackend>()>;
 
 class Context {
 public:
@@ -20,11 +21,11 @@ public:
     KernelBackend& kernel();
     std::ostream& out() { return out_; }
     // One JSON document on one line.
-    void print(const nlohmann::json& doc);
+    void print(const nlohmann::ordered_json& doc);
 
 private:
     BackendFactory factory_;
-    std::unique_ptr<KernelBackend> kernel_;
+    std::shared_ptr<KernelBackend> kernel_;
     std::ostream& out_;
 };
 

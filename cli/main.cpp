@@ -6,5 +6,8 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
-    return blksnap::cli::run(argc, argv, blksnap::open_kernel_backend, std::cout, std::cerr);
+    return blksnap::cli::run(
+        argc, argv,
+        [] { return std::shared_ptr<blksnap::KernelBackend>(blksnap::open_kernel_backend()); },
+        std::cout, std::cerr);
 }

@@ -1,0 +1,335 @@
+// The blksnap command against the fake kernel: parsing, exit codes, output.
+#include "app.hpp"
+#include "args.hpp"
+#include "fake_kernel.hpp"
+#include "tmp_dir.hpp"
+
+#include <blksnap/error.hpp>
+
+#include <cerrno>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <sstream>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+namespace blksnap::test {
+namespace {
+
+const std::vector<std::string> commands{"version",
+                                        "attach",
+                                        "detach",
+                                        "cbtinfo",
+                                        "readcbtmap",
+                                        "markdirtyblock",
+                                        "snapshot_create",
+                                        "snapshot_add",
+                                        "snapshot_info",
+                                        "snapshot_take",
+                                        "snapshot_destroy",
+                                        "snapshot_collect",
+                                        "snapshot_waitevent",
+                                        "snapshot_watcher"};
+
+struct Result {
+    int rc;
+    std::string out, err;
+};
+
+class CliTest : public ::testing::Test {
+protected:
+    FakeKernel kernel;
+    int opened = 0;
+    TmpDir dir;
+
+    void SetUp() override {
+        kernel.add_device("/dev/vdb", 64 * 65536, 65536);
+        kernel.add_device("/dev/vdc", 64 * 65536, 65536);
+    }
+
+    Result run(std::vector<std::string> args) {
+        args.insert(args.begin(), "blksnap");
+        std::vector<const char*> argv;
+        for (const auto& a : args)
+            argv.push_back(a.c_str());
+        std::ostringstream out, err;
+        const int rc = cli::run(
+            int(argv.size()), argv.data(),
+            [this] {
+                ++opened;
+                return std::shared_ptr<KernelBackend>(&kernel, [](KernelBackend*) {});
+            },
+            out, err);
+        return {rc, out.str(), err.str()};
+    }
+
+    Uuid create(const std::vector<std::string>& extra = {}) {
+        std::vector<std::string> args{"snapshot_create", "-f", dir.path().string(), "-l", "1G"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        const Result r = run(args);
+        EXPECT_EQ(r.rc, 0) << r.err;
+        return Uuid::parse(r.out.substr(0, 36));
+    }
+};
+
+TEST_F(CliTest, HelpWorksEverywhereWithoutTheModule) {
+    Result r = run({"-h"});
+    EXPECT_EQ(r.rc, 0);
+    for (const auto& c : commands)
+        EXPECT_NE(r.out.find(c), std::string::npos) << c;
+    for (const auto& c : commands) {
+        for (const char* h : {"-h", "--help"}) {
+            r = run({c, h});
+            EXPECT_EQ(r.rc, 0) << c;
+            EXPECT_NE(r.out.find("Usage: blksnap " + c), std::string::npos) << c << r.out;
+        }
+    }
+    EXPECT_EQ(opened, 0);
+}
+
+TEST_F(CliTest, LongOptionsExist) {
+    const std::map<std::string, std::vector<std::string>> expected{
+        {"cbtinfo", {"--device", "--json"}},
+        {"readcbtmap", {"--device", "--file"}},
+        {"markdirtyblock", {"--device", "--ranges", "--file"}},
+        {"snapshot_info", {"--device", "--field", "--json"}},
+        {"snapshot_create", {"--device", "--file", "--limit", "--json"}},
+        {"snapshot_waitevent", {"--id", "--timeout", "--json"}},
+        {"snapshot_collect", {"--json"}},
+        {"version", {"--json"}}};
+    for (const auto& [cmd, options] : expected)
+        for (const auto& o : options)
+            EXPECT_NE(run({cmd, "-h"}).out.find(o), std::string::npos) << cmd << " " << o;
+}
+
+TEST_F(CliTest, BadUsageExitsTwo) {
+    const std::vector<std::vector<std::string>> bad{
+        {},
+        {"nosuchcommand"},
+        {"cbtinfo"},
+        {"cbtinfo", "-d"},
+        {"cbtinfo", "-d", "/dev/vdb", "extra"},
+        {"snapshot_take", "-i", "not-a-uuid"},
+        {"snapshot_take", "--id", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f"},
+        {"snapshot_waitevent", "-i", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"},
+        {"snapshot_waitevent", "-i", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "-t", "soon"},
+        {"snapshot_create", "-f", "/var/tmp", "-l", "10X"},
+        {"snapshot_create", "-f", "/var/tmp", "-l", "-5"},
+        {"snapshot_create", "-f", "/var/tmp"},
+        {"snapshot_info", "-d", "/dev/vdb", "-f", "size"},
+        {"markdirtyblock"},
+        {"markdirtyblock", "-d", "/dev/vdb"},
+        {"markdirtyblock", "-d", "/dev/vdb", "-r", "10"},
+        {"markdirtyblock", "-d", "/dev/vdb", "-r", "a:8"},
+        {"markdirtyblock", "-d", "/dev/vdb", "-r", "8:0"},
+        {"markdirtyblock", "-d", "/dev/vdb", "-r", "8:-1"},
+        {"markdirtyblock", "-d", "/dev/vdb", "-r", "0:8", "1:2:3"},
+        {"markdirtyblock", "-f", "/etc/hostname", "-r", "0:8"},
+    };
+    for (const auto& args : bad) {
+        const Result r = run(args);
+        std::string line;
+        for (const auto& a : args)
+            line += a + " ";
+        EXPECT_EQ(r.rc, 2) << line;
+        EXPECT_FALSE(r.err.empty()) << line;
+    }
+    EXPECT_EQ(opened, 0);
+}
+
+TEST_F(CliTest, RangeParsing) {
+    EXPECT_EQ(cli::parse_range("0:8"), (SectorRange{0, 8}));
+    EXPECT_EQ(cli::parse_range("18446744073709551615:1"), (SectorRange{UINT64_MAX, 1}));
+    for (const char* bad :
+         {"", ":", "1:", ":1", "1", "1:0", "x:1", "1:1x", " 1:1", "1:18446744073709551616"})
+        EXPECT_FALSE(cli::parse_range(bad)) << bad;
+}
+
+TEST_F(CliTest, LimitSuffixes) {
+    const std::vector<std::pair<std::string, std::uint64_t>> cases{
+        {"4096", 8}, {"1000", 2}, {"512K", 1024}, {"10M", 20480}, {"1G", 2097152}, {"2g", 4194304}};
+    for (const auto& [text, sectors] : cases) {
+        const Result r = run({"snapshot_create", "--file", dir.path().string(), "--limit", text});
+        ASSERT_EQ(r.rc, 0) << r.err;
+        EXPECT_EQ(kernel.snapshots.at(Uuid::parse(r.out.substr(0, 36))).limit_sectors, sectors)
+            << text;
+    }
+}
+
+TEST_F(CliTest, ModuleNotLoaded) {
+    std::ostringstream out, err;
+    const char* argv[] = {"blksnap", "version"};
+    const int rc = cli::run(
+        2, argv,
+        []() -> std::shared_ptr<KernelBackend> {
+            throw Error(ENOENT, "", "blksnap module not loaded");
+        },
+        out, err);
+    EXPECT_EQ(rc, 1);
+    EXPECT_EQ(err.str(), "blksnap: blksnap module not loaded\n");
+}
+
+TEST_F(CliTest, Version) {
+    EXPECT_EQ(run({"version"}).out, "1.2.3.0\n");
+    const auto doc = nlohmann::json::parse(run({"version", "--json"}).out);
+    EXPECT_EQ(doc["version"], "1.2.3.0");
+    EXPECT_EQ(doc["minor"], 2);
+}
+
+TEST_F(CliTest, AttachDetach) {
+    EXPECT_EQ(run({"attach", "-d", "/dev/vdb", "/dev/vdc"}).rc, 0);
+    EXPECT_TRUE(kernel.devices["/dev/vdb"].attached);
+    EXPECT_TRUE(kernel.devices["/dev/vdc"].attached);
+    EXPECT_EQ(run({"attach", "--device", "/dev/vdb"}).rc, 0); // already attached: fine
+    EXPECT_EQ(run({"detach", "-d", "/dev/vdb"}).rc, 0);
+    const Result r = run({"detach", "-d", "/dev/vdb"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "blksnap: detach /dev/vdb: No such file or directory\n");
+    kernel.fail_next("attach", "/dev/vdc", EBUSY);
+    EXPECT_EQ(run({"attach", "-d", "/dev/vdc"}).err,
+              "blksnap: attach /dev/vdc: Device or resource busy\n");
+}
+
+TEST_F(CliTest, CbtInfo) {
+    run({"attach", "-d", "/dev/vdb"});
+    kernel.devices["/dev/vdb"].info.changes_number = 4;
+    const auto gen = kernel.devices["/dev/vdb"].info.generation_id.str();
+    Result r = run({"cbtinfo", "-d", "/dev/vdb"});
+    EXPECT_EQ(r.rc, 0);
+    EXPECT_EQ(r.out, "block_size=65536\ndevice_capacity=4194304\nblock_count=64\ngeneration_id=" +
+                         gen + "\nchanges_number=4\n");
+    const auto doc = nlohmann::json::parse(run({"cbtinfo", "-d", "/dev/vdb", "-j"}).out);
+    EXPECT_EQ(doc["block_count"], 64);
+    EXPECT_EQ(doc["generation_id"], gen);
+    EXPECT_EQ(doc["changes_number"], 4);
+    r = run({"cbtinfo", "-d", "/dev/vdc"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "blksnap: cbtinfo /dev/vdc: No such file or directory\n");
+}
+
+TEST_F(CliTest, ReadCbtMapWritesTheRawMap) {
+    run({"attach", "-d", "/dev/vdb"});
+    kernel.max_map_piece = 10;
+    kernel.write_block("/dev/vdb", 3);
+    kernel.write_block("/dev/vdb", 63);
+    const auto file = (dir / "cbt.map").string();
+    ASSERT_EQ(run({"readcbtmap", "-d", "/dev/vdb", "-f", file}).rc, 0);
+    std::ifstream in(file, std::ios::binary);
+    const std::vector<std::uint8_t> map((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(map, kernel.devices["/dev/vdb"].map);
+    EXPECT_EQ(map.size(), 64u);
+    const Result r = run({"readcbtmap", "-d", "/dev/vdb", "-f", (dir / "no/such").string()});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("no/such: No such file or directory"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, MarkDirtyRanges) {
+    run({"attach", "-d", "/dev/vdb"});
+    EXPECT_EQ(run({"markdirtyblock", "-d", "/dev/vdb", "-r", "0:8", "--ranges", "4096:128"}).rc, 0);
+    EXPECT_EQ(kernel.devices["/dev/vdb"].dirty, (std::vector<SectorRange>{{0, 8}, {4096, 128}}));
+    EXPECT_EQ(run({"markdirtyblock", "-d", "/dev/vdb", "-r", "8191:2"}).rc, 1); // beyond the end
+}
+
+TEST_F(CliTest, MarkDirtyFile) {
+    const auto file = (dir / "data").string();
+    std::ofstream(file) << std::string(100000, 'z');
+    struct stat st;
+    ASSERT_EQ(::stat(file.c_str(), &st), 0);
+    if (::major(st.st_dev) == 0)
+        GTEST_SKIP() << "/var/tmp is not on a block device";
+    const std::string dev = block_device_path({::major(st.st_dev), ::minor(st.st_dev)});
+    kernel.add_device(dev, 1ull << 50, 65536).attached = true;
+    const Result r = run({"markdirtyblock", "--file", file});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    std::uint64_t sectors = 0;
+    for (const auto& range : kernel.devices[dev].dirty)
+        sectors += range.count;
+    EXPECT_EQ(sectors, 200u); // 100000 bytes in whole 4096-byte file system blocks
+}
+
+TEST_F(CliTest, SnapshotLifecycle) {
+    Result r = run({"snapshot_create", "-d", "/dev/vdb", "-d", "/dev/vdc", "-f",
+                    dir.path().string(), "-l", "100M"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    ASSERT_EQ(r.out.size(), 37u); // only the UUID
+    const std::string id = r.out.substr(0, 36);
+    EXPECT_EQ(kernel.snapshots.at(Uuid::parse(id)).devices.size(), 2u);
+    EXPECT_TRUE(kernel.devices["/dev/vdb"].attached);
+
+    EXPECT_EQ(run({"snapshot_info", "-d", "/dev/vdb"}).out, "error_code=0\nimage=\n");
+    EXPECT_EQ(run({"snapshot_take", "-i", id}).rc, 0);
+    EXPECT_EQ(run({"snapshot_info", "-d", "/dev/vdb"}).out,
+              "error_code=0\nimage=/dev/blksnap-image_252:0\n");
+    EXPECT_EQ(run({"snapshot_info", "-d", "/dev/vdc", "-f", "image"}).out,
+              "/dev/blksnap-image_252:1\n");
+    kernel.devices["/dev/vdc"].error_code = -ENOSPC;
+    EXPECT_EQ(run({"snapshot_info", "-d", "/dev/vdc", "--field", "error_code"}).out, "-28\n");
+    EXPECT_EQ(run({"snapshot_info", "-d", "/dev/vdc", "-j"}).out,
+              "{\"error_code\":-28,\"image\":\"/dev/blksnap-image_252:1\"}\n");
+    EXPECT_EQ(run({"snapshot_collect"}).out, id + "\n");
+
+    EXPECT_EQ(run({"snapshot_destroy", "-i", id}).rc, 0);
+    EXPECT_TRUE(kernel.snapshots.empty());
+    r = run({"snapshot_destroy", "--id", id});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "blksnap: snapshot_destroy " + id + ": No such file or directory\n");
+    EXPECT_EQ(run({"snapshot_collect", "--json"}).out, "{\"snapshots\":[]}\n");
+}
+
+TEST_F(CliTest, SnapshotCreateFailureLeavesNoSnapshot) {
+    kernel.fail_next("snapshotadd", "/dev/vdb", EBUSY);
+    Result r = run({"snapshot_create", "-d", "/dev/vdb", "-f", dir.path().string(), "-l", "1M"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "blksnap: snapshotadd /dev/vdb: Device or resource busy\n");
+    EXPECT_TRUE(r.out.empty());
+    EXPECT_TRUE(kernel.snapshots.empty());
+    r = run({"snapshot_create", "-f", "/dev/null", "-l", "1M"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("difference storage /dev/null: not a directory"), std::string::npos);
+}
+
+TEST_F(CliTest, SnapshotAddAttachesFirst) {
+    const Uuid id = create();
+    EXPECT_EQ(run({"snapshot_add", "-d", "/dev/vdb", "-i", id.str()}).rc, 0);
+    EXPECT_TRUE(kernel.devices["/dev/vdb"].attached);
+    EXPECT_EQ(kernel.devices["/dev/vdb"].snapshot, id);
+}
+
+TEST_F(CliTest, CreateJsonPrintsTheId) {
+    const Result r = run({"snapshot_create", "-f", dir.path().string(), "-l", "1M", "-j"});
+    const auto doc = nlohmann::json::parse(r.out);
+    EXPECT_TRUE(kernel.snapshots.count(Uuid::parse(doc["id"].get<std::string>())));
+}
+
+TEST_F(CliTest, WaitEvent) {
+    const Uuid id = create();
+    kernel.snapshots[id].events.push_back({blksnap_event_code_corrupted, 77, {252, 0}, -ENOSPC});
+    Result r = run({"snapshot_waitevent", "-i", id.str(), "-t", "100"});
+    EXPECT_EQ(r.rc, 0);
+    EXPECT_EQ(r.out, "event=corrupted\ntime=77\ndev_id=252:0\nerr_code=-28\n");
+    r = run({"snapshot_waitevent", "-i", id.str(), "--timeout", "100"});
+    EXPECT_EQ(r.rc, 0);
+    EXPECT_EQ(r.out, "event=timeout\n");
+    EXPECT_EQ(run({"snapshot_waitevent", "-i", id.str(), "-t", "1", "-j"}).out,
+              "{\"event\":\"timeout\"}\n");
+    run({"snapshot_destroy", "-i", id.str()});
+    r = run({"snapshot_waitevent", "-i", id.str(), "-t", "1"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("No such file or directory"), std::string::npos);
+}
+
+TEST_F(CliTest, WatcherFollowsUntilTheSnapshotEnds) {
+    const Uuid id = create();
+    auto& s = kernel.snapshots[id];
+    s.events.push_back({blksnap_event_code_corrupted, 1, {252, 0}, -EIO});
+    s.events.push_back({blksnap_event_code_corrupted, 2, {252, 1}, -ENOSPC});
+    s.vanish_when_drained = true;
+    const Result r = run({"snapshot_watcher", "-i", id.str(), "--json"});
+    EXPECT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out,
+              "{\"event\":\"corrupted\",\"time\":1,\"dev_id\":\"252:0\",\"err_code\":-5}\n"
+              "{\"event\":\"corrupted\",\"time\":2,\"dev_id\":\"252:1\",\"err_code\":-28}\n");
+}
+
+} // namespace
+} // namespace blksnap::test
