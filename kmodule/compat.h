@@ -36,6 +36,12 @@ static inline void bdev_ref_close(struct bdev_ref *ref)
 {
 	fput(ref->file);
 }
+
+/* Was this block device file opened with O_EXCL? (it is its own holder) */
+static inline bool bdev_file_is_exclusive(struct file *file)
+{
+	return file->private_data == file;
+}
 #else
 struct bdev_ref {
 	struct block_device *bdev;
@@ -52,6 +58,45 @@ static inline void bdev_ref_close(struct bdev_ref *ref)
 {
 	blkdev_put(ref->bdev, FMODE_READ);
 }
+
+static inline bool bdev_file_is_exclusive(struct file *file)
+{
+	return file->f_mode & FMODE_EXCL;
+}
 #endif
+
+/* Freezing the file system on a block device for a coherent take. */
+#ifdef BLKSNAP_HAVE_BDEV_FREEZE
+#define blksnap_freeze_bdev bdev_freeze
+#define blksnap_thaw_bdev bdev_thaw
+#else
+#define blksnap_freeze_bdev freeze_bdev
+#define blksnap_thaw_bdev thaw_bdev
+#endif
+
+/*
+ * A bio-based disk with the given logical block size and largest request
+ * (blk_alloc_disk() takes queue limits and returns ERR_PTR since 6.9).
+ */
+static inline struct gendisk *blksnap_alloc_disk(unsigned int lbs,
+						 unsigned int max_sectors)
+{
+#ifdef BLKSNAP_HAVE_ALLOC_DISK_LIM
+	struct queue_limits lim = {
+		.logical_block_size = lbs,
+		.max_hw_sectors = max_sectors,
+	};
+
+	return blk_alloc_disk(&lim, NUMA_NO_NODE);
+#else
+	struct gendisk *disk = blk_alloc_disk(NUMA_NO_NODE);
+
+	if (!disk)
+		return ERR_PTR(-ENOMEM);
+	blk_queue_logical_block_size(disk->queue, lbs);
+	blk_queue_max_hw_sectors(disk->queue, max_sectors);
+	return disk;
+#endif
+}
 
 #endif /* __BLKSNAP_COMPAT_H */

@@ -8,10 +8,12 @@
 #include <linux/kdev_t.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/blksnap.h>
 #include "ctl.h"
 #include "hook.h"
+#include "snapshot.h"
 #include "tracker.h"
 #include "version.h"
 
@@ -94,6 +96,77 @@ static int ioctl_filter_ctl(struct blksnap_filter_ctl __user *uarg)
 	return ret;
 }
 
+static int ioctl_snapshot_create(struct blksnap_snapshot_create __user *uarg)
+{
+	struct blksnap_snapshot_create arg;
+	uuid_t id;
+	int ret;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	ret = snapshot_create(arg.diff_storage_fd, arg.diff_storage_limit_sect,
+			      &id);
+	if (ret)
+		return ret;
+	if (copy_to_user(uarg->id.b, id.b, sizeof(uarg->id.b))) {
+		snapshot_destroy(&id);
+		return -EFAULT;
+	}
+	return 0;
+}
+
+/* DESTROY and TAKE: the argument is the snapshot's identifier. */
+static int ioctl_snapshot_id(struct blksnap_uuid __user *uarg,
+			     int (*op)(const uuid_t *id))
+{
+	struct blksnap_uuid arg;
+	uuid_t id;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	import_uuid(&id, arg.b);
+	return op(&id);
+}
+
+static int ioctl_snapshot_collect(struct blksnap_snapshot_collect __user *uarg)
+{
+	struct blksnap_snapshot_collect arg;
+	int ret;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	ret = snapshot_collect(&arg.count, u64_to_user_ptr(arg.ids));
+	if (put_user(arg.count, &uarg->count))
+		return -EFAULT;
+	return ret;
+}
+
+static int ioctl_snapshot_wait_event(struct blksnap_snapshot_event __user *uarg)
+{
+	struct blksnap_snapshot_event *ev;
+	uuid_t id;
+	int ret;
+
+	ev = kzalloc(sizeof(*ev), GFP_KERNEL);
+	if (!ev)
+		return -ENOMEM;
+	if (copy_from_user(ev, uarg, offsetof(typeof(*ev), code))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	import_uuid(&id, ev->id.b);
+	ret = snapshot_wait_event(&id, ev->timeout_ms, ev);
+	if (!ret && copy_to_user(uarg, ev, sizeof(*ev)))
+		ret = -EFAULT;
+out:
+	kfree(ev);
+	return ret;
+}
+
 static long ctl_unlocked_ioctl(struct file *filp, unsigned int cmd,
 			       unsigned long arg)
 {
@@ -102,6 +175,16 @@ static long ctl_unlocked_ioctl(struct file *filp, unsigned int cmd,
 	switch (cmd) {
 	case IOCTL_BLKSNAP_VERSION:
 		return ioctl_version(uarg);
+	case IOCTL_BLKSNAP_SNAPSHOT_CREATE:
+		return ioctl_snapshot_create(uarg);
+	case IOCTL_BLKSNAP_SNAPSHOT_DESTROY:
+		return ioctl_snapshot_id(uarg, snapshot_destroy);
+	case IOCTL_BLKSNAP_SNAPSHOT_TAKE:
+		return ioctl_snapshot_id(uarg, snapshot_take);
+	case IOCTL_BLKSNAP_SNAPSHOT_COLLECT:
+		return ioctl_snapshot_collect(uarg);
+	case IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT:
+		return ioctl_snapshot_wait_event(uarg);
 	case IOCTL_BLKSNAP_FILTER_ATTACH:
 		return ioctl_filter_attach_detach(uarg, true);
 	case IOCTL_BLKSNAP_FILTER_DETACH:

@@ -47,7 +47,7 @@ static void blksnap_detach(struct blkfilter *flt)
 	mutex_lock(&trackers_mutex);
 	WARN_ON_ONCE(tracker_unregister(tracker->dev_id) != tracker);
 	mutex_unlock(&trackers_mutex);
-	tracker_put(tracker);
+	tracker_detached(tracker);
 }
 
 static int blksnap_ctl(struct blkfilter *flt, const unsigned int cmd,

@@ -136,7 +136,7 @@ static void detach_stale(struct gendisk *disk)
 		pr_info("device %u:%u is gone, detached\n",
 			MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
 		tracker_unregister(tracker->dev_id);
-		tracker_put(tracker);
+		tracker_detached(tracker);
 	}
 	mutex_unlock(&trackers_mutex);
 }
@@ -232,7 +232,7 @@ int hook_ftrace_attach(dev_t dev_id)
 	old = xa_load(&trackers, dev_id);
 	if (old && tracker_is_stale(old)) {
 		tracker_unregister(dev_id);
-		tracker_put(old);
+		tracker_detached(old);
 	}
 	ret = tracker_register(tracker);
 out_unlock:
@@ -259,7 +259,7 @@ int hook_ftrace_detach(dev_t dev_id)
 	mutex_unlock(&trackers_mutex);
 	if (!tracker)
 		return -ENOENT;
-	tracker_put(tracker);
+	tracker_detached(tracker);
 	return 0;
 }
 
@@ -299,7 +299,7 @@ void hook_ftrace_done(void)
 	mutex_lock(&trackers_mutex);
 	xa_for_each(&trackers, index, tracker) {
 		tracker_unregister(tracker->dev_id);
-		tracker_put(tracker);
+		tracker_detached(tracker);
 	}
 	mutex_unlock(&trackers_mutex);
 

@@ -8,8 +8,11 @@
 #include <linux/moduleparam.h>
 #include <linux/string.h>
 #include "ctl.h"
+#include "diff_area.h"
 #include "hook.h"
+#include "image.h"
 #include "params.h"
+#include "snapshot.h"
 #include "tracker.h"
 #include "version.h"
 
@@ -122,9 +125,15 @@ static int __init blksnap_init(void)
 	ret = tracker_init();
 	if (ret)
 		return ret;
-	ret = hook_init();
+	ret = diff_area_init();
 	if (ret)
 		goto fail_tracker;
+	ret = image_init();
+	if (ret)
+		goto fail_diff_area;
+	ret = hook_init();
+	if (ret)
+		goto fail_image;
 	ret = ctl_init();
 	if (ret)
 		goto fail_hook;
@@ -134,6 +143,10 @@ static int __init blksnap_init(void)
 
 fail_hook:
 	hook_done();
+fail_image:
+	image_done();
+fail_diff_area:
+	diff_area_done();
 fail_tracker:
 	tracker_done();
 	return ret;
@@ -142,7 +155,10 @@ fail_tracker:
 static void __exit blksnap_exit(void)
 {
 	ctl_done();
+	snapshot_destroy_all();
 	hook_done();
+	image_done();
+	diff_area_done();
 	tracker_done();
 	pr_info("unloaded\n");
 }

@@ -14,6 +14,9 @@
 #include <linux/blksnap.h>
 #include "cbt_map.h"
 #include "compat.h"
+#include "diff_area.h"
+#include "hook.h"
+#include "snapshot.h"
 #include "tracker.h"
 
 /* Registry: device number -> tracker. Readers use RCU; writers the mutex. */
@@ -81,6 +84,7 @@ struct tracker *tracker_create(struct block_device *bdev)
 		return ERR_CAST(map);
 	}
 	kref_init(&tracker->kref);
+	mutex_init(&tracker->cow_lock);
 	INIT_RCU_WORK(&tracker->free_work, tracker_free);
 	get_device(&bdev->bd_device);
 	tracker->bdev = bdev;
@@ -208,15 +212,83 @@ int tracker_list(char *buf, size_t size)
  */
 bool tracker_submit_bio(struct tracker *tracker, struct bio *bio)
 {
-	sector_t sector = bio->bi_iter.bi_sector;
+	struct diff_area *area;
+	bool taken = false;
 
 	if (!op_is_write(bio_op(bio)) || !bio_sectors(bio))
 		return false;
-	/* A partition bio may already be remapped to whole-disk sectors. */
-	if (bio_flagged(bio, BIO_REMAPPED))
-		sector -= bio->bi_bdev->bd_start_sect;
-	cbt_map_mark(tracker->cbt_map, sector, bio_sectors(bio));
-	return false;
+	cbt_map_mark(tracker->cbt_map, tracker_bio_sector(bio),
+		     bio_sectors(bio));
+	rcu_read_lock();
+	area = rcu_dereference(tracker->diff_area);
+	if (area)
+		taken = diff_area_submit_bio(area, bio);
+	rcu_read_unlock();
+	return taken;
+}
+
+/**
+ * tracker_resubmit_bio() - send on a write held for copy-on-write.
+ * @tracker: the tracker that took it.
+ * @bio:     the bio; it does not pass through the filter again.
+ */
+void tracker_resubmit_bio(struct tracker *tracker, struct bio *bio)
+{
+#ifdef BLKSNAP_HAVE_BLKFILTER
+	if (!hook_ftrace_active) {
+		blkfilter_resubmit_bio(&tracker->filter, bio);
+		return;
+	}
+#endif
+	/* Called from this module's text: the ftrace hook lets it through. */
+	submit_bio_noacct(bio);
+}
+
+/**
+ * tracker_start_cow() - start copy-on-write (snapshot take).
+ * @tracker: the tracker.
+ * @area:    the copy-on-write state; the snapshot owns it.
+ */
+void tracker_start_cow(struct tracker *tracker, struct diff_area *area)
+{
+	mutex_lock(&tracker->cow_lock);
+	rcu_assign_pointer(tracker->diff_area, area);
+	mutex_unlock(&tracker->cow_lock);
+}
+
+/**
+ * tracker_stop_cow() - stop copy-on-write; the writes it holds go on.
+ * @tracker: the tracker.
+ * @error:   0 (snapshot destroyed), or why the snapshot is lost.
+ *
+ * Context: may be called with the disk's open_mutex held (detach).
+ */
+void tracker_stop_cow(struct tracker *tracker, int error)
+{
+	struct diff_area *area;
+
+	mutex_lock(&tracker->cow_lock);
+	area = rcu_replace_pointer(tracker->diff_area, NULL,
+				   lockdep_is_held(&tracker->cow_lock));
+	if (area) {
+		if (error)
+			diff_area_corrupt(area, error);
+		synchronize_rcu();
+		diff_area_drain(area);
+	}
+	mutex_unlock(&tracker->cow_lock);
+}
+
+/**
+ * tracker_detached() - the device lost its tracker.
+ * @tracker: the tracker, out of the registry; the caller's reference.
+ *
+ * A snapshot holding the device is corrupted: the device is gone.
+ */
+void tracker_detached(struct tracker *tracker)
+{
+	tracker_stop_cow(tracker, -ENODEV);
+	tracker_put(tracker);
 }
 
 static int ctl_cbtinfo(struct tracker *tracker, u8 __user *ubuf, u32 *plen)
@@ -291,6 +363,36 @@ static int ctl_cbtdirty(struct tracker *tracker, u8 __user *ubuf, u32 *plen)
 	return ret;
 }
 
+static int ctl_snapshotadd(struct tracker *tracker, u8 __user *ubuf,
+			   u32 *plen)
+{
+	struct blksnap_snapshotadd arg;
+	uuid_t id;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	if (*plen < sizeof(arg))
+		return -EINVAL;
+	if (copy_from_user(&arg, ubuf, sizeof(arg)))
+		return -EFAULT;
+	import_uuid(&id, arg.id.b);
+	return snapshot_add_device(&id, tracker);
+}
+
+static int ctl_snapshotinfo(struct tracker *tracker, u8 __user *ubuf,
+			    u32 *plen)
+{
+	struct blksnap_snapshotinfo info;
+
+	if (*plen < sizeof(info))
+		return -EINVAL;
+	snapshot_info(tracker, &info);
+	if (copy_to_user(ubuf, &info, sizeof(info)))
+		return -EFAULT;
+	*plen = sizeof(info);
+	return 0;
+}
+
 /**
  * tracker_ctl() - run a filter command (BLKFILTER_CTL's payload).
  * @tracker: the tracker of the device.
@@ -311,8 +413,9 @@ int tracker_ctl(struct tracker *tracker, unsigned int cmd, u8 __user *ubuf,
 	case blkfilter_ctl_blksnap_cbtdirty:
 		return ctl_cbtdirty(tracker, ubuf, plen);
 	case blkfilter_ctl_blksnap_snapshotadd:
+		return ctl_snapshotadd(tracker, ubuf, plen);
 	case blkfilter_ctl_blksnap_snapshotinfo:
-		return -EOPNOTSUPP;
+		return ctl_snapshotinfo(tracker, ubuf, plen);
 	default:
 		return -ENOTTY;
 	}

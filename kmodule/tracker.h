@@ -4,12 +4,15 @@
 
 #include <linux/blkdev.h>
 #include <linux/kref.h>
+#include <linux/bio.h>
 #include <linux/workqueue.h>
 #ifdef BLKSNAP_HAVE_BLKFILTER
 #include <linux/blk-filter.h>
 #endif
 
 struct cbt_map;
+struct diff_area;
+struct snapshot;
 
 /**
  * struct tracker - blksnap's filter on one block device.
@@ -18,6 +21,9 @@ struct cbt_map;
  * @bdev:      the device; a reference to its struct device is held.
  * @dev_id:    its device number, the registry key.
  * @cbt_map:   its change map.
+ * @snapshot:  the snapshot it belongs to, or NULL (snapshots_mutex).
+ * @diff_area: copy-on-write state while its snapshot is taken (RCU).
+ * @cow_lock:  serialises starting and stopping copy-on-write.
  * @free_work: frees the tracker in process context after a grace period.
  *
  * Created by attach, removed from the registry by detach (by the user, on
@@ -32,6 +38,9 @@ struct tracker {
 	struct block_device *bdev;
 	dev_t dev_id;
 	struct cbt_map *cbt_map;
+	struct snapshot *snapshot;
+	struct diff_area __rcu *diff_area;
+	struct mutex cow_lock; /* see @cow_lock above */
 	struct rcu_work free_work;
 };
 
@@ -49,6 +58,19 @@ struct tracker *tracker_unregister(dev_t dev_id);
 int tracker_list(char *buf, size_t size);
 
 bool tracker_submit_bio(struct tracker *tracker, struct bio *bio);
+void tracker_resubmit_bio(struct tracker *tracker, struct bio *bio);
+void tracker_start_cow(struct tracker *tracker, struct diff_area *area);
+void tracker_stop_cow(struct tracker *tracker, int error);
+void tracker_detached(struct tracker *tracker);
+
+/* The first sector of a bio, relative to its (partition) device. */
+static inline sector_t tracker_bio_sector(struct bio *bio)
+{
+	/* A partition bio may already be remapped to whole-disk sectors. */
+	if (bio_flagged(bio, BIO_REMAPPED))
+		return bio->bi_iter.bi_sector - bio->bi_bdev->bd_start_sect;
+	return bio->bi_iter.bi_sector;
+}
 int tracker_ctl(struct tracker *tracker, unsigned int cmd, u8 __user *ubuf,
 		u32 *plen);
 

@@ -1,0 +1,504 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Copy-on-write: the first write to a chunk of a snapshotted device waits
+ * until the chunk's old data has been read into memory; a worker then
+ * stores it in the difference storage. Later writes to a saved chunk pass
+ * at once. Image I/O (image.c) reads saved chunks from memory or storage
+ * and the others from the original device.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/blksnap.h>
+#include <linux/highmem.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include "cbt_map.h"
+#include "diff_area.h"
+#include "diff_storage.h"
+#include "event.h"
+#include "params.h"
+#include "tracker.h"
+
+static struct workqueue_struct *cow_wq;
+
+static inline sector_t chunk_sectors(struct diff_area *area)
+{
+	return 1ULL << (area->chunk_shift - SECTOR_SHIFT);
+}
+
+/* Sectors of chunk @n that lie on the device (the last may be short). */
+static inline sector_t chunk_len(struct diff_area *area, unsigned long n)
+{
+	sector_t start = (sector_t)n << (area->chunk_shift - SECTOR_SHIFT);
+
+	return min(chunk_sectors(area), area->capacity - start);
+}
+
+static unsigned int chunk_shift_for(sector_t capacity)
+{
+	u64 bytes = (u64)capacity << SECTOR_SHIFT;
+	unsigned int shift = chunk_minimum_shift;
+
+	while (shift < chunk_maximum_shift &&
+	       (bytes >> shift) > (1ULL << chunk_maximum_count_shift))
+		shift++;
+	return shift;
+}
+
+/**
+ * diff_area_corrupt() - the snapshot of this device is lost.
+ * @area:  the device's area.
+ * @error: why (-ENOSPC: the storage is full).
+ *
+ * Image I/O fails from now on; writes to the original pass untouched. The
+ * first error is kept and reported as an event.
+ */
+void diff_area_corrupt(struct diff_area *area, int error)
+{
+	struct blksnap_event_corrupted data = {
+		.dev_id_mj = MAJOR(area->bdev->bd_dev),
+		.dev_id_mn = MINOR(area->bdev->bd_dev),
+		.err_code = error,
+	};
+
+	if (cmpxchg(&area->error, 0, error) != 0)
+		return;
+	pr_err("snapshot of device %u:%u corrupted: %d\n", data.dev_id_mj,
+	       data.dev_id_mn, error);
+	event_gen(area->events, blksnap_event_code_corrupted, &data,
+		  sizeof(data));
+	wake_up_all(&area->store_wait);
+}
+
+static struct chunk *chunk_get(struct diff_area *area, unsigned long n)
+{
+	struct chunk *chunk, *old;
+
+	chunk = xa_load(&area->chunks, n);
+	if (chunk)
+		return chunk;
+	chunk = kzalloc(sizeof(*chunk), GFP_NOIO);
+	if (!chunk)
+		return NULL;
+	mutex_init(&chunk->lock);
+	old = xa_cmpxchg(&area->chunks, n, NULL, chunk, GFP_NOIO);
+	if (old) {
+		kfree(chunk);
+		return xa_is_err(old) ? NULL : old;
+	}
+	return chunk;
+}
+
+/* Read @len sectors at @sector of the original device into @buf. */
+static int read_original(struct diff_area *area, sector_t sector, void *buf,
+			 sector_t len)
+{
+	size_t bytes = len << SECTOR_SHIFT, done = 0;
+	struct bio *bio;
+	int ret;
+
+	bio = bio_alloc(area->bdev, DIV_ROUND_UP(bytes, PAGE_SIZE),
+			REQ_OP_READ, GFP_NOIO);
+	bio->bi_iter.bi_sector = sector;
+	while (done < bytes) {
+		size_t n = min_t(size_t, PAGE_SIZE, bytes - done);
+
+		__bio_add_page(bio, vmalloc_to_page(buf + done), n, 0);
+		done += n;
+	}
+	ret = submit_bio_wait(bio);
+	bio_put(bio);
+	invalidate_kernel_vmap_range(buf, bytes);
+	return ret;
+}
+
+/* Queue a chunk whose old data is in memory for storing. */
+static void store_enqueue(struct diff_area *area, struct chunk *chunk)
+{
+	spin_lock(&area->lock);
+	list_add_tail(&chunk->store_link, &area->store_queue);
+	area->store_count++;
+	spin_unlock(&area->lock);
+	queue_work(cow_wq, &area->store_work);
+}
+
+/*
+ * Save chunk @n: read its old data into memory (unless @whole: the caller
+ * overwrites all of it) and queue it for storing.
+ * Context: chunk->lock held.
+ */
+static int chunk_copy(struct diff_area *area, struct chunk *chunk,
+		      unsigned long n, bool whole)
+{
+	sector_t start = (sector_t)n << (area->chunk_shift - SECTOR_SHIFT);
+	void *buf;
+	int ret;
+
+	/* Bound the memory: wait while too many chunks wait for storing. */
+	wait_event(area->store_wait,
+		   READ_ONCE(area->store_count) < chunk_maximum_in_queue ||
+			   READ_ONCE(area->error));
+	if (READ_ONCE(area->error))
+		return area->error;
+	buf = kvmalloc(chunk_sectors(area) << SECTOR_SHIFT, GFP_NOIO);
+	if (!buf)
+		return -ENOMEM;
+	if (!whole) {
+		ret = read_original(area, start, buf, chunk_len(area, n));
+		if (ret) {
+			kvfree(buf);
+			return ret;
+		}
+	}
+	chunk->buf = buf;
+	set_bit(CHUNK_COPIED, &chunk->flags);
+	store_enqueue(area, chunk);
+	return 0;
+}
+
+/* Save every chunk a write to the original touches. */
+static void cow_range(struct diff_area *area, sector_t sector, sector_t count)
+{
+	unsigned int shift = area->chunk_shift - SECTOR_SHIFT;
+	unsigned long n, last = (sector + count - 1) >> shift;
+	struct chunk *chunk;
+	int ret = 0;
+
+	for (n = sector >> shift; n <= last && !ret; n++) {
+		chunk = chunk_get(area, n);
+		if (!chunk) {
+			ret = -ENOMEM;
+			break;
+		}
+		if (test_bit(CHUNK_COPIED, &chunk->flags))
+			continue;
+		mutex_lock(&chunk->lock);
+		if (!test_bit(CHUNK_COPIED, &chunk->flags))
+			ret = chunk_copy(area, chunk, n, false);
+		mutex_unlock(&chunk->lock);
+	}
+	if (ret)
+		diff_area_corrupt(area, ret);
+}
+
+static void cow_work_fn(struct work_struct *work)
+{
+	struct diff_area *area = container_of(work, struct diff_area, cow_work);
+	unsigned int noio = memalloc_noio_save();
+	struct bio *bio;
+
+	for (;;) {
+		spin_lock(&area->lock);
+		bio = bio_list_pop(&area->pending);
+		spin_unlock(&area->lock);
+		if (!bio)
+			break;
+		if (!READ_ONCE(area->error))
+			cow_range(area, tracker_bio_sector(bio),
+				  min_t(sector_t, bio_sectors(bio),
+					area->capacity - tracker_bio_sector(bio)));
+		tracker_resubmit_bio(area->tracker, bio);
+	}
+	memalloc_noio_restore(noio);
+}
+
+static void store_work_fn(struct work_struct *work)
+{
+	struct diff_area *area =
+		container_of(work, struct diff_area, store_work);
+	unsigned int noio = memalloc_noio_save();
+	struct chunk *chunk;
+	sector_t sector;
+	int ret;
+
+	for (;;) {
+		spin_lock(&area->lock);
+		chunk = list_first_entry_or_null(&area->store_queue,
+						 struct chunk, store_link);
+		if (chunk)
+			list_del_init(&chunk->store_link);
+		spin_unlock(&area->lock);
+		if (!chunk)
+			break;
+
+		mutex_lock(&chunk->lock);
+		ret = READ_ONCE(area->error);
+		if (!ret)
+			ret = diff_storage_alloc(area->ds, chunk_sectors(area),
+						 &sector);
+		if (!ret)
+			ret = diff_storage_write(area->ds, sector, chunk->buf,
+						 chunk_sectors(area)
+							 << SECTOR_SHIFT);
+		if (ret) {
+			diff_area_corrupt(area, ret);
+		} else {
+			chunk->storage_sector = sector;
+			set_bit(CHUNK_STORED, &chunk->flags);
+		}
+		kvfree(chunk->buf);
+		chunk->buf = NULL;
+		mutex_unlock(&chunk->lock);
+
+		spin_lock(&area->lock);
+		area->store_count--;
+		spin_unlock(&area->lock);
+		wake_up_all(&area->store_wait);
+	}
+	memalloc_noio_restore(noio);
+}
+
+/**
+ * diff_area_create() - prepare copy-on-write for a device being taken.
+ * @tracker: the device's tracker.
+ * @ds:      the snapshot's difference storage.
+ * @events:  the snapshot's event queue.
+ *
+ * Return: the area, or an ERR_PTR.
+ */
+struct diff_area *diff_area_create(struct tracker *tracker,
+				   struct diff_storage *ds,
+				   struct event_queue *events)
+{
+	struct diff_area *area = kzalloc(sizeof(*area), GFP_KERNEL);
+
+	if (!area)
+		return ERR_PTR(-ENOMEM);
+	area->tracker = tracker;
+	area->bdev = tracker->bdev;
+	area->ds = ds;
+	area->events = events;
+	area->capacity = bdev_nr_sectors(tracker->bdev);
+	area->chunk_shift = chunk_shift_for(area->capacity);
+	area->chunk_count = DIV_ROUND_UP_ULL(area->capacity,
+					     1ULL << (area->chunk_shift -
+						      SECTOR_SHIFT));
+	xa_init(&area->chunks);
+	spin_lock_init(&area->lock);
+	bio_list_init(&area->pending);
+	INIT_WORK(&area->cow_work, cow_work_fn);
+	INIT_LIST_HEAD(&area->store_queue);
+	INIT_WORK(&area->store_work, store_work_fn);
+	init_waitqueue_head(&area->store_wait);
+	return area;
+}
+
+/**
+ * diff_area_drain() - finish the writes held for copy-on-write.
+ * @area: the area, no longer reachable from the I/O path.
+ */
+void diff_area_drain(struct diff_area *area)
+{
+	flush_work(&area->cow_work);
+}
+
+/**
+ * diff_area_free() - free an area.
+ * @area: the area; no I/O reaches it any more.
+ */
+void diff_area_free(struct diff_area *area)
+{
+	struct chunk *chunk;
+	unsigned long n;
+
+	flush_work(&area->cow_work);
+	flush_work(&area->store_work);
+	xa_for_each(&area->chunks, n, chunk) {
+		kvfree(chunk->buf);
+		kfree(chunk);
+	}
+	xa_destroy(&area->chunks);
+	kfree(area);
+}
+
+/* Are all chunks of [sector, sector + count) saved? Lockless. */
+static bool range_copied(struct diff_area *area, sector_t sector,
+			 sector_t count)
+{
+	unsigned int shift = area->chunk_shift - SECTOR_SHIFT;
+	unsigned long n, last = (sector + count - 1) >> shift;
+	struct chunk *chunk;
+
+	for (n = sector >> shift; n <= last; n++) {
+		chunk = xa_load(&area->chunks, n);
+		if (!chunk || !test_bit(CHUNK_COPIED, &chunk->flags))
+			return false;
+	}
+	return true;
+}
+
+/**
+ * diff_area_submit_bio() - copy-on-write for a write to the original.
+ * @area: the device's area.
+ * @bio:  a write; its sector is relative to the device.
+ *
+ * Context: the bio submission path, any context.
+ * Return: true if the bio was taken: it is resubmitted once the old data
+ * of its chunks is saved.
+ */
+bool diff_area_submit_bio(struct diff_area *area, struct bio *bio)
+{
+	sector_t sector = tracker_bio_sector(bio);
+	sector_t count = bio_sectors(bio);
+
+	if (READ_ONCE(area->error) || sector >= area->capacity)
+		return false;
+	count = min(count, area->capacity - sector);
+	if (range_copied(area, sector, count))
+		return false;
+	spin_lock(&area->lock);
+	bio_list_add(&area->pending, bio);
+	spin_unlock(&area->lock);
+	queue_work(cow_wq, &area->cow_work);
+	return true;
+}
+
+/* Copy @len bytes between @buf and the bio's data at @iter; advance it. */
+static void bio_copy(struct bio *bio, struct bvec_iter *iter, void *buf,
+		     size_t len, bool to_bio)
+{
+	while (len) {
+		struct bio_vec bv = bio_iter_iovec(bio, *iter);
+		size_t n = min_t(size_t, bv.bv_len, len);
+
+		bv.bv_len = n;
+		if (to_bio)
+			memcpy_to_bvec(&bv, buf);
+		else
+			memcpy_from_bvec(buf, &bv);
+		buf += n;
+		len -= n;
+		bio_advance_iter_single(bio, iter, n);
+	}
+}
+
+/* Read the part of an image bio at @iter from the original device. */
+static int image_read_original(struct diff_area *area, struct bio *bio,
+			       struct bvec_iter *iter, size_t len)
+{
+	struct bio *clone;
+	int ret;
+
+	clone = bio_alloc_clone(area->bdev, bio, GFP_NOIO, &fs_bio_set);
+	if (!clone)
+		return -ENOMEM;
+	clone->bi_opf = REQ_OP_READ;
+	clone->bi_iter = *iter;
+	clone->bi_iter.bi_size = len;
+	ret = submit_bio_wait(clone);
+	bio_put(clone);
+	bio_advance_iter(bio, iter, len);
+	return ret;
+}
+
+/*
+ * Image I/O on one chunk: @len bytes at byte @offset within chunk @n.
+ * Context: chunk->lock held.
+ */
+static int image_chunk_io(struct diff_area *area, struct chunk *chunk,
+			  unsigned long n, size_t offset, struct bio *bio,
+			  struct bvec_iter *iter, size_t len, void **bounce)
+{
+	bool write = op_is_write(bio_op(bio));
+	sector_t sector;
+	int ret;
+
+	if (!test_bit(CHUNK_COPIED, &chunk->flags)) {
+		if (!write)
+			return image_read_original(area, bio, iter, len);
+		/* The image's write goes to a copy of the chunk, never over
+		 * the original; a write of the whole chunk need not read it.
+		 */
+		ret = chunk_copy(area, chunk, n,
+				 len == chunk_len(area, n) << SECTOR_SHIFT);
+		if (ret)
+			return ret;
+	}
+	if (chunk->buf) {
+		bio_copy(bio, iter, chunk->buf + offset, len, !write);
+		return 0;
+	}
+	if (!test_bit(CHUNK_STORED, &chunk->flags))
+		return -EIO;
+	if (!*bounce) {
+		*bounce = kvmalloc(chunk_sectors(area) << SECTOR_SHIFT,
+				   GFP_NOIO);
+		if (!*bounce)
+			return -ENOMEM;
+	}
+	sector = chunk->storage_sector + (offset >> SECTOR_SHIFT);
+	if (write) {
+		bio_copy(bio, iter, *bounce, len, false);
+		return diff_storage_write(area->ds, sector, *bounce, len);
+	}
+	ret = diff_storage_read(area->ds, sector, *bounce, len);
+	if (!ret)
+		bio_copy(bio, iter, *bounce, len, true);
+	return ret;
+}
+
+/**
+ * diff_area_image_io() - serve a read or write of the snapshot image.
+ * @area: the device's area.
+ * @bio:  the image bio.
+ *
+ * Context: process context; sleeps.
+ * Return: 0 or a negative errno for the bio.
+ */
+int diff_area_image_io(struct diff_area *area, struct bio *bio)
+{
+	unsigned int shift = area->chunk_shift - SECTOR_SHIFT;
+	struct bvec_iter iter = bio->bi_iter;
+	void *bounce = NULL;
+	int ret = 0;
+
+	if (iter.bi_sector + bio_sectors(bio) > area->capacity)
+		return -EIO;
+	while (iter.bi_size && !ret) {
+		unsigned long n = iter.bi_sector >> shift;
+		size_t offset = (iter.bi_sector - ((sector_t)n << shift))
+				<< SECTOR_SHIFT;
+		size_t len = min_t(size_t, iter.bi_size,
+				   (chunk_sectors(area) << SECTOR_SHIFT) -
+					   offset);
+		struct chunk *chunk;
+
+		ret = READ_ONCE(area->error);
+		if (ret)
+			break;
+		chunk = chunk_get(area, n);
+		if (!chunk) {
+			ret = -ENOMEM;
+			break;
+		}
+		mutex_lock(&chunk->lock);
+		ret = image_chunk_io(area, chunk, n, offset, bio, &iter, len,
+				     &bounce);
+		mutex_unlock(&chunk->lock);
+	}
+	kvfree(bounce);
+	if (!ret && op_is_write(bio_op(bio)))
+		cbt_map_mark_dirty(area->tracker->cbt_map,
+				   bio->bi_iter.bi_sector, bio_sectors(bio));
+	return ret;
+}
+
+/**
+ * diff_area_init() - create the copy-on-write workqueue.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int diff_area_init(void)
+{
+	cow_wq = alloc_workqueue("blksnap-cow", WQ_MEM_RECLAIM | WQ_UNBOUND,
+				 0);
+	return cow_wq ? 0 : -ENOMEM;
+}
+
+/**
+ * diff_area_done() - destroy the copy-on-write workqueue.
+ */
+void diff_area_done(void)
+{
+	destroy_workqueue(cow_wq);
+}

@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Difference storage: a file or a block device given by user space, filled
+ * linearly with the old data of chunks. A file grows with fallocate() in
+ * portions of diff_storage_minimum whenever less than half a portion is
+ * free, up to the snapshot's limit.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/slab.h>
+#include "diff_storage.h"
+#include "params.h"
+
+/*
+ * A block device must be open with O_EXCL: the open file holds the device
+ * exclusively (not mounted, not another snapshot's storage) for as long as
+ * the snapshot keeps its reference to the file.
+ */
+static int use_bdev(struct diff_storage *ds, struct block_device *bdev)
+{
+	if (!bdev_file_is_exclusive(ds->file))
+		return -EINVAL;
+	ds->is_bdev = true;
+	ds->disk = bdev->bd_disk;
+	ds->size = bdev_nr_sectors(bdev);
+	return 0;
+}
+
+/**
+ * diff_storage_create() - take the storage user space passed.
+ * @fd:    file descriptor of a regular file or a block device, open for
+ *         reading and writing.
+ * @limit: largest size in sectors.
+ *
+ * Return: the storage, or an ERR_PTR: -EBADF (bad fd or not open for
+ * read-write), -EINVAL (neither a regular file nor a block device opened
+ * with O_EXCL, or a zero limit).
+ */
+struct diff_storage *diff_storage_create(unsigned int fd, sector_t limit)
+{
+	struct diff_storage *ds;
+	struct inode *inode;
+	int ret;
+
+	if (!limit)
+		return ERR_PTR(-EINVAL);
+	ds = kzalloc(sizeof(*ds), GFP_KERNEL);
+	if (!ds)
+		return ERR_PTR(-ENOMEM);
+	mutex_init(&ds->lock);
+	ds->limit = limit;
+	ds->file = fget(fd);
+	if (!ds->file) {
+		ret = -EBADF;
+		goto fail;
+	}
+	if ((ds->file->f_mode & (FMODE_READ | FMODE_WRITE)) !=
+	    (FMODE_READ | FMODE_WRITE)) {
+		ret = -EBADF;
+		goto fail;
+	}
+	inode = file_inode(ds->file);
+	if (S_ISBLK(inode->i_mode)) {
+		ret = use_bdev(ds, I_BDEV(ds->file->f_mapping->host));
+		if (ret)
+			goto fail;
+		ds->limit = min(ds->limit, ds->size);
+	} else if (S_ISREG(inode->i_mode)) {
+		ds->disk = inode->i_sb->s_bdev ? inode->i_sb->s_bdev->bd_disk :
+						 NULL;
+		/* Whatever the file holds already is reused from the start. */
+		ds->size = min_t(sector_t, i_size_read(inode) >> SECTOR_SHIFT,
+				 ds->limit);
+	} else {
+		ret = -EINVAL;
+		goto fail;
+	}
+	return ds;
+fail:
+	if (ds->file)
+		fput(ds->file);
+	kfree(ds);
+	return ERR_PTR(ret);
+}
+
+/**
+ * diff_storage_free() - release the storage.
+ * @ds: the storage.
+ */
+void diff_storage_free(struct diff_storage *ds)
+{
+	fput(ds->file);
+	kfree(ds);
+}
+
+/* Grow a file by one portion (or to the limit). Context: ds->lock held. */
+static int diff_storage_grow(struct diff_storage *ds)
+{
+	sector_t portion = min_t(sector_t, diff_storage_minimum,
+				 ds->limit - ds->size);
+	int ret;
+
+	if (ds->is_bdev || !portion)
+		return -ENOSPC;
+	ret = vfs_fallocate(ds->file, 0, (loff_t)ds->size << SECTOR_SHIFT,
+			    (loff_t)portion << SECTOR_SHIFT);
+	if (ret) {
+		pr_warn("difference storage cannot grow: %d\n", ret);
+		return ret == -EOPNOTSUPP ? -ENOSPC : ret;
+	}
+	ds->size += portion;
+	return 0;
+}
+
+/**
+ * diff_storage_alloc() - hand out a region.
+ * @ds:     the storage.
+ * @count:  its size in sectors.
+ * @sector: receives its first sector.
+ *
+ * Grows the file first when less than half a growth portion would be left.
+ *
+ * Return: 0, or -ENOSPC when the limit is reached, or the fallocate error.
+ */
+int diff_storage_alloc(struct diff_storage *ds, sector_t count,
+		       sector_t *sector)
+{
+	int ret = 0;
+
+	mutex_lock(&ds->lock);
+	while (ds->size - ds->filled < count ||
+	       (ds->size - ds->filled - count < diff_storage_minimum / 2 &&
+		ds->size < ds->limit && !ds->is_bdev)) {
+		ret = diff_storage_grow(ds);
+		if (ret)
+			break;
+	}
+	/* Growth failed, but what is left may still hold this region. */
+	if (ret && ds->size - ds->filled >= count)
+		ret = 0;
+	if (!ret) {
+		*sector = ds->filled;
+		ds->filled += count;
+	}
+	mutex_unlock(&ds->lock);
+	return ret;
+}
+
+/**
+ * diff_storage_write() - store data.
+ * @ds:     the storage.
+ * @sector: where.
+ * @buf:    the data.
+ * @len:    its length in bytes.
+ *
+ * Return: 0 or a negative errno.
+ */
+int diff_storage_write(struct diff_storage *ds, sector_t sector,
+		       const void *buf, size_t len)
+{
+	loff_t pos = (loff_t)sector << SECTOR_SHIFT;
+	ssize_t ret = kernel_write(ds->file, buf, len, &pos);
+
+	if (ret < 0)
+		return ret;
+	return ret == len ? 0 : -EIO;
+}
+
+/**
+ * diff_storage_read() - load data.
+ * @ds:     the storage.
+ * @sector: where.
+ * @buf:    receives the data.
+ * @len:    its length in bytes.
+ *
+ * Return: 0 or a negative errno.
+ */
+int diff_storage_read(struct diff_storage *ds, sector_t sector, void *buf,
+		      size_t len)
+{
+	loff_t pos = (loff_t)sector << SECTOR_SHIFT;
+	ssize_t ret = kernel_read(ds->file, buf, len, &pos);
+
+	if (ret < 0)
+		return ret;
+	return ret == len ? 0 : -EIO;
+}
+
+/**
+ * diff_storage_usage() - how full the storage is.
+ * @ds:     the storage.
+ * @filled: receives the sectors in use.
+ * @size:   receives the sectors allocated.
+ */
+void diff_storage_usage(struct diff_storage *ds, sector_t *filled,
+			sector_t *size)
+{
+	mutex_lock(&ds->lock);
+	*filled = ds->filled;
+	*size = ds->size;
+	mutex_unlock(&ds->lock);
+}

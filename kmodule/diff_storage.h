@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef __BLKSNAP_DIFF_STORAGE_H
+#define __BLKSNAP_DIFF_STORAGE_H
+
+#include <linux/blkdev.h>
+#include <linux/mutex.h>
+#include "compat.h"
+
+/**
+ * struct diff_storage - where a snapshot keeps the old data of its devices.
+ * @file:     the user's file: a regular file (possibly O_TMPFILE, possibly
+ *            on tmpfs) or a block device, open for reading and writing.
+ * @is_bdev:  the storage is a block device (fixed size).
+ * @disk:     the disk holding the storage, or NULL (tmpfs and the like).
+ * @lock:     protects the sizes below; growth runs under it.
+ * @size:     sectors usable now (file size, or device size).
+ * @filled:   sectors handed out; the next region starts here.
+ * @limit:    largest size the storage may grow to, in sectors.
+ */
+struct diff_storage {
+	struct file *file;
+	bool is_bdev;
+	struct gendisk *disk;
+	struct mutex lock; /* see @lock above */
+	sector_t size;
+	sector_t filled;
+	sector_t limit;
+};
+
+struct diff_storage *diff_storage_create(unsigned int fd, sector_t limit);
+void diff_storage_free(struct diff_storage *ds);
+int diff_storage_alloc(struct diff_storage *ds, sector_t count,
+		       sector_t *sector);
+int diff_storage_write(struct diff_storage *ds, sector_t sector,
+		       const void *buf, size_t len);
+int diff_storage_read(struct diff_storage *ds, sector_t sector, void *buf,
+		      size_t len);
+void diff_storage_usage(struct diff_storage *ds, sector_t *filled,
+			sector_t *size);
+
+#endif /* __BLKSNAP_DIFF_STORAGE_H */

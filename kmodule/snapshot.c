@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Snapshots: a set of devices taken at one instant, their difference
+ * storage, images and events.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/blkdev.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/blksnap.h>
+#include "cbt_map.h"
+#include "compat.h"
+#include "diff_area.h"
+#include "diff_storage.h"
+#include "event.h"
+#include "image.h"
+#include "snapshot.h"
+#include "tracker.h"
+
+/**
+ * struct snapshot_dev - a device of a snapshot.
+ * @link:    entry in &snapshot.devices.
+ * @tracker: its tracker (a reference is held).
+ * @area:    its copy-on-write state once taken.
+ * @image:   its image once taken.
+ */
+struct snapshot_dev {
+	struct list_head link;
+	struct tracker *tracker;
+	struct diff_area *area;
+	struct image *image;
+};
+
+/**
+ * struct snapshot - a snapshot.
+ * @link:    entry in the list of snapshots.
+ * @id:      its identifier.
+ * @taken:   it was taken.
+ * @ds:      its difference storage.
+ * @devices: its devices.
+ * @events:  its events.
+ * @waiters: readers in snapshot_wait_event(); destroy waits for them.
+ */
+struct snapshot {
+	struct list_head link;
+	uuid_t id;
+	bool taken;
+	struct diff_storage *ds;
+	struct list_head devices;
+	struct event_queue events;
+	atomic_t waiters;
+};
+
+/* The snapshots, and each tracker's membership (tracker->snapshot). */
+static LIST_HEAD(snapshots);
+static DEFINE_MUTEX(snapshots_mutex);
+static DECLARE_WAIT_QUEUE_HEAD(waiters_gone);
+
+static struct snapshot *snapshot_find(const uuid_t *id)
+{
+	struct snapshot *s;
+
+	lockdep_assert_held(&snapshots_mutex);
+	list_for_each_entry(s, &snapshots, link)
+		if (uuid_equal(&s->id, id))
+			return s;
+	return NULL;
+}
+
+/**
+ * snapshot_create() - create an empty snapshot.
+ * @fd:    difference storage file descriptor.
+ * @limit: largest size of the difference storage, in sectors.
+ * @id:    receives the new identifier.
+ *
+ * Return: 0 or a negative errno.
+ */
+int snapshot_create(unsigned int fd, sector_t limit, uuid_t *id)
+{
+	struct snapshot *s;
+
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	if (!s)
+		return -ENOMEM;
+	s->ds = diff_storage_create(fd, limit);
+	if (IS_ERR(s->ds)) {
+		int ret = PTR_ERR(s->ds);
+
+		kfree(s);
+		return ret;
+	}
+	uuid_gen(&s->id);
+	INIT_LIST_HEAD(&s->devices);
+	event_queue_init(&s->events);
+	atomic_set(&s->waiters, 0);
+	mutex_lock(&snapshots_mutex);
+	list_add_tail(&s->link, &snapshots);
+	mutex_unlock(&snapshots_mutex);
+	*id = s->id;
+	return 0;
+}
+
+/**
+ * snapshot_add_device() - add a device to a snapshot not yet taken.
+ * @id:      the snapshot.
+ * @tracker: the device's tracker.
+ *
+ * Return: 0; -ENOENT (no such snapshot), -EBUSY (the device is in a
+ * snapshot, or this one was taken), -EINVAL (the device holds the
+ * snapshot's difference storage).
+ */
+int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
+{
+	struct snapshot_dev *sd;
+	struct snapshot *s;
+	int ret = 0;
+
+	sd = kzalloc(sizeof(*sd), GFP_KERNEL);
+	if (!sd)
+		return -ENOMEM;
+	mutex_lock(&snapshots_mutex);
+	s = snapshot_find(id);
+	if (!s)
+		ret = -ENOENT;
+	else if (s->taken || tracker->snapshot)
+		ret = -EBUSY;
+	else if (s->ds->disk == tracker->bdev->bd_disk)
+		ret = -EINVAL;
+	if (ret) {
+		mutex_unlock(&snapshots_mutex);
+		kfree(sd);
+		return ret;
+	}
+	kref_get(&tracker->kref);
+	sd->tracker = tracker;
+	tracker->snapshot = s;
+	list_add_tail(&sd->link, &s->devices);
+	mutex_unlock(&snapshots_mutex);
+	return 0;
+}
+
+/* Undo a take, or tear down a taken device at destroy. */
+static void snapshot_dev_release(struct snapshot_dev *sd)
+{
+	struct tracker *tracker = sd->tracker;
+
+	if (sd->area) {
+		tracker_stop_cow(tracker, 0);
+		if (sd->image)
+			image_free(sd->image);
+		diff_area_free(sd->area);
+		cbt_map_release(tracker->cbt_map);
+	}
+	sd->image = NULL;
+	sd->area = NULL;
+}
+
+/**
+ * snapshot_take() - take a snapshot: all its devices at one instant.
+ * @id: the snapshot.
+ *
+ * The file systems on every device are frozen, the change maps switched
+ * and copy-on-write started on all of them, then they are thawed and the
+ * images created.
+ *
+ * Return: 0; -ENOENT, -EALREADY (taken), -ENODEV (no device), or an error
+ * from freezing or from creating the images.
+ */
+int snapshot_take(const uuid_t *id)
+{
+	struct snapshot_dev *sd, *frozen = NULL;
+	struct snapshot *s;
+	int ret = 0;
+
+	mutex_lock(&snapshots_mutex);
+	s = snapshot_find(id);
+	if (!s)
+		ret = -ENOENT;
+	else if (s->taken)
+		ret = -EALREADY;
+	else if (list_empty(&s->devices))
+		ret = -ENODEV;
+	if (ret)
+		goto out;
+
+	list_for_each_entry(sd, &s->devices, link) {
+		sd->area = diff_area_create(sd->tracker, s->ds, &s->events);
+		if (IS_ERR(sd->area)) {
+			ret = PTR_ERR(sd->area);
+			sd->area = NULL;
+			goto undo;
+		}
+	}
+	list_for_each_entry(sd, &s->devices, link) {
+		ret = blksnap_freeze_bdev(sd->tracker->bdev);
+		if (ret)
+			goto thaw;
+		frozen = sd;
+	}
+	list_for_each_entry(sd, &s->devices, link) {
+		cbt_map_switch(sd->tracker->cbt_map);
+		tracker_start_cow(sd->tracker, sd->area);
+	}
+thaw:
+	list_for_each_entry(sd, &s->devices, link) {
+		if (!frozen)
+			break;
+		blksnap_thaw_bdev(sd->tracker->bdev);
+		if (sd == frozen)
+			break;
+	}
+	if (ret)
+		goto undo;
+	list_for_each_entry(sd, &s->devices, link) {
+		sd->image = image_create(sd->area);
+		if (IS_ERR(sd->image)) {
+			ret = PTR_ERR(sd->image);
+			sd->image = NULL;
+			goto undo;
+		}
+	}
+	s->taken = true;
+	goto out;
+undo:
+	list_for_each_entry(sd, &s->devices, link) {
+		if (sd->area && !rcu_access_pointer(sd->tracker->diff_area)) {
+			diff_area_free(sd->area);
+			sd->area = NULL;
+		}
+		snapshot_dev_release(sd);
+	}
+out:
+	mutex_unlock(&snapshots_mutex);
+	return ret;
+}
+
+/* Context: snapshots_mutex held; @s is off the list. */
+static void snapshot_free(struct snapshot *s)
+{
+	struct snapshot_dev *sd, *tmp;
+
+	event_queue_close(&s->events);
+	list_for_each_entry_safe(sd, tmp, &s->devices, link) {
+		snapshot_dev_release(sd);
+		sd->tracker->snapshot = NULL;
+		tracker_put(sd->tracker);
+		list_del(&sd->link);
+		kfree(sd);
+	}
+	diff_storage_free(s->ds);
+	/* Readers of the event queue leave with -ENOENT. */
+	wait_event(waiters_gone, !atomic_read(&s->waiters));
+	event_queue_done(&s->events);
+	kfree(s);
+}
+
+/**
+ * snapshot_destroy() - destroy a snapshot: its images and storage go, its
+ * devices keep their change tracking.
+ * @id: the snapshot.
+ *
+ * Return: 0 or -ENOENT.
+ */
+int snapshot_destroy(const uuid_t *id)
+{
+	struct snapshot *s;
+
+	mutex_lock(&snapshots_mutex);
+	s = snapshot_find(id);
+	if (s) {
+		list_del(&s->link);
+		snapshot_free(s);
+	}
+	mutex_unlock(&snapshots_mutex);
+	return s ? 0 : -ENOENT;
+}
+
+/**
+ * snapshot_destroy_all() - destroy every snapshot (module unload).
+ */
+void snapshot_destroy_all(void)
+{
+	struct snapshot *s;
+
+	mutex_lock(&snapshots_mutex);
+	while ((s = list_first_entry_or_null(&snapshots, struct snapshot,
+					     link))) {
+		list_del(&s->link);
+		snapshot_free(s);
+	}
+	mutex_unlock(&snapshots_mutex);
+}
+
+/**
+ * snapshot_collect() - list the snapshots' identifiers.
+ * @count: in: room in @ids; out: number of snapshots.
+ * @ids:   user array.
+ *
+ * Return: 0, -ENODATA if @ids is too small, or -EFAULT.
+ */
+int snapshot_collect(unsigned int *count, struct blksnap_uuid __user *ids)
+{
+	struct snapshot *s;
+	unsigned int n = 0;
+	int ret = 0;
+
+	mutex_lock(&snapshots_mutex);
+	list_for_each_entry(s, &snapshots, link)
+		n++;
+	if (n > *count) {
+		ret = -ENODATA;
+	} else {
+		n = 0;
+		list_for_each_entry(s, &snapshots, link) {
+			if (copy_to_user(&ids[n++], s->id.b, UUID_SIZE)) {
+				ret = -EFAULT;
+				break;
+			}
+		}
+	}
+	mutex_unlock(&snapshots_mutex);
+	*count = n;
+	return ret;
+}
+
+/**
+ * snapshot_wait_event() - wait for the next event of a snapshot.
+ * @id:         the snapshot.
+ * @timeout_ms: longest wait.
+ * @ev:         receives the event.
+ *
+ * Return: 0; -ENOENT (no such snapshot, or destroyed meanwhile), -ETIME,
+ * -EINTR.
+ */
+int snapshot_wait_event(const uuid_t *id, unsigned int timeout_ms,
+			struct blksnap_snapshot_event *ev)
+{
+	struct snapshot *s;
+	struct event *e;
+
+	mutex_lock(&snapshots_mutex);
+	s = snapshot_find(id);
+	if (s)
+		atomic_inc(&s->waiters);
+	mutex_unlock(&snapshots_mutex);
+	if (!s)
+		return -ENOENT;
+	e = event_wait(&s->events, timeout_ms);
+	if (atomic_dec_and_test(&s->waiters))
+		wake_up_all(&waiters_gone);
+	if (IS_ERR(e))
+		return PTR_ERR(e);
+	ev->code = e->code;
+	ev->time_label = e->time;
+	memcpy(ev->data, e->data, min_t(size_t, e->data_size,
+					sizeof(ev->data)));
+	kfree(e);
+	return 0;
+}
+
+/**
+ * snapshot_info() - snapshot state of a device.
+ * @tracker: the device's tracker.
+ * @info:    filled in: the error of its snapshot and its image's name.
+ */
+void snapshot_info(struct tracker *tracker, struct blksnap_snapshotinfo *info)
+{
+	struct snapshot_dev *sd;
+	struct snapshot *s;
+
+	memset(info, 0, sizeof(*info));
+	mutex_lock(&snapshots_mutex);
+	s = tracker->snapshot;
+	if (s && s->taken) {
+		list_for_each_entry(sd, &s->devices, link) {
+			if (sd->tracker != tracker)
+				continue;
+			info->error_code = READ_ONCE(sd->area->error);
+			if (sd->image)
+				strscpy((char *)info->image,
+					sd->image->disk->disk_name,
+					sizeof(info->image));
+		}
+	}
+	mutex_unlock(&snapshots_mutex);
+}
