@@ -9,6 +9,7 @@
 //   blksnap-probe map DEV FILE        (the change map, read in odd pieces)
 //   blksnap-probe dirty DEV SECTOR:COUNT...
 //   blksnap-probe badinput DEV        (every bad request gets its errno)
+//   blksnap-probe create PATH MODE LIMIT  (snapshot on odd storage fds)
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include <linux/blksnap.h>
 #include <string>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -296,6 +298,38 @@ int cmd_badinput(Device& d) {
     return failures ? 1 : 0;
 }
 
+// Create a snapshot on storage opened as asked; print the errno name, or
+// the new id (then destroyed). MODE: rw, ro, rw-excl, dir, socket.
+int cmd_create(const char* path, const char* mode, unsigned long long limit) {
+    std::string m = mode;
+    int fds[2] = {-1, -1};
+    int flags = m == "ro" ? O_RDONLY : m == "dir" ? O_RDONLY | O_DIRECTORY : O_RDWR;
+    if (m == "rw-excl")
+        flags |= O_EXCL;
+    Fd storage(-1);
+    if (m == "socket") {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds))
+            die("socketpair", errno);
+        storage.fd = fds[0];
+        close(fds[1]);
+    } else {
+        storage.fd = open(path, flags);
+    }
+    if (storage.fd < 0)
+        die(path, errno);
+    Fd ctl(open("/dev/" BLKSNAP_CTL, O_RDWR));
+    blksnap_snapshot_create c{};
+    c.diff_storage_limit_sect = limit;
+    c.diff_storage_fd = static_cast<uint32_t>(storage.fd);
+    if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_CREATE, &c)) {
+        std::printf("%s\n", strerrorname_np(errno));
+        return 0;
+    }
+    ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &c.id);
+    std::printf("created\n");
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -307,6 +341,8 @@ int main(int argc, char** argv) {
     std::string cmd = argv[1];
     if (cmd == "version")
         return cmd_version();
+    if (cmd == "create" && argc == 5)
+        return cmd_create(argv[2], argv[3], std::stoull(argv[4]));
     if (argc < 3)
         return 2;
     Device d(argv[2]);

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# vm: --disks 2 --disk-size 256M
+# Difference storage: a file grows in portions up to the limit; tmpfs files,
+# O_TMPFILE and a block device all work; overflow corrupts the snapshot,
+# queues an event and fails image reads while the original keeps working;
+# wrong kinds of storage are refused.
+. "$(dirname "$0")/lib.sh"
+dev=$(disk 1)
+store_dev=$(disk 2)
+tmp=$(mktemp -d)
+sum() { dd if="$1" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1; }
+
+step "reload with a 4 MiB growth step"
+rmmod blksnap
+insmod "$BLKSNAP_KO" diff_storage_minimum=8192
+
+step "wrong storage is refused"
+expect_eq "character device" "$(blksnap-probe create /dev/null rw 8192)" EINVAL
+expect_eq "read-only file" "$(blksnap-probe create /etc/hostname ro 8192)" EBADF
+expect_eq "directory fd" "$(blksnap-probe create /tmp dir 8192)" EBADF
+expect_eq "socket" "$(blksnap-probe create - socket 8192)" EINVAL
+expect_eq "block device without O_EXCL" "$(blksnap-probe create "$store_dev" rw 8192)" EINVAL
+expect_eq "zero limit" "$(blksnap-probe create "$store_dev" rw-excl 0)" EINVAL
+expect_eq "block device with O_EXCL" "$(blksnap-probe create "$store_dev" rw-excl 8192)" created
+
+step "a file on tmpfs grows in 4 MiB portions, never past the limit"
+dd if=/dev/urandom of="$dev" bs=1M count=256 oflag=direct status=none
+before=$(sum "$dev")
+: >"$tmp/store"
+id=$(blksnap snapshot_create -d "$dev" -f "$tmp/store" -l 40M)
+blksnap snapshot_take -i "$id"
+image=$(blksnap snapshot_info -d "$dev" -f image)
+expect_eq "storage before writes" "$(stat -c %s "$tmp/store")" 0
+# 24 chunks of 256 KiB = 6 MiB of old data.
+for i in $(seq 0 23); do
+	dd if=/dev/zero of="$dev" bs=4k count=1 seek=$((i * 64)) oflag=direct status=none
+done
+sleep 1
+grown=$(stat -c %s "$tmp/store")
+[ "$grown" -ge $((6 << 20)) ] || fail "storage did not grow: $grown bytes"
+[ $((grown % (4 << 20))) -eq 0 ] || fail "growth not in 4 MiB portions: $grown"
+[ "$grown" -le $((40 << 20)) ] || fail "storage past its limit: $grown"
+expect_eq "image intact" "$(sum "$image")" "$before"
+
+step "overflow: the limit is reached, the snapshot is corrupted"
+dd if=/dev/urandom of="$tmp/new" bs=1M count=64 status=none
+dd if="$tmp/new" of="$dev" bs=1M oflag=direct status=none
+sleep 1
+[ "$(stat -c %s "$tmp/store")" -le $((40 << 20)) ] || fail "storage past its limit"
+expect_eq "error code" "$(blksnap snapshot_info -d "$dev" -f error_code)" -28
+ev=$(blksnap snapshot_waitevent -i "$id" -t 1000)
+echo "$ev"
+grep -qx "event=corrupted" <<<"$ev" || fail "no corrupted event: $ev"
+grep -qx "err_code=-28" <<<"$ev" || fail "wrong error in event: $ev"
+grep -qx "dev_id=$(cat /sys/class/block/$(basename "$dev")/dev)" <<<"$ev" ||
+	fail "wrong device in event: $ev"
+dd if="$image" of=/dev/null bs=1M count=1 iflag=direct status=none 2>/dev/null &&
+	fail "image read succeeded on a corrupted snapshot"
+step "the original keeps working: all writes landed"
+dd if="$dev" bs=1M count=64 iflag=direct status=none | cmp - "$tmp/new" ||
+	fail "original lost writes"
+blksnap snapshot_destroy -i "$id"
+rm -f "$tmp/store" "$tmp/new"
+
+step "O_TMPFILE storage in a directory, and a block device"
+for store in "$tmp" "$store_dev"; do
+	dd if=/dev/urandom of="$dev" bs=1M count=32 oflag=direct status=none
+	before=$(sum "$dev")
+	id=$(blksnap snapshot_create -d "$dev" -f "$store" -l 100M)
+	blksnap snapshot_take -i "$id"
+	image=$(blksnap snapshot_info -d "$dev" -f image)
+	dd if=/dev/urandom of="$dev" bs=1M count=32 oflag=direct status=none
+	expect_eq "image on $store" "$(sum "$image")" "$before"
+	blksnap snapshot_destroy -i "$id"
+done
+[ -z "$(ls -A "$tmp")" ] || fail "O_TMPFILE storage left a file: $(ls "$tmp")"
+
+step "storage on the same disk as a snapshot device is refused"
+parted -s "$store_dev" mklabel gpt mkpart a 1MiB 100MiB mkpart b 100MiB 200MiB
+wait_for_dev "${store_dev}2"
+id=$(blksnap snapshot_create -f "${store_dev}2" -l 50M)
+out=$(blksnap snapshot_add -i "$id" -d "${store_dev}1" 2>&1) &&
+	fail "device on the storage's disk was added"
+echo "$out"
+blksnap snapshot_destroy -i "$id"
+blksnap detach -d "${store_dev}1"
+blksnap detach -d "$dev"
+echo "snapshot_storage: all checks passed"
