@@ -1,0 +1,41 @@
+#include "fuse_session.hpp"
+
+#include <memory>
+#include <stdexcept>
+
+namespace blksnapfs {
+
+FuseMount::FuseMount(fuse_args& args, const fuse_operations& ops, void* private_data,
+                     const std::string& mountpoint)
+    : fuse_(fuse_new(&args, &ops, sizeof(ops), private_data)) {
+    if (!fuse_)
+        throw std::runtime_error("cannot set up FUSE (bad -o option?)");
+    if (fuse_mount(fuse_, mountpoint.c_str()) != 0) {
+        fuse_destroy(fuse_);
+        throw std::runtime_error("cannot mount on " + mountpoint);
+    }
+    mounted_ = true;
+}
+
+FuseMount::~FuseMount() {
+    if (signals_)
+        fuse_remove_signal_handlers(fuse_get_session(fuse_));
+    if (mounted_)
+        fuse_unmount(fuse_);
+    fuse_destroy(fuse_);
+}
+
+int FuseMount::loop(unsigned max_threads) {
+    if (fuse_set_signal_handlers(fuse_get_session(fuse_)) != 0)
+        throw std::runtime_error("cannot set signal handlers");
+    signals_ = true;
+    std::unique_ptr<fuse_loop_config, decltype(&fuse_loop_cfg_destroy)> cfg(fuse_loop_cfg_create(),
+                                                                            fuse_loop_cfg_destroy);
+    if (!cfg)
+        throw std::bad_alloc();
+    fuse_loop_cfg_set_max_threads(cfg.get(), max_threads);
+    fuse_loop_cfg_set_idle_threads(cfg.get(), 4);
+    return fuse_loop_mt(fuse_, cfg.get());
+}
+
+} // namespace blksnapfs

@@ -1,0 +1,45 @@
+// RAII pieces of a libfuse file system's life: the arguments, the fuse
+// object, its mount, the signal handlers and the loop configuration.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse3/fuse.h>
+
+#include <string>
+
+namespace blksnapfs {
+
+class FuseArgs {
+public:
+    FuseArgs(int argc, char** argv) : args_(FUSE_ARGS_INIT(argc, argv)) {}
+    ~FuseArgs() { fuse_opt_free_args(&args_); }
+    FuseArgs(const FuseArgs&) = delete;
+    FuseArgs& operator=(const FuseArgs&) = delete;
+    fuse_args& get() { return args_; }
+    void add(const std::string& arg) { fuse_opt_add_arg(&args_, arg.c_str()); }
+
+private:
+    fuse_args args_;
+};
+
+// A mounted file system; unmounted and freed on destruction. Throws
+// std::runtime_error when fuse_new or the mount fails.
+class FuseMount {
+public:
+    FuseMount(fuse_args& args, const fuse_operations& ops, void* private_data,
+              const std::string& mountpoint);
+    ~FuseMount();
+    FuseMount(const FuseMount&) = delete;
+    FuseMount& operator=(const FuseMount&) = delete;
+
+    // Serves requests on up to MAX_THREADS threads until unmounted or
+    // signalled; returns 0 on a clean end.
+    int loop(unsigned max_threads);
+
+private:
+    fuse* fuse_;
+    bool mounted_ = false;
+    bool signals_ = false;
+};
+
+} // namespace blksnapfs

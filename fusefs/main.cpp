@@ -1,0 +1,61 @@
+// blksnapfs: blksnap snapshots as files (see blksnapfs(8)).
+#include "daemon.hpp"
+#include "fuse_session.hpp"
+#include "kernel_source.hpp"
+
+#include <blksnap/error.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sys/stat.h>
+
+namespace {
+
+constexpr unsigned max_threads = 32;
+
+int run(int argc, char** argv) {
+    using namespace blksnapfs;
+    FuseArgs args(argc, argv);
+    Options options;
+    try {
+        options = parse_options(args.get());
+    } catch (const UsageError& e) {
+        std::cerr << "blksnapfs: " << e.what() << "\n" << usage_text("blksnapfs");
+        return 2;
+    }
+    if (options.help) {
+        std::cout << usage_text("blksnapfs");
+        return 0;
+    }
+    if (options.version) {
+        std::cout << "blksnapfs " << BLKSNAP_VERSION << "\n";
+        return 0;
+    }
+    std::error_code ec;
+    if (!options.mountpoint_given)
+        std::filesystem::create_directories(options.mountpoint, ec);
+    options.mountpoint = std::filesystem::absolute(options.mountpoint).lexically_normal().string();
+    if (options.mountpoint.size() > 1 && options.mountpoint.back() == '/')
+        options.mountpoint.pop_back();
+
+    KernelSource source; // throws when the module is not loaded
+    Daemon daemon(source, options);
+    args.add("-ofsname=blksnapfs,subtype=blksnapfs");
+    FuseMount mount(args.get(), operations(), &daemon, options.mountpoint);
+    if (fuse_daemonize(options.foreground ? 1 : 0) != 0)
+        return 1;
+    return mount.loop(max_threads) == 0 ? 0 : 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::cerr << "blksnapfs: " << e.what() << "\n";
+        return 1;
+    }
+}

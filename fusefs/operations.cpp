@@ -1,0 +1,277 @@
+// FUSE operations (high-level API): each maps a path to the Tree and an open
+// file to its Handle.
+#include "daemon.hpp"
+#include "events_file.hpp"
+#include "info.hpp"
+#include "readahead.hpp"
+
+#include <blksnap/error.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+namespace blksnapfs {
+
+namespace {
+
+Daemon& daemon() {
+    return *static_cast<Daemon*>(fuse_get_context()->private_data);
+}
+
+// Runs FN, turning exceptions into -errno.
+template <typename Fn> int guarded(Fn&& fn) {
+    try {
+        return fn();
+    } catch (const blksnap::Error& e) {
+        return -e.code();
+    } catch (const std::bad_alloc&) {
+        return -ENOMEM;
+    } catch (const std::exception&) {
+        return -EIO;
+    }
+}
+
+Handle::Kind handle_kind(const Node& node) {
+    if (node.ref.kind == PathRef::Kind::events)
+        return Handle::Kind::events;
+    switch (node.ref.file) {
+    case FileKind::image:
+        return Handle::Kind::image;
+    case FileKind::cbt_map:
+        return Handle::Kind::cbt_map;
+    case FileKind::info:
+        return Handle::Kind::info;
+    }
+    return Handle::Kind::info;
+}
+
+void fill_stat(const Daemon& d, const Node& node, struct stat* st) {
+    std::memset(st, 0, sizeof(*st));
+    st->st_atime = st->st_mtime = st->st_ctime = d.started;
+    if (node.directory) {
+        st->st_mode = S_IFDIR | 0555;
+        st->st_nlink = 2;
+        return;
+    }
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    st->st_size = static_cast<off_t>(node.size);
+    st->st_blocks = static_cast<blkcnt_t>((node.size + 511) / 512);
+    if (node.ref.kind == PathRef::Kind::file && node.ref.file == FileKind::image) {
+        st->st_blksize = 1 << 20; // cp and friends read in pieces this big
+        if (d.options.writable)
+            st->st_mode = S_IFREG | 0644;
+    }
+}
+
+void* op_init(fuse_conn_info* conn, fuse_config* cfg) {
+    // Snapshots come and go: no caching of names or attributes.
+    cfg->entry_timeout = 0;
+    cfg->negative_timeout = 0;
+    cfg->attr_timeout = 0;
+    cfg->kernel_cache = 0;
+    conn->max_readahead = UINT32_MAX; // what the kernel offers
+    return fuse_get_context()->private_data;
+}
+
+int op_getattr(const char* path, struct stat* st, fuse_file_info*) {
+    return guarded([&] {
+        auto& d = daemon();
+        const auto node = d.tree.resolve(path);
+        if (!node)
+            return -ENOENT;
+        fill_stat(d, *node, st);
+        return 0;
+    });
+}
+
+int op_readdir(const char* path, void* buf, fuse_fill_dir_t filler, off_t, fuse_file_info*,
+               fuse_readdir_flags) {
+    return guarded([&] {
+        const auto names = daemon().tree.list(path);
+        if (!names)
+            return -ENOENT;
+        filler(buf, ".", nullptr, 0, fuse_fill_dir_flags{});
+        filler(buf, "..", nullptr, 0, fuse_fill_dir_flags{});
+        for (const auto& n : *names)
+            filler(buf, n.c_str(), nullptr, 0, fuse_fill_dir_flags{});
+        return 0;
+    });
+}
+
+int op_open(const char* path, fuse_file_info* fi) {
+    return guarded([&] {
+        auto& d = daemon();
+        const auto node = d.tree.resolve(path);
+        if (!node)
+            return -ENOENT;
+        if (node->directory)
+            return -EISDIR;
+        auto h = std::make_unique<Handle>();
+        h->kind = handle_kind(*node);
+        const bool wants_write = (fi->flags & O_ACCMODE) != O_RDONLY;
+        if (wants_write && !(h->kind == Handle::Kind::image && d.options.writable))
+            return -EROFS;
+        h->device = node->device;
+        h->snapshot = node->snapshot;
+        switch (h->kind) {
+        case Handle::Kind::image:
+            std::call_once(d.readahead_set, [&] {
+                if (d.options.readahead_kb)
+                    set_readahead(d.options.mountpoint, d.options.readahead_kb);
+            });
+            h->image = std::make_unique<ImageStream>(
+                node->device->image_path(), node->size,
+                StreamOptions{.writable = wants_write && d.options.writable});
+            break;
+        case Handle::Kind::info:
+            h->text = info_text(*node->device, d.tree.view()->snapshots.size() == 1
+                                                   ? std::optional(d.tree.view()->snapshots[0])
+                                                   : std::nullopt);
+            fi->direct_io = 1; // the content is what was read at open, whatever its size
+            break;
+        case Handle::Kind::events:
+            fi->direct_io = 1;
+            fi->nonseekable = 1;
+            break;
+        case Handle::Kind::cbt_map:
+            break;
+        }
+        fi->fh = d.handles.add(std::move(h));
+        return 0;
+    });
+}
+
+int read_cbt_map(Handle& h, char* buf, size_t size, off_t offset) {
+    const std::uint64_t count = h.device->cbt.block_count;
+    if (static_cast<std::uint64_t>(offset) >= count)
+        return 0;
+    const auto want = static_cast<std::uint32_t>(std::min<std::uint64_t>(size, count - offset));
+    std::uint32_t done = 0;
+    auto& source = daemon().tree.source();
+    while (done < want) {
+        const std::uint32_t got = source.read_cbt_map(
+            *h.device, static_cast<std::uint32_t>(offset) + done,
+            std::span(reinterpret_cast<std::uint8_t*>(buf) + done, want - done));
+        if (got == 0)
+            break;
+        done += got;
+    }
+    return static_cast<int>(done);
+}
+
+int read_events(Handle& h, char* buf, size_t size) {
+    std::lock_guard lock(h.mutex);
+    if (h.text.empty() && !h.ended) {
+        auto* session = fuse_get_session(fuse_get_context()->fuse);
+        auto line = next_event_line(daemon().tree.source(), *h.snapshot, [session] {
+            return fuse_interrupted() != 0 || fuse_session_exited(session) != 0;
+        });
+        if (line)
+            h.text = std::move(*line);
+        else
+            h.ended = true;
+    }
+    const size_t n = std::min(size, h.text.size());
+    std::memcpy(buf, h.text.data(), n);
+    h.text.erase(0, n);
+    return static_cast<int>(n);
+}
+
+int op_read(const char*, char* buf, size_t size, off_t offset, fuse_file_info* fi) {
+    return guarded([&] {
+        Handle* h = daemon().handles.find(fi->fh);
+        if (!h)
+            return -EBADF;
+        switch (h->kind) {
+        case Handle::Kind::image:
+            return static_cast<int>(
+                h->image->read(std::span(reinterpret_cast<std::byte*>(buf), size), offset));
+        case Handle::Kind::cbt_map:
+            return read_cbt_map(*h, buf, size, offset);
+        case Handle::Kind::info: {
+            if (static_cast<std::uint64_t>(offset) >= h->text.size())
+                return 0;
+            const size_t n = std::min(size, h->text.size() - offset);
+            std::memcpy(buf, h->text.data() + offset, n);
+            return static_cast<int>(n);
+        }
+        case Handle::Kind::events:
+            return read_events(*h, buf, size);
+        }
+        return -EIO;
+    });
+}
+
+int op_write(const char*, const char* buf, size_t size, off_t offset, fuse_file_info* fi) {
+    return guarded([&] {
+        Handle* h = daemon().handles.find(fi->fh);
+        if (!h || h->kind != Handle::Kind::image)
+            return -EBADF;
+        return static_cast<int>(
+            h->image->write(std::span(reinterpret_cast<const std::byte*>(buf), size), offset));
+    });
+}
+
+int op_truncate(const char* path, off_t size, fuse_file_info*) {
+    return guarded([&] {
+        auto& d = daemon();
+        const auto node = d.tree.resolve(path ? path : "");
+        if (node && !node->directory && static_cast<std::uint64_t>(size) == node->size &&
+            node->ref.file == FileKind::image && d.options.writable)
+            return 0; // `dd conv=notrunc` and the like: nothing to do
+        return d.options.writable ? -EINVAL : -EROFS;
+    });
+}
+
+int op_fsync(const char*, int, fuse_file_info* fi) {
+    return guarded([&] {
+        Handle* h = daemon().handles.find(fi->fh);
+        return h && h->image ? h->image->sync() : 0;
+    });
+}
+
+int op_flush(const char* path, fuse_file_info* fi) {
+    return op_fsync(path, 1, fi);
+}
+
+int op_release(const char*, fuse_file_info* fi) {
+    daemon().handles.remove(fi->fh);
+    return 0;
+}
+
+int op_statfs(const char*, struct statvfs* st) {
+    std::memset(st, 0, sizeof(*st));
+    st->f_bsize = 4096;
+    st->f_frsize = 4096;
+    st->f_namemax = 255;
+    return 0;
+}
+
+fuse_operations make_operations() {
+    fuse_operations ops{};
+    ops.init = op_init;
+    ops.getattr = op_getattr;
+    ops.readdir = op_readdir;
+    ops.open = op_open;
+    ops.read = op_read;
+    ops.write = op_write;
+    ops.truncate = op_truncate;
+    ops.flush = op_flush;
+    ops.fsync = op_fsync;
+    ops.release = op_release;
+    ops.statfs = op_statfs;
+    return ops;
+}
+
+} // namespace
+
+const fuse_operations& operations() {
+    static const fuse_operations ops = make_operations();
+    return ops;
+}
+
+} // namespace blksnapfs

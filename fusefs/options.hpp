@@ -1,0 +1,36 @@
+// The blksnapfs command line.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse3/fuse.h>
+#include <fuse3/fuse_lowlevel.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace blksnapfs {
+
+struct Options {
+    std::string mountpoint = "/snap";
+    bool mountpoint_given = false;
+    bool foreground = false;
+    bool debug = false;
+    bool writable = false;
+    bool help = false;
+    bool version = false;
+    unsigned readahead_kb = 1024;
+};
+
+class UsageError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Parses ARGS (argv). Options for FUSE itself (-o OPT, -d) stay in ARGS for
+// fuse_new(); ours are taken out. Throws UsageError.
+Options parse_options(fuse_args& args);
+
+// The --help text.
+std::string usage_text(const std::string& program);
+
+} // namespace blksnapfs

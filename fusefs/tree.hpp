@@ -1,0 +1,64 @@
+// The tree shown under the mount point, rebuilt from the Source on demand
+// (at most once per refresh interval, so that a burst of lookups costs one
+// scan).
+#pragma once
+
+#include "path.hpp"
+#include "source.hpp"
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace blksnapfs {
+
+// One scan of the kernel's state.
+struct View {
+    std::vector<blksnap::Uuid> snapshots; // sorted
+    std::vector<TakenDevice> devices;     // sorted by name
+    // The kernel does not tell which snapshot a device belongs to: with one
+    // snapshot its devices are its; with several they go under /devices.
+    bool shared_devices() const { return snapshots.size() > 1; }
+
+    bool has_snapshot(const std::string& id) const;
+    const TakenDevice* device(const std::string& name) const;
+};
+
+// What a path names, with what getattr needs.
+struct Node {
+    PathRef ref;
+    bool directory = false;
+    std::uint64_t size = 0;
+    std::optional<blksnap::Uuid> snapshot; // the snapshot of events files
+    std::optional<TakenDevice> device;     // device dirs and their files
+};
+
+class Tree {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    explicit Tree(Source& source, Clock::duration refresh_interval = std::chrono::milliseconds(20));
+
+    // The current view, rescanned when older than the refresh interval.
+    std::shared_ptr<const View> view();
+
+    // nullopt when PATH does not exist now.
+    std::optional<Node> resolve(const std::string& path);
+    // Names in directory PATH (without "." and ".."); nullopt when PATH is
+    // not a directory of the tree.
+    std::optional<std::vector<std::string>> list(const std::string& path);
+
+    Source& source() { return source_; }
+
+private:
+    Source& source_;
+    Clock::duration interval_;
+    std::mutex mutex_;
+    std::shared_ptr<const View> view_;
+    Clock::time_point scanned_;
+};
+
+} // namespace blksnapfs

@@ -1,0 +1,63 @@
+# Helpers of the blksnapfs guest tests (fs_*.sh), sourced after lib.sh.
+
+snap=/snap
+
+# xxh64 of a file or device, read in 1 MiB pieces (O_DIRECT for devices).
+xsum() {
+	if [ -b "$1" ]; then
+		dd if="$1" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1
+	else
+		xxhsum -H64 - <"$1" | cut -d' ' -f1
+	fi
+}
+
+# Wait up to 10 s for a command to succeed.
+wait_until() {
+	local i
+	for i in $(seq 100); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Start blksnapfs (daemonized) on $snap with extra ARGS.
+fs_start() {
+	[ -c /dev/fuse ] || need_modules fuse
+	mkdir -p "$snap"
+	blksnapfs "$@" "$snap" || fail "blksnapfs did not start"
+	mountpoint -q "$snap" || fail "$snap is not mounted"
+}
+
+# Unmount $snap and wait for the daemon to end.
+fs_stop() {
+	fusermount3 -u "$snap" || fail "fusermount3 -u $snap"
+	wait_until bash -c '! pidof blksnapfs >/dev/null' || fail "blksnapfs still running after unmount"
+}
+
+# Mount an ext4 file system on DEV at DIR with some files; their checksums
+# go to SUMS.
+make_files() { # dev dir sums
+	mkfs.ext4 -q -F "$1" >/dev/null
+	mkdir -p "$2"
+	mount "$1" "$2"
+	mkdir -p "$2/docs" "$2/data"
+	local i
+	for i in $(seq 1 8); do
+		seq 1 $((i * 2000)) >"$2/docs/list$i.txt"
+		head -c $((i * 1024 * 1024)) /dev/urandom >"$2/data/blob$i.bin"
+	done
+	echo "hello from the snapshot" >"$2/hello.txt"
+	sync
+	(cd "$2" && find . -type f ! -path './lost+found/*' | sort | xargs xxhsum -H64) >"$3"
+}
+
+# Take snapshot ID with the file system at DIR frozen around the take.
+take_frozen() { # id dir
+	fsfreeze -f "$2"
+	blksnap snapshot_take -i "$1" || {
+		fsfreeze -u "$2"
+		fail "snapshot_take"
+	}
+	fsfreeze -u "$2"
+}

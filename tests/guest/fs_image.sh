@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# vm: --disks 1 --disk-size 256M
+# blksnapfs shows a taken snapshot: image.raw read with cp, dd (O_DIRECT)
+# and rsync equals the device at the take while the original is written;
+# cbt.map equals `blksnap readcbtmap`; info describes the device; the image
+# mounts (loop, read-only) with the files as they were; the snapshot's
+# directory goes with destroy, and the daemon ends on unmount.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/fs-helpers.bash"
+need_modules loop
+dev=$(disk 1)
+name=$(basename "$dev")
+tmp=$(mktemp -d)
+orig=/mnt/orig
+copy=/mnt/copy
+
+step "ext4 with files on $dev"
+make_files "$dev" "$orig" "$tmp/files.sum"
+
+step "snapshot taken with the file system frozen"
+id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 300M)
+take_frozen "$id" "$orig"
+image=$(blksnap snapshot_info -d "$dev" -f image)
+want=$(xsum "$image")
+
+step "blksnapfs shows it"
+fs_start
+dir=$snap/$id/$name
+expect_eq "root" "$(ls "$snap")" "$id"
+expect_eq "snapshot dir" "$(ls "$snap/$id" | tr '\n' ' ')" "events $name "
+expect_eq "device dir" "$(ls "$dir" | tr '\n' ' ')" "cbt.map image.raw info "
+expect_eq "image.raw size" "$(stat -c %s "$dir/image.raw")" "$(blockdev --getsize64 "$dev")"
+
+step "a writer changes the original meanwhile"
+fio --name=w --filename="$orig/data/blob8.bin" --rw=randwrite --bs=4k-256k --direct=1 \
+	--time_based --runtime=600 --eta=never --output=/dev/null &
+writer=$!
+for i in $(seq 1 8); do seq 5 $((i * 3000)) >"$orig/docs/list$i.txt"; done
+sync
+
+step "cp, dd iflag=direct and rsync of image.raw equal the device at the take"
+cp "$dir/image.raw" "$tmp/cp.raw"
+expect_eq "cp" "$(xsum "$tmp/cp.raw")" "$want"
+rm -f "$tmp/cp.raw"
+expect_eq "dd iflag=direct" \
+	"$(dd if="$dir/image.raw" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1)" "$want"
+expect_eq "dd unaligned pieces" \
+	"$(dd if="$dir/image.raw" bs=12345 status=none | xxhsum -H64 - | cut -d' ' -f1)" "$want"
+rsync "$dir/image.raw" "$tmp/rsync.raw"
+expect_eq "rsync" "$(xsum "$tmp/rsync.raw")" "$want"
+rm -f "$tmp/rsync.raw"
+
+step "cbt.map equals blksnap readcbtmap"
+blksnap readcbtmap -d "$dev" -f "$tmp/cbt.want"
+cmp "$dir/cbt.map" "$tmp/cbt.want" || fail "cbt.map differs from readcbtmap"
+
+step "info describes the device"
+python3 - "$dir/info" "$dev" "$image" "$id" <<'PY' || fail "info"
+import json, os, sys
+info = json.load(open(sys.argv[1]))
+st = os.stat(sys.argv[2])
+assert info["device"] == sys.argv[2], info
+assert (info["major"], info["minor"]) == (os.major(st.st_rdev), os.minor(st.st_rdev)), info
+assert info["image"] == sys.argv[3], info
+assert info["snapshot"] == sys.argv[4], info
+assert info["capacity"] == 256 << 20, info
+assert info["block_count"] * info["block_size"] >= info["capacity"], info
+assert info["error_code"] == 0 and not info["corrupted"], info
+for k in ("generation_id", "changes_number", "block_size"):
+    assert k in info, k
+PY
+
+step "mount -o loop,ro image.raw shows the files as they were"
+mkdir -p "$copy"
+mount -o loop,ro "$dir/image.raw" "$copy"
+(cd "$copy" && find . -type f ! -path './lost+found/*' | sort | xargs xxhsum -H64) >"$tmp/copy.sum"
+umount "$copy"
+cmp "$tmp/copy.sum" "$tmp/files.sum" || fail "files in the image differ from the take"
+grep -q "hello from the snapshot" "$orig/hello.txt"
+
+step "read-only: writes are refused"
+if echo x 2>/dev/null >>"$dir/image.raw"; then fail "image.raw writable"; fi
+
+kill "$writer"
+wait "$writer" || true
+expect_eq "snapshot error" "$(blksnap snapshot_info -d "$dev" -f error_code)" 0
+
+step "destroy: the snapshot's directory goes"
+blksnap snapshot_destroy -i "$id"
+wait_until bash -c "[ ! -e '$snap/$id' ]" || fail "$snap/$id still there"
+expect_eq "empty root" "$(ls "$snap")" ""
+
+step "unmount ends the daemon"
+fs_stop
+umount "$orig"
+blksnap detach -d "$dev"
+echo "fs_image: all checks passed"
