@@ -50,17 +50,16 @@ void event_queue_done(struct event_queue *q)
  * @data:      its body.
  * @data_size: its size.
  *
- * Context: any; an event that cannot be allocated is only logged.
+ * Context: any; an event that cannot be allocated is lost (the snapshot's
+ * error state still tells).
  */
 void event_gen(struct event_queue *q, unsigned int code, const void *data,
 	       unsigned int data_size)
 {
 	struct event *e = kzalloc(struct_size(e, data, data_size), GFP_ATOMIC);
 
-	if (!e) {
-		pr_err("event %u lost: out of memory\n", code);
+	if (!e)
 		return;
-	}
 	e->time = ktime_get_real_ns();
 	e->code = code;
 	e->data_size = data_size;

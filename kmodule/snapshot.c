@@ -35,29 +35,53 @@ struct snapshot_dev {
 
 /**
  * struct snapshot - a snapshot.
- * @link:    entry in the list of snapshots.
- * @id:      its identifier.
- * @taken:   it was taken.
- * @ds:      its difference storage.
- * @devices: its devices.
- * @events:  its events.
- * @waiters: readers in snapshot_wait_event(); destroy waits for them.
+ * @kref:      the list holds one reference; operations in progress more.
+ * @link:      entry in the list of snapshots.
+ * @id:        its identifier.
+ * @lock:      serialises take and destroy, which may sleep for long.
+ * @busy:      a take is in progress: no device may join.
+ * @taken:     it was taken.
+ * @destroyed: it is off the list; operations that find it so give up.
+ * @ds:        its difference storage.
+ * @devices:   its devices.
+ * @events:    its events.
+ *
+ * Locking: snapshots_mutex protects the list, @busy, @taken, @devices
+ * membership and each tracker's &tracker.snapshot, and is only ever held
+ * briefly (filter commands take it inside the block layer's SRCU read
+ * section). @lock is held across freezing, image creation and teardown,
+ * and is taken before snapshots_mutex, never inside it.
  */
 struct snapshot {
+	struct kref kref;
 	struct list_head link;
 	uuid_t id;
+	struct mutex lock; /* see @lock above */
+	bool busy;
 	bool taken;
+	bool destroyed;
 	struct diff_storage *ds;
 	struct list_head devices;
 	struct event_queue events;
-	atomic_t waiters;
 };
 
-/* The snapshots, and each tracker's membership (tracker->snapshot). */
 static LIST_HEAD(snapshots);
 static DEFINE_MUTEX(snapshots_mutex);
-static DECLARE_WAIT_QUEUE_HEAD(waiters_gone);
 
+static void snapshot_release(struct kref *kref)
+{
+	struct snapshot *s = container_of(kref, struct snapshot, kref);
+
+	event_queue_done(&s->events);
+	kfree(s);
+}
+
+static void snapshot_put(struct snapshot *s)
+{
+	kref_put(&s->kref, snapshot_release);
+}
+
+/* Context: snapshots_mutex held. */
 static struct snapshot *snapshot_find(const uuid_t *id)
 {
 	struct snapshot *s;
@@ -67,6 +91,19 @@ static struct snapshot *snapshot_find(const uuid_t *id)
 		if (uuid_equal(&s->id, id))
 			return s;
 	return NULL;
+}
+
+/* The snapshot with a new reference, or NULL. */
+static struct snapshot *snapshot_get(const uuid_t *id)
+{
+	struct snapshot *s;
+
+	mutex_lock(&snapshots_mutex);
+	s = snapshot_find(id);
+	if (s)
+		kref_get(&s->kref);
+	mutex_unlock(&snapshots_mutex);
+	return s;
 }
 
 /**
@@ -91,10 +128,11 @@ int snapshot_create(unsigned int fd, sector_t limit, uuid_t *id)
 		kfree(s);
 		return ret;
 	}
+	kref_init(&s->kref);
+	mutex_init(&s->lock);
 	uuid_gen(&s->id);
 	INIT_LIST_HEAD(&s->devices);
 	event_queue_init(&s->events);
-	atomic_set(&s->waiters, 0);
 	mutex_lock(&snapshots_mutex);
 	list_add_tail(&s->link, &snapshots);
 	mutex_unlock(&snapshots_mutex);
@@ -124,7 +162,7 @@ int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
 	s = snapshot_find(id);
 	if (!s)
 		ret = -ENOENT;
-	else if (s->taken || tracker->snapshot)
+	else if (s->busy || s->taken || tracker->snapshot)
 		ret = -EBUSY;
 	else if (s->ds->disk == tracker->bdev->bd_disk)
 		ret = -EINVAL;
@@ -174,14 +212,20 @@ int snapshot_take(const uuid_t *id)
 	struct snapshot *s;
 	int ret = 0;
 
-	mutex_lock(&snapshots_mutex);
-	s = snapshot_find(id);
+	s = snapshot_get(id);
 	if (!s)
+		return -ENOENT;
+	mutex_lock(&s->lock);
+	mutex_lock(&snapshots_mutex);
+	if (s->destroyed)
 		ret = -ENOENT;
 	else if (s->taken)
 		ret = -EALREADY;
 	else if (list_empty(&s->devices))
 		ret = -ENODEV;
+	else
+		s->busy = true;
+	mutex_unlock(&snapshots_mutex);
 	if (ret)
 		goto out;
 
@@ -214,14 +258,20 @@ thaw:
 	if (ret)
 		goto undo;
 	list_for_each_entry(sd, &s->devices, link) {
-		sd->image = image_create(sd->area);
-		if (IS_ERR(sd->image)) {
-			ret = PTR_ERR(sd->image);
-			sd->image = NULL;
+		struct image *image = image_create(sd->area);
+
+		if (IS_ERR(image)) {
+			ret = PTR_ERR(image);
 			goto undo;
 		}
+		mutex_lock(&snapshots_mutex);
+		sd->image = image;
+		mutex_unlock(&snapshots_mutex);
 	}
+	mutex_lock(&snapshots_mutex);
 	s->taken = true;
+	s->busy = false;
+	mutex_unlock(&snapshots_mutex);
 	goto out;
 undo:
 	list_for_each_entry(sd, &s->devices, link) {
@@ -231,29 +281,40 @@ undo:
 		}
 		snapshot_dev_release(sd);
 	}
-out:
+	mutex_lock(&snapshots_mutex);
+	s->busy = false;
 	mutex_unlock(&snapshots_mutex);
+out:
+	mutex_unlock(&s->lock);
+	snapshot_put(s);
 	return ret;
 }
 
-/* Context: snapshots_mutex held; @s is off the list. */
-static void snapshot_free(struct snapshot *s)
+/*
+ * Tear down a snapshot taken off the list: its devices leave it, its
+ * images and storage go, its event readers return -ENOENT.
+ */
+static void snapshot_teardown(struct snapshot *s)
 {
 	struct snapshot_dev *sd, *tmp;
+
+	mutex_lock(&s->lock);
+	mutex_lock(&snapshots_mutex);
+	s->destroyed = true;
+	list_for_each_entry(sd, &s->devices, link)
+		sd->tracker->snapshot = NULL;
+	mutex_unlock(&snapshots_mutex);
 
 	event_queue_close(&s->events);
 	list_for_each_entry_safe(sd, tmp, &s->devices, link) {
 		snapshot_dev_release(sd);
-		sd->tracker->snapshot = NULL;
 		tracker_put(sd->tracker);
 		list_del(&sd->link);
 		kfree(sd);
 	}
 	diff_storage_free(s->ds);
-	/* Readers of the event queue leave with -ENOENT. */
-	wait_event(waiters_gone, !atomic_read(&s->waiters));
-	event_queue_done(&s->events);
-	kfree(s);
+	mutex_unlock(&s->lock);
+	snapshot_put(s);
 }
 
 /**
@@ -269,12 +330,13 @@ int snapshot_destroy(const uuid_t *id)
 
 	mutex_lock(&snapshots_mutex);
 	s = snapshot_find(id);
-	if (s) {
+	if (s)
 		list_del(&s->link);
-		snapshot_free(s);
-	}
 	mutex_unlock(&snapshots_mutex);
-	return s ? 0 : -ENOENT;
+	if (!s)
+		return -ENOENT;
+	snapshot_teardown(s);
+	return 0;
 }
 
 /**
@@ -284,13 +346,16 @@ void snapshot_destroy_all(void)
 {
 	struct snapshot *s;
 
-	mutex_lock(&snapshots_mutex);
-	while ((s = list_first_entry_or_null(&snapshots, struct snapshot,
-					     link))) {
-		list_del(&s->link);
-		snapshot_free(s);
+	for (;;) {
+		mutex_lock(&snapshots_mutex);
+		s = list_first_entry_or_null(&snapshots, struct snapshot, link);
+		if (s)
+			list_del(&s->link);
+		mutex_unlock(&snapshots_mutex);
+		if (!s)
+			break;
+		snapshot_teardown(s);
 	}
-	mutex_unlock(&snapshots_mutex);
 }
 
 /**
@@ -340,16 +405,11 @@ int snapshot_wait_event(const uuid_t *id, unsigned int timeout_ms,
 	struct snapshot *s;
 	struct event *e;
 
-	mutex_lock(&snapshots_mutex);
-	s = snapshot_find(id);
-	if (s)
-		atomic_inc(&s->waiters);
-	mutex_unlock(&snapshots_mutex);
+	s = snapshot_get(id);
 	if (!s)
 		return -ENOENT;
 	e = event_wait(&s->events, timeout_ms);
-	if (atomic_dec_and_test(&s->waiters))
-		wake_up_all(&waiters_gone);
+	snapshot_put(s);
 	if (IS_ERR(e))
 		return PTR_ERR(e);
 	ev->code = e->code;
@@ -375,7 +435,7 @@ void snapshot_info(struct tracker *tracker, struct blksnap_snapshotinfo *info)
 	s = tracker->snapshot;
 	if (s && s->taken) {
 		list_for_each_entry(sd, &s->devices, link) {
-			if (sd->tracker != tracker)
+			if (sd->tracker != tracker || !sd->area)
 				continue;
 			info->error_code = READ_ONCE(sd->area->error);
 			if (sd->image)

@@ -71,6 +71,7 @@ static inline sector_t tracker_bio_sector(struct bio *bio)
 		return bio->bi_iter.bi_sector - bio->bi_bdev->bd_start_sect;
 	return bio->bi_iter.bi_sector;
 }
+
 int tracker_ctl(struct tracker *tracker, unsigned int cmd, u8 __user *ubuf,
 		u32 *plen);
 

@@ -13,7 +13,7 @@ PKGS=(
 	xz-utils zstd kmod sparse rsync
 	# guests and what the tests run inside them
 	qemu-system-x86 busybox-static fio xfsprogs e2fsprogs util-linux
-	parted dosfstools socat gcc-12
+	parted dosfstools socat gcc-12 dmsetup python3
 	# documentation lint
 	mandoc groff
 )

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Guest side of `make bench`: copy-on-write cost, side by side in one guest.
+# Disk 1 is the original, disk 2 the difference storage (blksnap) or the
+# exception store (dm-snapshot, persistent, same 256 KiB chunk size).
+# Prints one "BENCH {json}" line per comparison.
+set -euo pipefail
+read -r -a disks <<<"$BLKSNAP_DISKS"
+dev=${disks[0]}
+store=${disks[1]}
+size_mb=${BENCH_SNAP_MB:-512}
+
+# One 4 KiB write in each 256 KiB chunk: every write touches a chunk once.
+touch_iops() { # device
+	fio --name=touch --filename="$1" --direct=1 --ioengine=libaio --iodepth=16 \
+		--rw=write:252k --bs=4k --size="${size_mb}M" --output-format=json |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["iops"])'
+}
+seq_read_mbs() { # device
+	fio --name=read --filename="$1" --direct=1 --ioengine=libaio --iodepth=8 \
+		--rw=read --bs=1M --size="${size_mb}M" --output-format=json |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw"] / 1024)'
+}
+row() { # name baseline measured unit target
+	python3 -c 'import json,sys; n,b,m,u,t=sys.argv[1:]; b,m=float(b),float(m)
+print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(m/b,3),"target":float(t)}))' "$@"
+}
+
+dd if=/dev/urandom of="$dev" bs=1M count="$size_mb" oflag=direct status=none
+
+# No snapshot.
+plain=$(touch_iops "$dev")
+
+# blksnap: first touch, then the same writes again (chunks already copied).
+id=$(blksnap snapshot_create -d "$dev" -f "$store" -l 2G)
+blksnap snapshot_take -i "$id"
+first=$(touch_iops "$dev")
+again=$(touch_iops "$dev")
+image=$(blksnap snapshot_info -d "$dev" -f image)
+img_read=$(seq_read_mbs "$image")
+orig_read=$(seq_read_mbs "$dev")
+blksnap snapshot_destroy -i "$id"
+blksnap detach -d "$dev"
+
+# dm-snapshot on the same disks.
+modprobe dm-snapshot
+sectors=$(blockdev --getsz "$dev")
+dd if=/dev/zero of="$store" bs=1M count=4 oflag=direct status=none
+dmsetup create bench-origin --table "0 $sectors snapshot-origin $dev"
+dmsetup create bench-snap --table "0 $sectors snapshot $dev $store P 512"
+dm_first=$(touch_iops /dev/mapper/bench-origin)
+dm_again=$(touch_iops /dev/mapper/bench-origin)
+dmsetup remove bench-snap
+dmsetup remove bench-origin
+
+echo "# 4 KiB writes/s: none $plain; blksnap first $first, rewrite $again; dm-snapshot first $dm_first, rewrite $dm_again"
+row "snapshot: 4 KiB rewrite of copied chunks vs no snapshot" "$plain" "$again" "IOPS" 0.95
+row "snapshot: 4 KiB first touch, blksnap vs dm-snapshot" "$dm_first" "$first" "IOPS" 1.0
+row "snapshot: sequential read, image vs original" "$orig_read" "$img_read" "MiB/s" 0.9
