@@ -13,6 +13,9 @@ out="$top/build/kmod/$kernel"
 [ -d "$kdir" ] || { echo "build-kmod: no kernel '$kernel' (run: scripts/kernels.sh ensure $kernel)" >&2; exit 1; }
 
 mkdir -p "$out/src"
+# Guests started in parallel build the same module: one at a time.
+exec 9>"$out/.lock"
+flock 9
 # Mirror the module sources; rsync keeps mtimes so make rebuilds only what changed.
 rsync -a --delete --exclude='kernel-6.12/' \
 	--exclude='*.o' --exclude='*.ko' --exclude='*.mod*' --exclude='.*.cmd' \

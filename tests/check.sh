@@ -39,18 +39,43 @@ scripts/lint.sh >"$log" 2>&1
 record "lint" $? "$log"
 
 # Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives runner options.
+# Guests run CHECK_JOBS at a time (default 2): TCG guests are CPU-bound and
+# mostly single-threaded, so two share the machine's two cores well.
 mapfile -t guest_tests < <(ls tests/guest/*.sh 2>/dev/null | grep -v '/lib\.sh$')
 if [ -n "${TESTS:-}" ]; then
 	mapfile -t guest_tests < <(for t in $TESTS; do echo "tests/guest/$t.sh"; done)
 fi
+jobs_max=${CHECK_JOBS:-2}
+run_guest() { # kernel test
+	local k=$1 t=$2 name log start
+	name=$(basename "$t" .sh)
+	log=$logdir/$k-$name.log
+	read -r -a args <<<"$(sed -n 's/^# vm: //p' "$t" | head -n1)"
+	start=$SECONDS
+	tests/vm/run "$k" "${args[@]}" -- "$t" >"$log" 2>&1
+	echo "$? $((SECONDS - start))" >"$logdir/$k-$name.rc"
+}
+# Build what the guests load before starting them in parallel.
 for k in "${kernels[@]}"; do
-	echo "== guest tests on $k"
+	scripts/build-kmod.sh "$k" >/dev/null || record "$k:kmod" 1 "build/kmod/$k/build.log"
+done
+echo "== guest tests on ${kernels[*]} ($jobs_max at a time)"
+pairs=()
+for t in "${guest_tests[@]}"; do
+	for k in "${kernels[@]}"; do pairs+=("$k $t"); done
+done
+for p in "${pairs[@]}"; do
+	read -r k t <<<"$p"
+	rm -f "$logdir/$k-$(basename "$t" .sh).rc"
+	while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+	run_guest "$k" "$t" &
+done
+wait
+for k in "${kernels[@]}"; do
 	for t in "${guest_tests[@]}"; do
 		name=$(basename "$t" .sh)
-		log=$logdir/$k-$name.log
-		read -r -a args <<<"$(sed -n 's/^# vm: //p' "$t" | head -n1)"
-		tests/vm/run "$k" "${args[@]}" -- "$t" >"$log" 2>&1
-		record "$k:$name" $? "$log"
+		read -r rc secs <"$logdir/$k-$name.rc" 2>/dev/null || { rc=1 secs=0; }
+		record "$k:$name (${secs}s)" "$rc" "$logdir/$k-$name.log"
 	done
 done
 
