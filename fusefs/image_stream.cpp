@@ -222,7 +222,9 @@ long ImageStream::read(std::span<std::byte> out, std::uint64_t offset) {
                 prefetch(i + 1);
             if (int ret = wait_ready(*s); ret < 0) {
                 s->state = Slot::State::empty; // try again next time
-                return ret;
+                // A failed image (corrupted: ENOSPC, destroyed: ENXIO...)
+                // reads as an I/O error, as any failed read does.
+                return ret == -ENOMEM || ret == -EINTR ? ret : -EIO;
             }
             // Move it to the back of the LRU list: most recently used.
             lru_.erase(lru_.iterator_to(*s));
