@@ -3,6 +3,8 @@
 
 #include <blksnap/error.hpp>
 
+#include <algorithm>
+
 namespace blksnap::cli {
 
 int run(int argc, const char* const* argv, const BackendFactory& factory, std::ostream& out,
@@ -14,6 +16,17 @@ int run(int argc, const char* const* argv, const BackendFactory& factory, std::o
     add_filter_commands(app, ctx);
     add_cbt_commands(app, ctx);
     add_snapshot_commands(app, ctx);
+    // CLI11 reports a mistyped command only as "A subcommand is required";
+    // name it.
+    if (argc > 1 && argv[1][0] != '-') {
+        const auto subs = app.get_subcommands([](const CLI::App*) { return true; });
+        if (std::none_of(subs.begin(), subs.end(),
+                         [&](const CLI::App* s) { return s->check_name(argv[1]); })) {
+            err << "blksnap: unknown command '" << argv[1] << "'\n"
+                << "Run with --help for the list of commands." << std::endl;
+            return exit_usage;
+        }
+    }
     try {
         app.parse(argc, argv);
         return exit_ok;

@@ -36,12 +36,41 @@ const CLI::Validator& uuid_text() {
     return v;
 }
 
-const CLI::Validator& size_text() {
+std::optional<std::uint64_t> parse_size(const std::string& text) {
+    std::string_view digits(text);
+    unsigned shift = 0;
+    if (!digits.empty()) {
+        switch (digits.back()) {
+        case 'K':
+        case 'k':
+            shift = 10;
+            break;
+        case 'M':
+        case 'm':
+            shift = 20;
+            break;
+        case 'G':
+        case 'g':
+            shift = 30;
+            break;
+        }
+        if (shift)
+            digits.remove_suffix(1);
+    }
+    std::uint64_t value;
+    if (!parse_u64(digits, value) || value > (UINT64_MAX >> shift))
+        return std::nullopt;
+    return value << shift;
+}
+
+const CLI::Validator& size_bytes() {
     static const CLI::Validator v(
-        [](const std::string& s) {
-            return !s.empty() && s[0] >= '0' && s[0] <= '9'
-                       ? std::string()
-                       : "'" + s + "' is not a size (a number with an optional K, M or G)";
+        [](std::string& s) {
+            const auto bytes = parse_size(s);
+            if (!bytes)
+                return "'" + s + "' is not a size (a decimal number with an optional K, M or G)";
+            s = std::to_string(*bytes);
+            return std::string();
         },
         "SIZE");
     return v;

@@ -15,8 +15,11 @@ std::optional<SectorRange> parse_range(const std::string& text);
 
 // Checks that every value is a UUID.
 const CLI::Validator& uuid_text();
-// Checks that a size starts with a digit (AsSizeValue alone takes "-5").
-const CLI::Validator& size_text();
+// "NUMBER[K|M|G]" (decimal, powers of 1024, lower case too) in bytes;
+// nullopt when malformed or too large.
+std::optional<std::uint64_t> parse_size(const std::string& text);
+// Turns a size into its number of bytes, or rejects it.
+const CLI::Validator& size_bytes();
 // Checks that every value is a SECTOR:COUNT range.
 const CLI::Validator& range_text();
 

@@ -3,8 +3,12 @@
 #include "args.hpp"
 #include "commands.hpp"
 
+#include <blksnap/error.hpp>
 #include <blksnap/events.hpp>
 #include <blksnap/snapshot.hpp>
+
+#include <algorithm>
+#include <cerrno>
 
 namespace blksnap::cli {
 
@@ -34,8 +38,7 @@ void add_create(CLI::App& app, Context& ctx) {
     cmd->add_option("-l,--limit", a->limit,
                     "Largest size of the difference storage, bytes with optional suffix K, M, G")
         ->required()
-        ->check(size_text())
-        ->transform(CLI::AsSizeValue(false));
+        ->transform(size_bytes());
     add_json(*cmd, a->json);
     cmd->callback([&ctx, a] {
         Snapshot snap = Snapshot::create(ctx.kernel(), a->file, a->limit, a->devices);
@@ -149,7 +152,13 @@ void add_watcher(CLI::App& app, Context& ctx) {
     add_id(*cmd, a->id);
     add_json(*cmd, a->json);
     cmd->callback([&ctx, a] {
-        follow_events(ctx.kernel(), Uuid::parse(a->id), [&](const Event& ev) {
+        const Uuid id = Uuid::parse(a->id);
+        // A snapshot that is not there at the start is the user's mistake, not
+        // the end of the stream (that is one that goes away while followed).
+        const auto ids = ctx.kernel().snapshot_collect();
+        if (std::find(ids.begin(), ids.end(), id) == ids.end())
+            throw Error(ENOENT, context("snapshot_watcher", id.str()));
+        follow_events(ctx.kernel(), id, [&](const Event& ev) {
             print_event(ctx, a->json, ev);
             return true;
         });

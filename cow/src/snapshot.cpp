@@ -1,5 +1,10 @@
 #include <blksnap/diff_storage.hpp>
+#include <blksnap/error.hpp>
 #include <blksnap/snapshot.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <system_error>
 
 namespace blksnap {
 
@@ -42,7 +47,19 @@ Snapshot Snapshot::open(KernelBackend& backend, const Uuid& id, bool own) {
 void Snapshot::add_device(const std::string& device) {
     DeviceFilter filter(backend_, device);
     filter.attach();
-    filter.snapshot_add(id_);
+    try {
+        filter.snapshot_add(id_);
+    } catch (const Error& e) {
+        // The kernel's ENOENT says only "no such file" about a device that
+        // exists: name the snapshot that is missing.
+        if (e.code() != ENOENT)
+            throw;
+        const auto ids = backend_.snapshot_collect();
+        if (std::find(ids.begin(), ids.end(), id_) != ids.end())
+            throw;
+        throw Error(ENOENT, context("snapshotadd", device),
+                    "snapshot " + id_.str() + ": " + std::generic_category().message(ENOENT));
+    }
 }
 
 void Snapshot::take() {

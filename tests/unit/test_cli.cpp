@@ -137,12 +137,31 @@ TEST_F(CliTest, BadUsageExitsTwo) {
     EXPECT_EQ(opened, 0);
 }
 
+TEST_F(CliTest, UnknownCommandIsNamed) {
+    const Result r = run({"snapshot_destory", "-i", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("unknown command 'snapshot_destory'"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, RangeParsing) {
     EXPECT_EQ(cli::parse_range("0:8"), (SectorRange{0, 8}));
     EXPECT_EQ(cli::parse_range("18446744073709551615:1"), (SectorRange{UINT64_MAX, 1}));
     for (const char* bad :
          {"", ":", "1:", ":1", "1", "1:0", "x:1", "1:1x", " 1:1", "1:18446744073709551616"})
         EXPECT_FALSE(cli::parse_range(bad)) << bad;
+}
+
+TEST_F(CliTest, SizeParsing) {
+    EXPECT_EQ(cli::parse_size("0"), 0u);
+    EXPECT_EQ(cli::parse_size("3072K"), 3145728u);
+    EXPECT_EQ(cli::parse_size("48m"), 50331648u);
+    EXPECT_EQ(cli::parse_size("18446744073709551615"), UINT64_MAX);
+    EXPECT_EQ(cli::parse_size("17179869183G"), 17179869183ull << 30);
+    for (const char* bad :
+         {"", "M", "K1", "1KM", "1X", "-5", "+5", " 5M", "5M ", "5 M", "5.5M", "1e3", "0x10", "5MB",
+          "5MiB", "1T", "18446744073709551616", "17179869184G"})
+        EXPECT_FALSE(cli::parse_size(bad)) << bad;
 }
 
 TEST_F(CliTest, LimitSuffixes) {
@@ -288,6 +307,15 @@ TEST_F(CliTest, SnapshotCreateFailureLeavesNoSnapshot) {
     EXPECT_NE(r.err.find("difference storage /dev/null: not a directory"), std::string::npos);
 }
 
+TEST_F(CliTest, SnapshotAddToAnUnknownSnapshotNamesIt) {
+    const Uuid id = create();
+    run({"snapshot_destroy", "-i", id.str()});
+    const Result r = run({"snapshot_add", "-d", "/dev/vdb", "-i", id.str()});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "blksnap: snapshotadd /dev/vdb: snapshot " + id.str() +
+                         ": No such file or directory\n");
+}
+
 TEST_F(CliTest, SnapshotAddAttachesFirst) {
     const Uuid id = create();
     EXPECT_EQ(run({"snapshot_add", "-d", "/dev/vdb", "-i", id.str()}).rc, 0);
@@ -329,6 +357,17 @@ TEST_F(CliTest, WatcherFollowsUntilTheSnapshotEnds) {
     EXPECT_EQ(r.out,
               "{\"event\":\"corrupted\",\"time\":1,\"dev_id\":\"252:0\",\"err_code\":-5}\n"
               "{\"event\":\"corrupted\",\"time\":2,\"dev_id\":\"252:1\",\"err_code\":-28}\n");
+}
+
+TEST_F(CliTest, WatcherOfAnUnknownSnapshotFails) {
+    const Uuid id = create();
+    run({"snapshot_destroy", "-i", id.str()});
+    const Result r = run({"snapshot_watcher", "-i", id.str()});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("snapshot_watcher " + id.str() + ": No such file or directory"),
+              std::string::npos)
+        << r.err;
 }
 
 } // namespace
