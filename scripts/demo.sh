@@ -6,7 +6,8 @@
 # were; the change map and the events are shown; the snapshot is destroyed.
 # Ends with "demo: PASS" (exit 0) or "demo: FAIL ..." (exit 1).
 set -euo pipefail
-dev=${BLKSNAP_DISKS%% *}
+disk=${BLKSNAP_DISKS%% *}
+dev=${disk}1 # a 256 MiB partition: the copy goes to the guest's RAM-backed /tmp
 name=$(basename "$dev")
 tmp=$(mktemp -d)
 orig=/mnt/orig
@@ -20,21 +21,26 @@ die() {
 }
 xsum() { xxhsum -H64 - | cut -d' ' -f1; }
 sums() { (cd "$1" && find . -type f -name '*.bin' | sort | xargs xxhsum -H64); }
+events=""
 cleanup() {
 	[ -z "$writer" ] || kill "$writer" 2>/dev/null || true
+	[ -z "$events" ] || kill "$events" 2>/dev/null || true
 	mountpoint -q "$copy" && umount "$copy"
-	mountpoint -q "$snap" && fusermount3 -u "$snap"
+	mountpoint -q "$snap" && fusermount3 -u -z "$snap"
 	mountpoint -q "$orig" && umount "$orig"
 	return 0
 }
 trap cleanup EXIT
 trap 'echo "demo: FAIL (line $LINENO: $BASH_COMMAND)"' ERR
 
+dmesg -n 1 # kernel messages in dmesg only, not among the demo's lines
 [ -c /dev/fuse ] || modprobe fuse
 [ -e /dev/loop-control ] || modprobe loop
 say kernel "$(uname -r), blksnap $(blksnap version) ($(cat /sys/module/blksnap/parameters/interception) interception)"
 
-mkfs.ext4 -q -F "$dev" >/dev/null
+parted -s "$disk" mklabel gpt mkpart demo ext4 1MiB 257MiB 2>/dev/null
+for i in $(seq 50); do [ -b "$dev" ] && break; sleep 0.1; done
+mkfs.ext4 -q -F -E nodiscard "$dev" >/dev/null 2>&1
 mkdir -p "$orig" "$copy" "$snap"
 mount "$dev" "$orig"
 for i in 1 2 3 4 5 6; do head -c $((i * 4 << 20)) /dev/urandom >"$orig/file$i.bin"; done
@@ -50,6 +56,7 @@ say disk "$dev: ext4 with $(ls "$orig"/*.bin | wc -l) files, $(du -sh "$orig" | 
 		echo "line $n" >>"$orig/writer.log"
 		head -c 1M /dev/urandom >"$orig/churn.bin.tmp" && mv "$orig/churn.bin.tmp" "$orig/churn.tmp"
 		sync "$orig/writer.log"
+		sleep 0.1
 	done
 ) &
 writer=$!
@@ -100,8 +107,11 @@ cmp -s "$dir/cbt.map" <(blksnap readcbtmap -d "$dev" -f /dev/stdout) || die "cbt
 blksnap snapshot_destroy -i "$id"
 for i in $(seq 50); do kill -0 "$events" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$events" 2>/dev/null && die "cat events did not end at destroy"
+events=""
 say events "$( [ -s "$tmp/events" ] && cat "$tmp/events" || echo "none while held; end of file at destroy")"
 [ ! -e "$snap/$id" ] || die "$snap/$id still shown after destroy"
 say destroy "snapshot gone from $snap"
 fusermount3 -u "$snap"
+umount "$orig"
+blksnap detach -d "$dev"
 echo "demo: PASS"

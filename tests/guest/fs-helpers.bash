@@ -40,7 +40,7 @@ fs_stop() {
 # Mount an ext4 file system on DEV at DIR with some files; their checksums
 # go to SUMS.
 make_files() { # dev dir sums
-	mkfs.ext4 -q -F "$1" >/dev/null
+	mkfs.ext4 -q -F -E nodiscard "$1" >/dev/null 2>&1
 	mkdir -p "$2"
 	mount "$1" "$2"
 	mkdir -p "$2/docs" "$2/data"

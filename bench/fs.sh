@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Guest side of `make bench`: sequential read of a snapshot through
+# blksnapfs (image.raw, read as cp reads it: buffered, 1 MiB pieces, and
+# with O_DIRECT) against the image block device and the original, side by
+# side in one guest. Disk 1 is the original, disk 2 the difference storage.
+# Prints one "BENCH {json}" line per comparison.
+set -euo pipefail
+read -r -a disks <<<"$BLKSNAP_DISKS"
+dev=${disks[0]}
+store=${disks[1]}
+size_mb=${BENCH_FS_MB:-512}
+rounds=${BENCH_ROUNDS:-3}
+snap=/snap
+
+# seq_read FILE DIRECT: MiB/s of one sequential pass over the first size_mb.
+seq_read() {
+	local engine=psync depth=1
+	[ "$2" = 1 ] && engine=libaio depth=8
+	echo 3 >/proc/sys/vm/drop_caches
+	fio --name=read --filename="$1" --direct="$2" --ioengine=$engine --iodepth=$depth \
+		--rw=read --bs=1M --size="${size_mb}M" --invalidate=1 --output-format=json |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw"] / 1024)'
+}
+row() { # name baseline measured unit target
+	python3 -c 'import json,sys; n,b,m,u,t=sys.argv[1:]; b,m=float(b),float(m)
+print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(m/b,3),"target":float(t)}))' "$@"
+}
+avg() { python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print(sum(v)/len(v))' "$@"; }
+
+[ -c /dev/fuse ] || modprobe fuse
+dd if=/dev/urandom of="$dev" bs=1M count="$size_mb" oflag=direct status=none
+id=$(blksnap snapshot_create -d "$dev" -f "$store" -l 2G)
+blksnap snapshot_take -i "$id"
+# Some copy-on-write: every 16th MiB of the original rewritten.
+for i in $(seq 0 16 $((size_mb - 1))); do
+	dd if=/dev/zero of="$dev" bs=1M count=1 seek="$i" oflag=direct status=none
+done
+image=$(blksnap snapshot_info -d "$dev" -f image)
+mkdir -p "$snap"
+blksnapfs "$snap"
+raw=$snap/$id/$(basename "$dev")/image.raw
+
+orig=() img=() fs=() fsd=()
+for r in $(seq "$rounds"); do
+	orig+=("$(seq_read "$dev" 1)")
+	img+=("$(seq_read "$image" 1)")
+	fs+=("$(seq_read "$raw" 0)")
+	fsd+=("$(seq_read "$raw" 1)")
+done
+o=$(avg "${orig[@]}") i=$(avg "${img[@]}") f=$(avg "${fs[@]}") d=$(avg "${fsd[@]}")
+echo "fs: sequential read MiB/s: original $o, image device $i, image.raw $f (O_DIRECT $d)" >&2
+row "fs: seq read, image.raw (cp-like) vs image device" "$i" "$f" "MiB/s" 0.8
+row "fs: seq read, image.raw O_DIRECT vs image device" "$i" "$d" "MiB/s" 0.8
+row "fs: seq read, image.raw (cp-like) vs original" "$o" "$f" "MiB/s" 0.7
+
+fusermount3 -u "$snap"
+blksnap snapshot_destroy -i "$id"
+blksnap detach -d "$dev"
