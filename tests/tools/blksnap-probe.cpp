@@ -10,6 +10,7 @@
 //   blksnap-probe dirty DEV SECTOR:COUNT...
 //   blksnap-probe badinput DEV        (every bad request gets its errno)
 //   blksnap-probe create PATH MODE LIMIT  (snapshot on odd storage fds)
+//   blksnap-probe cycle DEV N DIR     (N snapshots taken and destroyed)
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -330,6 +331,32 @@ int cmd_create(const char* path, const char* mode, unsigned long long limit) {
     return 0;
 }
 
+// Take N snapshots of DEV in a row (create, add, take, destroy), with an
+// unnamed storage file in DIR: what a year of nightly backups does to the
+// change tracker's numbers, in seconds.
+int cmd_cycle(Device& d, int n, const char* dir) {
+    Fd ctl(open("/dev/" BLKSNAP_CTL, O_RDWR));
+    for (int i = 0; i < n; i++) {
+        Fd storage(open(dir, O_TMPFILE | O_RDWR | O_EXCL, 0600));
+        if (storage.fd < 0)
+            die(dir, errno);
+        blksnap_snapshot_create c{};
+        c.diff_storage_limit_sect = 1 << 17;
+        c.diff_storage_fd = static_cast<uint32_t>(storage.fd);
+        if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_CREATE, &c))
+            die("snapshot create", errno);
+        blksnap_snapshotadd add{c.id};
+        uint32_t len = sizeof(add);
+        if (int r = d.ctl(blkfilter_ctl_blksnap_snapshotadd, &add, &len); r < 0)
+            die("snapshotadd " + d.path(), -r);
+        if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_TAKE, &c.id))
+            die("snapshot take", errno);
+        if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &c.id))
+            die("snapshot destroy", errno);
+    }
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -360,5 +387,7 @@ int main(int argc, char** argv) {
         return cmd_dirty(d, argc - 3, argv + 3);
     if (cmd == "badinput")
         return cmd_badinput(d);
+    if (cmd == "cycle" && argc == 5)
+        return cmd_cycle(d, std::stoi(argv[3]), argv[4]);
     return 2;
 }

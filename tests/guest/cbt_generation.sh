@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# vm: --disks 1 --disk-size 256M
+# The changes number counts takes; the map tells which blocks changed since
+# any earlier take of the generation. After take 254 the number written for
+# new changes is 255, the largest a map byte holds; take 255 therefore ends
+# the generation: a new identifier, the number starts again at 1 and the old
+# map is gone.
+. "$(dirname "$0")/lib.sh"
+dev=$(disk 1)
+tmp=$(mktemp -d)
+here=$(dirname "$0")
+bs=65536
+
+blksnap-probe attach "$dev"
+gen=$(cbt_field "$dev" generation_id)
+step "take 1: blocks written before it hold 1"
+dd if=/dev/urandom of="$dev" bs=4k count=1 seek=16 oflag=direct status=none
+echo "$((16 * 4096)) 4096" >"$tmp/w1"
+blksnap-probe cycle "$dev" 1 "$tmp"
+expect_eq changes_number "$(cbt_field "$dev" changes_number)" 1
+blksnap-probe map "$dev" "$tmp/map"
+python3 "$here/cbt_expect.py" "$tmp/map" "$bs" 1 "$tmp/w1"
+
+step "take 2: a later write holds 2, the earlier one keeps 1"
+dd if=/dev/urandom of="$dev" bs=4k count=1 seek=$((100 * 16)) oflag=direct status=none
+blksnap-probe cycle "$dev" 1 "$tmp"
+expect_eq changes_number "$(cbt_field "$dev" changes_number)" 2
+blksnap-probe map "$dev" "$tmp/map"
+expect_eq "block 1" "$(od -An -tu1 -j1 -N1 "$tmp/map" | tr -d ' ')" 1
+expect_eq "block 100" "$(od -An -tu1 -j100 -N1 "$tmp/map" | tr -d ' ')" 2
+expect_eq generation "$(cbt_field "$dev" generation_id)" "$gen"
+
+step "takes 3 .. 254 stay in the generation"
+blksnap-probe cycle "$dev" 252 "$tmp"
+expect_eq changes_number "$(cbt_field "$dev" changes_number)" 254
+expect_eq generation "$(cbt_field "$dev" generation_id)" "$gen"
+dd if=/dev/urandom of="$dev" bs=4k count=1 seek=$((200 * 16)) oflag=direct status=none
+blksnap-probe map "$dev" "$tmp/map"
+expect_eq "block 100 after 254 takes" "$(od -An -tu1 -j100 -N1 "$tmp/map" | tr -d ' ')" 2
+expect_eq "block 200 written after take 254" "$(od -An -tu1 -j200 -N1 "$tmp/map" | tr -d ' ')" 255
+
+step "take 255 starts a new generation with an empty map"
+blksnap-probe cycle "$dev" 1 "$tmp"
+gen2=$(cbt_field "$dev" generation_id)
+[ "$gen2" != "$gen" ] || fail "generation did not change after 255 takes"
+expect_eq changes_number "$(cbt_field "$dev" changes_number)" 1
+blksnap-probe map "$dev" "$tmp/map"
+[ -z "$(tr -d '\0' <"$tmp/map")" ] || fail "map of the new generation is not empty"
+blksnap-probe detach "$dev"
+echo "cbt_generation: all checks passed"
