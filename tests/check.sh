@@ -38,7 +38,8 @@ log=$logdir/lint.log
 scripts/lint.sh >"$log" 2>&1
 record "lint" $? "$log"
 
-# Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives runner options.
+# Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives runner options,
+# a line "# kernels: K..." limits a test to those kernels.
 # Guests run CHECK_JOBS at a time (default 2): TCG guests are CPU-bound and
 # mostly single-threaded, so two share the machine's two cores well.
 mapfile -t guest_tests < <(ls tests/guest/*.sh 2>/dev/null | grep -v '/lib\.sh$')
@@ -61,8 +62,15 @@ for k in "${kernels[@]}"; do
 done
 echo "== guest tests on ${kernels[*]} ($jobs_max at a time)"
 pairs=()
+runs_on() { # kernel test
+	local only
+	only=$(sed -n 's/^# kernels: //p' "$2" | head -n1)
+	[ -z "$only" ] || [[ " $only " == *" $1 "* ]]
+}
 for t in "${guest_tests[@]}"; do
-	for k in "${kernels[@]}"; do pairs+=("$k $t"); done
+	for k in "${kernels[@]}"; do
+		runs_on "$k" "$t" && pairs+=("$k $t")
+	done
 done
 for p in "${pairs[@]}"; do
 	read -r k t <<<"$p"
@@ -73,6 +81,7 @@ done
 wait
 for k in "${kernels[@]}"; do
 	for t in "${guest_tests[@]}"; do
+		runs_on "$k" "$t" || continue
 		name=$(basename "$t" .sh)
 		read -r rc secs <"$logdir/$k-$name.rc" 2>/dev/null || { rc=1 secs=0; }
 		record "$k:$name (${secs}s)" "$rc" "$logdir/$k-$name.log"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# vm: --disks 1 --disk-size 512M
+# vm: --disks 1 --disk-size 256M
 # Change tracking on a raw virtio disk: the map marks exactly the tracking
 # blocks that were written, discarded or zeroed, and no other; reads and
 # flushes mark nothing; cbtdirty marks exactly its ranges; reattach starts
 # a new generation.
 . "$(dirname "$0")/lib.sh"
 dev=$(disk 1)
+size=$(blockdev --getsize64 "$dev")
 tmp=$(mktemp -d)
 here=$(dirname "$0")
 
@@ -14,8 +15,8 @@ blksnap-probe attach "$dev"
 is_attached "$dev" || fail "$dev not listed as attached"
 bs=$(cbt_field "$dev" block_size)
 expect_eq block_size "$bs" 65536
-expect_eq device_capacity "$(cbt_field "$dev" device_capacity)" $((512 << 20))
-expect_eq block_count "$(cbt_field "$dev" block_count)" 8192
+expect_eq device_capacity "$(cbt_field "$dev" device_capacity)" "$size"
+expect_eq block_count "$(cbt_field "$dev" block_count)" $(((size + 65535) / 65536))
 expect_eq changes_number "$(cbt_field "$dev" changes_number)" 0
 gen1=$(cbt_field "$dev" generation_id)
 
@@ -30,14 +31,14 @@ step "random direct writes of 4 KiB .. 1 MiB"
 : >"$tmp/written"
 for i in $(seq 1 40); do
 	len=$(((RANDOM % 256 + 1) * 4096))
-	off=$(((RANDOM * 32768 + RANDOM) % ((512 << 20) - len) / 4096 * 4096))
+	off=$(((RANDOM * 32768 + RANDOM) % (size - len) / 4096 * 4096))
 	dd if=/dev/urandom of="$dev" bs=4096 seek=$((off / 4096)) \
 		count=$((len / 4096)) oflag=direct conv=notrunc status=none
 	echo "$off $len" >>"$tmp/written"
 done
 step "buffered writes and the last byte of the disk"
-dd if=/dev/urandom of="$dev" bs=512 seek=$(((512 << 20) / 512 - 1)) count=1 status=none
-echo "$(((512 << 20) - 512)) 512" >>"$tmp/written"
+dd if=/dev/urandom of="$dev" bs=512 seek=$((size / 512 - 1)) count=1 status=none
+echo "$((size - 512)) 512" >>"$tmp/written"
 dd if=/dev/urandom of="$dev" bs=4096 seek=1000 count=3 status=none
 echo "$((1000 * 4096)) $((3 * 4096))" >>"$tmp/written"
 sync
@@ -45,16 +46,16 @@ blksnap-probe map "$dev" "$tmp/map"
 python3 "$here/cbt_expect.py" "$tmp/map" "$bs" 1 "$tmp/written"
 
 step "discard and write-zeroes mark their ranges"
-blkdiscard -o $((300 << 20)) -l $((3 << 20)) "$dev"
-echo "$((300 << 20)) $((3 << 20))" >>"$tmp/written"
-blkdiscard -z -o $((400 << 20)) -l $((1 << 20)) "$dev"
-echo "$((400 << 20)) $((1 << 20))" >>"$tmp/written"
+blkdiscard -o $((size / 2)) -l $((3 << 20)) "$dev"
+echo "$((size / 2)) $((3 << 20))" >>"$tmp/written"
+blkdiscard -z -o $((size * 3 / 4)) -l $((1 << 20)) "$dev"
+echo "$((size * 3 / 4)) $((1 << 20))" >>"$tmp/written"
 blksnap-probe map "$dev" "$tmp/map"
 python3 "$here/cbt_expect.py" "$tmp/map" "$bs" 1 "$tmp/written"
 
 step "cbtdirty marks exactly its ranges"
-blksnap-probe dirty "$dev" 204800:1 409600:256 1000000:129
-for r in "204800 1" "409600 256" "1000000 129"; do
+blksnap-probe dirty "$dev" 20480:1 40960:256 100000:129
+for r in "20480 1" "40960 256" "100000 129"; do
 	set -- $r
 	echo "$(($1 * 512)) $(($2 * 512))" >>"$tmp/written"
 done
