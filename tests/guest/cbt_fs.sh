@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vm: --disks 1 --disk-size 1G
+# vm: --disks 1 --disk-size 512M
 # Change tracking under mounted file systems, attached while writers run:
 # ext4 on a loop device and xfs on a partition of a virtio disk. Data
 # written stays intact (checksums after a remount) and the map marks every
@@ -46,7 +46,7 @@ check_fs() {
 
 need_modules loop ext4 xfs
 step "ext4 on a loop device"
-truncate -s 384M "$tmp/loop.img"
+truncate -s 256M "$tmp/loop.img"
 loop=$(losetup -f --show "$tmp/loop.img")
 mkfs.ext4 -q "$loop"
 mkdir -p "$tmp/ext4"
@@ -56,7 +56,7 @@ losetup -d "$loop"
 
 step "xfs on a partition of a virtio disk"
 dev=$(disk 1)
-parted -s "$dev" mklabel gpt mkpart a 1MiB 600MiB mkpart b 600MiB 100%
+parted -s "$dev" mklabel gpt mkpart a 1MiB 400MiB mkpart b 400MiB 100%
 part=${dev}1
 wait_for_dev "$part"
 mkfs.xfs -q -f "$part"

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# vm: --disks 1 --disk-size 256M
+# vm: --disks 1 --disk-size 128M
 # A snapshot's image holds the device's content at the take, byte for byte,
 # while the original is overwritten; the original ends up holding exactly
 # the new writes; destroy removes the image and keeps tracking.
 . "$(dirname "$0")/lib.sh"
 dev=$(disk 1)
 tmp=$(mktemp -d)
-size=$((256 << 20))
+size=$(blockdev --getsize64 "$dev")
 sum() { dd if="$1" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1; }
 
 step "fill $dev with known data, keep a copy"
-dd if=/dev/urandom of="$tmp/expected" bs=1M count=256 status=none
+dd if=/dev/urandom of="$tmp/expected" bs=1M count=$((size >> 20)) status=none
 dd if="$tmp/expected" of="$dev" bs=1M oflag=direct status=none
 before=$(sum "$dev")
 expect_eq "device written" "$before" "$(xxhsum -H64 - <"$tmp/expected" | cut -d' ' -f1)"
 
 step "create and take a snapshot (storage: O_TMPFILE in /tmp)"
-id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 300M)
+id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 200M)
 blksnap snapshot_take -i "$id"
 image=$(blksnap snapshot_info -d "$dev" -f image)
 [ -b "$image" ] || fail "no image device $image"
