@@ -53,7 +53,7 @@ run_guest() { # kernel test
 	log=$logdir/$k-$name.log
 	read -r -a args <<<"$(sed -n 's/^# vm: //p' "$t" | head -n1)"
 	start=$SECONDS
-	tests/vm/run "$k" "${args[@]}" -- "$t" >"$log" 2>&1
+	tests/vm/run "$k" --timeout 1200 "${args[@]}" -- "$t" >"$log" 2>&1
 	echo "$? $((SECONDS - start))" >"$logdir/$k-$name.rc"
 }
 # Build what the guests load before starting them in parallel.
