@@ -64,6 +64,17 @@ void HandleTable::remove(std::uint64_t id) {
     // Destroyed unlocked: an image stream waits for its reads in flight.
 }
 
+bool HandleTable::with_path(const std::string& path, const std::function<void(Handle&)>& fn) {
+    std::lock_guard lock(mutex_);
+    for (auto& h : set_) {
+        if (h.path == path) {
+            fn(h);
+            return true;
+        }
+    }
+    return false;
+}
+
 std::size_t HandleTable::size() {
     std::lock_guard lock(mutex_);
     return set_.size();

@@ -11,6 +11,7 @@
 #include <boost/intrusive/set.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -21,6 +22,7 @@ struct Handle : boost::intrusive::set_base_hook<> {
     enum class Kind { image, cbt_map, info, events };
     Kind kind = Kind::info;
     std::uint64_t id = 0;
+    std::string path;                      // where it was opened
     std::optional<TakenDevice> device;     // image, cbt_map, info
     std::optional<blksnap::Uuid> snapshot; // events
     std::unique_ptr<ImageStream> image;    // image
@@ -53,6 +55,8 @@ public:
     // sends release only once the file's other operations have ended.
     Handle* find(std::uint64_t id);
     void remove(std::uint64_t id);
+    // Calls FN with an open handle of PATH, if there is one; returns whether.
+    bool with_path(const std::string& path, const std::function<void(Handle&)>& fn);
     std::size_t size();
 
 private:

@@ -77,10 +77,41 @@ void* op_init(fuse_conn_info* conn, fuse_config* cfg) {
     return fuse_get_context()->private_data;
 }
 
-int op_getattr(const char* path, struct stat* st, fuse_file_info*) {
+// What an open file was at open: fstat keeps working once its snapshot is gone.
+std::optional<Node> node_of(Handle& h) {
+    Node node;
+    node.device = h.device;
+    node.snapshot = h.snapshot;
+    switch (h.kind) {
+    case Handle::Kind::image:
+        node.ref.kind = PathRef::Kind::file;
+        node.ref.file = FileKind::image;
+        node.size = h.image->size();
+        break;
+    case Handle::Kind::cbt_map:
+        node.ref.kind = PathRef::Kind::file;
+        node.ref.file = FileKind::cbt_map;
+        node.size = h.device->cbt.block_count;
+        break;
+    case Handle::Kind::info:
+        node.ref.kind = PathRef::Kind::file;
+        node.ref.file = FileKind::info;
+        node.size = h.text.size();
+        break;
+    case Handle::Kind::events:
+        node.ref.kind = PathRef::Kind::events;
+        break;
+    }
+    return node;
+}
+
+int op_getattr(const char* path, struct stat* st, fuse_file_info* fi) {
     return guarded([&] {
         auto& d = daemon();
-        const auto node = d.tree.resolve(path);
+        Handle* h = fi ? d.handles.find(fi->fh) : nullptr;
+        auto node = h ? node_of(*h) : d.tree.resolve(path);
+        if (!node) // gone from the tree, but still open: fstat works
+            d.handles.with_path(path, [&](Handle& open) { node = node_of(open); });
         if (!node)
             return -ENOENT;
         fill_stat(d, *node, st);
@@ -112,6 +143,7 @@ int op_open(const char* path, fuse_file_info* fi) {
             return -EISDIR;
         auto h = std::make_unique<Handle>();
         h->kind = handle_kind(*node);
+        h->path = path;
         const bool wants_write = (fi->flags & O_ACCMODE) != O_RDONLY;
         if (wants_write && !(h->kind == Handle::Kind::image && d.options.writable))
             return -EROFS;

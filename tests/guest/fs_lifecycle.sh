@@ -65,10 +65,11 @@ blksnap snapshot_take -i "$id"
 fs_start --writable
 head -c $((3 << 20)) /dev/urandom >"$tmp/patch"
 dd if="$tmp/patch" of="$snap/$id/$name/image.raw" bs=1000 seek=5000 conv=notrunc status=none
-cmp <(dd if="$snap/$id/$name/image.raw" bs=1000 skip=5000 count=3146 status=none) "$tmp/patch" ||
+cmp -n $((3 << 20)) <(dd if="$snap/$id/$name/image.raw" bs=1000 skip=5000 count=3146 status=none) "$tmp/patch" ||
 	fail "image.raw does not read back the write"
 image=$(blksnap snapshot_info -d "$dev" -f image)
-cmp <(dd if="$image" bs=1000 skip=5000 count=3146 iflag=direct status=none) "$tmp/patch" ||
+blockdev --flushbufs "$image"
+cmp -n $((3 << 20)) <(dd if="$image" bs=1000 skip=5000 count=3146 status=none) "$tmp/patch" ||
 	fail "the image device does not hold the write"
 expect_eq "original untouched" "$(xsum "$dev")" "$orig_sum"
 fs_stop
