@@ -16,7 +16,7 @@ deps:
 
 # C++ userspace (libraries, CLI, FUSE daemon, unit tests).
 userspace: deps
-	@[ -f $(MESON)/build.ninja ] || meson setup -q $(MESON) >/dev/null
+	@[ -f $(MESON)/build.ninja ] || meson setup $(MESON) >/dev/null
 	@ninja -C $(MESON) --quiet
 
 kernels: deps
