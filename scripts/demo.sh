@@ -19,8 +19,8 @@ die() {
 	echo "demo: FAIL ($*)"
 	exit 1
 }
-xsum() { xxhsum -H64 - | cut -d' ' -f1; }
-sums() { (cd "$1" && find . -type f -name '*.bin' | sort | xargs xxhsum -H64); }
+xsum() { xxhsum -H64 - 2>/dev/null | cut -d' ' -f1; }
+sums() { (cd "$1" && find . -type f -name '*.bin' | sort | xargs xxhsum -H64 2>/dev/null); }
 events=""
 cleanup() {
 	[ -z "$writer" ] || kill "$writer" 2>/dev/null || true
@@ -70,7 +70,7 @@ say snapshot "$id taken while the writer runs; image $image xxh64 $want"
 
 blksnapfs "$snap"
 dir=$snap/$id/$name
-say blksnapfs "$(cd "$snap" && find . -mindepth 1 | sort | sed 's|^\./||' | tr '\n' ' ')"
+say blksnapfs "$snap/$id/: $(ls "$snap/$id" | tr '\n' ' ')  $name/: $(ls "$dir" | tr '\n' ' ')"
 cat "$snap/$id/events" >"$tmp/events" &
 events=$!
 
