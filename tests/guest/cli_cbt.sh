@@ -15,38 +15,7 @@ commands=(version attach detach cbtinfo readcbtmap markdirtyblock snapshot_creat
 	snapshot_waitevent snapshot_watcher)
 uuid_re='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 
-# slurp VAR FILE: VAR=$(cat FILE) without a fork (they are slow under TCG).
-slurp() {
-	IFS= read -r -d '' "$1" <"$2" || true
-	printf -v "$1" '%s' "${!1%$'\n'}"
-}
-# run CMD...: runs it, leaving $rc, $out (stdout) and $err (stderr).
-run() {
-	set +e
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	set -e
-	slurp out "$tmp/out"
-	slurp err "$tmp/err"
-}
-# expect_fail RC CMD... -- TEXT...: CMD exits RC, prints nothing on stdout
-# and each TEXT on stderr.
-expect_fail() {
-	local want=$1 cmd=() t
-	shift
-	while [ "$1" != -- ]; do
-		cmd+=("$1")
-		shift
-	done
-	shift
-	run "${cmd[@]}"
-	[ "$rc" = "$want" ] || fail "'${cmd[*]}': exit $rc, want $want (stderr: $err)"
-	[ -z "$out" ] || fail "'${cmd[*]}': printed '$out' on stdout"
-	[ -n "$err" ] || fail "'${cmd[*]}': no message on stderr"
-	for t in "$@"; do
-		[[ $err == *"$t"* ]] || fail "'${cmd[*]}': stderr '$err' lacks '$t'"
-	done
-}
+. "$(dirname "$0")/cli-helpers.bash"
 # not_permitted CMD...: refused without CAP_SYS_ADMIN, exit 1.
 not_permitted() {
 	run setpriv --bounding-set=-sys_admin "$@"
