@@ -23,16 +23,8 @@ grep -qx "7:$num" /sys/class/misc/blksnap-control/attached 2>/dev/null &&
 	fail "deleted loop device still listed"
 
 step "null_blk device removed while attached and written"
-[ -d /sys/module/null_blk ] || modprobe null_blk nr_devices=0
-mount -t configfs none /sys/kernel/config 2>/dev/null || true
 nb=/sys/kernel/config/nullb/probe
-mkdir "$nb"
-echo 256 >"$nb/size"
-echo 1 >"$nb/memory_backed"
-before=$(ls /sys/block)
-echo 1 >"$nb/power"
-# The disk's name differs between kernels: find the new one.
-dev=/dev/$(comm -13 <(echo "$before") <(ls /sys/block) | head -n1)
+dev=$(nullb_create probe 256)
 [ -b "$dev" ] || fail "no null_blk device"
 blksnap-probe attach "$dev"
 is_attached "$dev" || fail "$dev not attached"

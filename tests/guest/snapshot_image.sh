@@ -55,15 +55,9 @@ umount "$tmp/e" "$tmp/x"
 blksnap snapshot_destroy -i "$id"
 
 step "a device removed while in a snapshot corrupts it cleanly"
-need_modules null_blk
-[ -d /sys/kernel/config/nullb ] || mount -t configfs none /sys/kernel/config
 nb=/sys/kernel/config/nullb/snap
-mkdir "$nb"
-echo 128 >"$nb/size"
-echo 1 >"$nb/memory_backed"
-before=$(ls /sys/block)
-echo 1 >"$nb/power"
-nbdev=/dev/$(comm -13 <(echo "$before") <(ls /sys/block) | head -n1)
+nbdev=$(nullb_create snap 128)
+[ -b "$nbdev" ] || fail "no null_blk device"
 id=$(blksnap snapshot_create -d "$nbdev" -f "$tmp" -l 200M)
 blksnap snapshot_take -i "$id"
 nbimage=$(blksnap snapshot_info -d "$nbdev" -f image)
