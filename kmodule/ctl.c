@@ -145,6 +145,26 @@ static int ioctl_snapshot_collect(struct blksnap_snapshot_collect __user *uarg)
 	return ret;
 }
 
+/* A read-only query, like COLLECT: no capability check. */
+static int ioctl_snapshot_devices(struct blksnap_snapshot_devices __user *uarg)
+{
+	struct blksnap_snapshot_devices arg;
+	uuid_t id;
+	int ret;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.reserved)
+		return -EINVAL;
+	import_uuid(&id, arg.id.b);
+	ret = snapshot_devices(&id, &arg.count, u64_to_user_ptr(arg.devices));
+	if (ret == -ENOENT || ret == -ENOMEM)
+		return ret;
+	if (put_user(arg.count, &uarg->count))
+		return -EFAULT;
+	return ret;
+}
+
 static int ioctl_snapshot_wait_event(struct blksnap_snapshot_event __user *uarg)
 {
 	struct blksnap_snapshot_event *ev;
@@ -191,6 +211,8 @@ static long ctl_unlocked_ioctl(struct file *filp, unsigned int cmd,
 		return ioctl_filter_attach_detach(uarg, false);
 	case IOCTL_BLKSNAP_FILTER_CTL:
 		return ioctl_filter_ctl(uarg);
+	case IOCTL_BLKSNAP_SNAPSHOT_DEVICES:
+		return ioctl_snapshot_devices(uarg);
 	default:
 		return -ENOTTY;
 	}

@@ -21,17 +21,12 @@
 
 static struct workqueue_struct *cow_wq;
 
-static inline sector_t chunk_sectors(struct diff_area *area)
-{
-	return 1ULL << (area->chunk_shift - SECTOR_SHIFT);
-}
-
 /* Sectors of chunk @n that lie on the device (the last may be short). */
 static inline sector_t chunk_len(struct diff_area *area, unsigned long n)
 {
 	sector_t start = (sector_t)n << (area->chunk_shift - SECTOR_SHIFT);
 
-	return min(chunk_sectors(area), area->capacity - start);
+	return min(diff_area_chunk_sectors(area), area->capacity - start);
 }
 
 static unsigned int chunk_shift_for(sector_t capacity)
@@ -140,7 +135,7 @@ static int chunk_copy(struct diff_area *area, struct chunk *chunk,
 			   READ_ONCE(area->error));
 	if (READ_ONCE(area->error))
 		return area->error;
-	buf = kvmalloc(chunk_sectors(area) << SECTOR_SHIFT, GFP_NOIO);
+	buf = kvmalloc(diff_area_chunk_sectors(area) << SECTOR_SHIFT, GFP_NOIO);
 	if (!buf)
 		return -ENOMEM;
 	if (!whole) {
@@ -156,25 +151,47 @@ static int chunk_copy(struct diff_area *area, struct chunk *chunk,
 	return 0;
 }
 
+static atomic_t *readers_of(struct diff_area *area, unsigned long n)
+{
+	return &area->readers[n % DIFF_AREA_READER_BUCKETS];
+}
+
+/*
+ * Let writes reach a copied chunk once no image read of its old data on
+ * the original is left. Pairs with diff_area_pin_original(): the reader
+ * counts itself, then looks at CHUNK_COPIED; we set CHUNK_COPIED, then look
+ * at the count.
+ * Context: chunk->lock held, CHUNK_COPIED set.
+ */
+static void chunk_release_original(struct diff_area *area,
+				   struct chunk *chunk, unsigned long n)
+{
+	/* CHUNK_COPIED is visible before we read the count. */
+	smp_mb();
+	wait_event(area->readers_wait, !atomic_read(readers_of(area, n)));
+	set_bit(CHUNK_WRITABLE, &chunk->flags);
+}
+
 /* Save every chunk a write to the original touches. */
 static void cow_range(struct diff_area *area, sector_t sector, sector_t count)
 {
-	unsigned int shift = area->chunk_shift - SECTOR_SHIFT;
-	unsigned long n, last = (sector + count - 1) >> shift;
+	unsigned long n, last = diff_area_chunk_of(area, sector + count - 1);
 	struct chunk *chunk;
 	int ret = 0;
 
-	for (n = sector >> shift; n <= last && !ret; n++) {
+	for (n = diff_area_chunk_of(area, sector); n <= last && !ret; n++) {
 		chunk = chunk_get(area, n);
 		if (!chunk) {
 			ret = -ENOMEM;
 			break;
 		}
-		if (test_bit(CHUNK_COPIED, &chunk->flags))
+		if (test_bit(CHUNK_WRITABLE, &chunk->flags))
 			continue;
 		mutex_lock(&chunk->lock);
 		if (!test_bit(CHUNK_COPIED, &chunk->flags))
 			ret = chunk_copy(area, chunk, n, false);
+		if (!ret)
+			chunk_release_original(area, chunk, n);
 		mutex_unlock(&chunk->lock);
 	}
 	if (ret)
@@ -183,7 +200,8 @@ static void cow_range(struct diff_area *area, sector_t sector, sector_t count)
 
 static void cow_work_fn(struct work_struct *work)
 {
-	struct diff_area *area = container_of(work, struct diff_area, cow_work);
+	struct diff_area *area =
+		container_of(work, struct diff_area_worker, work)->area;
 	unsigned int noio = memalloc_noio_save();
 	struct bio *bio;
 
@@ -224,16 +242,20 @@ static void store_work_fn(struct work_struct *work)
 		mutex_lock(&chunk->lock);
 		ret = READ_ONCE(area->error);
 		if (!ret)
-			ret = diff_storage_alloc(area->ds, chunk_sectors(area),
+			ret = diff_storage_alloc(area->ds, diff_area_chunk_sectors(area),
 						 &sector);
 		if (!ret)
 			ret = diff_storage_write(area->ds, sector, chunk->buf,
-						 chunk_sectors(area)
+						 diff_area_chunk_sectors(area)
 							 << SECTOR_SHIFT);
 		if (ret) {
 			diff_area_corrupt(area, ret);
 		} else {
 			chunk->storage_sector = sector;
+			/* Lockless readers see the sector once they see the
+			 * flag (diff_area_chunk_stored()).
+			 */
+			smp_mb__before_atomic();
 			set_bit(CHUNK_STORED, &chunk->flags);
 		}
 		kvfree(chunk->buf);
@@ -261,6 +283,7 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 				   struct event_queue *events)
 {
 	struct diff_area *area = kzalloc(sizeof(*area), GFP_KERNEL);
+	unsigned int i;
 
 	if (!area)
 		return ERR_PTR(-ENOMEM);
@@ -276,7 +299,13 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 	xa_init(&area->chunks);
 	spin_lock_init(&area->lock);
 	bio_list_init(&area->pending);
-	INIT_WORK(&area->cow_work, cow_work_fn);
+	for (i = 0; i < DIFF_AREA_COW_WORKERS; i++) {
+		INIT_WORK(&area->cow_workers[i].work, cow_work_fn);
+		area->cow_workers[i].area = area;
+	}
+	for (i = 0; i < DIFF_AREA_READER_BUCKETS; i++)
+		atomic_set(&area->readers[i], 0);
+	init_waitqueue_head(&area->readers_wait);
 	INIT_LIST_HEAD(&area->store_queue);
 	INIT_WORK(&area->store_work, store_work_fn);
 	init_waitqueue_head(&area->store_wait);
@@ -289,7 +318,10 @@ struct diff_area *diff_area_create(struct tracker *tracker,
  */
 void diff_area_drain(struct diff_area *area)
 {
-	flush_work(&area->cow_work);
+	unsigned int i;
+
+	for (i = 0; i < DIFF_AREA_COW_WORKERS; i++)
+		flush_work(&area->cow_workers[i].work);
 }
 
 /**
@@ -301,7 +333,7 @@ void diff_area_free(struct diff_area *area)
 	struct chunk *chunk;
 	unsigned long n;
 
-	flush_work(&area->cow_work);
+	diff_area_drain(area);
 	flush_work(&area->store_work);
 	xa_for_each(&area->chunks, n, chunk) {
 		kvfree(chunk->buf);
@@ -311,17 +343,16 @@ void diff_area_free(struct diff_area *area)
 	kfree(area);
 }
 
-/* Are all chunks of [sector, sector + count) saved? Lockless. */
-static bool range_copied(struct diff_area *area, sector_t sector,
-			 sector_t count)
+/* May writes reach all chunks of [sector, sector + count)? Lockless. */
+static bool range_writable(struct diff_area *area, sector_t sector,
+			   sector_t count)
 {
-	unsigned int shift = area->chunk_shift - SECTOR_SHIFT;
-	unsigned long n, last = (sector + count - 1) >> shift;
+	unsigned long n, last = diff_area_chunk_of(area, sector + count - 1);
 	struct chunk *chunk;
 
-	for (n = sector >> shift; n <= last; n++) {
+	for (n = diff_area_chunk_of(area, sector); n <= last; n++) {
 		chunk = xa_load(&area->chunks, n);
-		if (!chunk || !test_bit(CHUNK_COPIED, &chunk->flags))
+		if (!chunk || !test_bit(CHUNK_WRITABLE, &chunk->flags))
 			return false;
 	}
 	return true;
@@ -344,12 +375,14 @@ bool diff_area_submit_bio(struct diff_area *area, struct bio *bio)
 	if (READ_ONCE(area->error) || sector >= area->capacity)
 		return false;
 	count = min(count, area->capacity - sector);
-	if (range_copied(area, sector, count))
+	if (range_writable(area, sector, count))
 		return false;
 	spin_lock(&area->lock);
 	bio_list_add(&area->pending, bio);
 	spin_unlock(&area->lock);
-	queue_work(cow_wq, &area->cow_work);
+	/* Each worker takes whatever is pending: any idle one will do. */
+	queue_work(cow_wq, &area->cow_workers[atomic_inc_return(&area->cow_next) %
+					      DIFF_AREA_COW_WORKERS].work);
 	return true;
 }
 
@@ -395,12 +428,11 @@ static int image_read_original(struct diff_area *area, struct bio *bio,
  * Image I/O on one chunk: @len bytes at byte @offset within chunk @n.
  * Context: chunk->lock held.
  */
-static int image_chunk_io(struct diff_area *area, struct chunk *chunk,
-			  unsigned long n, size_t offset, struct bio *bio,
-			  struct bvec_iter *iter, size_t len, void **bounce)
+static int chunk_io_locked(struct diff_area *area, struct chunk *chunk,
+			   unsigned long n, size_t offset, struct bio *bio,
+			   struct bvec_iter *iter, size_t len)
 {
 	bool write = op_is_write(bio_op(bio));
-	sector_t sector;
 	int ret;
 
 	if (!test_bit(CHUNK_COPIED, &chunk->flags)) {
@@ -420,67 +452,115 @@ static int image_chunk_io(struct diff_area *area, struct chunk *chunk,
 	}
 	if (!test_bit(CHUNK_STORED, &chunk->flags))
 		return -EIO;
-	if (!*bounce) {
-		*bounce = kvmalloc(chunk_sectors(area) << SECTOR_SHIFT,
-				   GFP_NOIO);
-		if (!*bounce)
-			return -ENOMEM;
-	}
-	sector = chunk->storage_sector + (offset >> SECTOR_SHIFT);
-	if (write) {
-		bio_copy(bio, iter, *bounce, len, false);
-		return diff_storage_write(area->ds, sector, *bounce, len);
-	}
-	ret = diff_storage_read(area->ds, sector, *bounce, len);
-	if (!ret)
-		bio_copy(bio, iter, *bounce, len, true);
+	return diff_storage_rw_bio(area->ds,
+				   chunk->storage_sector +
+					   (offset >> SECTOR_SHIFT),
+				   bio, iter, len);
+}
+
+/**
+ * diff_area_chunk_io() - image I/O on part of one chunk, under its lock.
+ * @area:   the device's area.
+ * @n:      the chunk.
+ * @offset: byte offset of the I/O within the chunk.
+ * @bio:    the image bio.
+ * @iter:   where in @bio; advanced by @len.
+ * @len:    bytes, within the chunk.
+ *
+ * Reads come from the chunk's saved data or, if it has none, from the
+ * original; writes make a copy of the chunk first.
+ *
+ * Context: process context; sleeps.
+ * Return: 0 or a negative errno.
+ */
+int diff_area_chunk_io(struct diff_area *area, unsigned long n, size_t offset,
+		       struct bio *bio, struct bvec_iter *iter, size_t len)
+{
+	struct chunk *chunk;
+	int ret;
+
+	ret = READ_ONCE(area->error);
+	if (ret)
+		return ret;
+	chunk = chunk_get(area, n);
+	if (!chunk)
+		return -ENOMEM;
+	mutex_lock(&chunk->lock);
+	ret = chunk_io_locked(area, chunk, n, offset, bio, iter, len);
+	mutex_unlock(&chunk->lock);
 	return ret;
 }
 
 /**
- * diff_area_image_io() - serve a read or write of the snapshot image.
+ * diff_area_pin_original() - start an image read of chunk @n's original.
  * @area: the device's area.
- * @bio:  the image bio.
+ * @n:    the chunk.
  *
- * Context: process context; sleeps.
- * Return: 0 or a negative errno for the bio.
+ * Until diff_area_unpin_original(), no write reaches the chunk on the
+ * original device.
+ *
+ * Context: any.
+ * Return: true if the chunk is not copied and is now pinned; false if the
+ * image must read it from its saved data (nothing is pinned then).
  */
-int diff_area_image_io(struct diff_area *area, struct bio *bio)
+bool diff_area_pin_original(struct diff_area *area, unsigned long n)
 {
-	unsigned int shift = area->chunk_shift - SECTOR_SHIFT;
-	struct bvec_iter iter = bio->bi_iter;
-	void *bounce = NULL;
-	int ret = 0;
+	struct chunk *chunk;
 
-	if (iter.bi_sector + bio_sectors(bio) > area->capacity)
-		return -EIO;
-	while (iter.bi_size && !ret) {
-		unsigned long n = iter.bi_sector >> shift;
-		size_t offset = (iter.bi_sector - ((sector_t)n << shift))
-				<< SECTOR_SHIFT;
-		size_t len = min_t(size_t, iter.bi_size,
-				   (chunk_sectors(area) << SECTOR_SHIFT) -
-					   offset);
-		struct chunk *chunk;
+	atomic_inc(readers_of(area, n));
+	/* The count is visible before we look at the flag; pairs with the
+	 * barrier in chunk_release_original().
+	 */
+	smp_mb__after_atomic();
+	chunk = xa_load(&area->chunks, n);
+	if (!chunk || !test_bit(CHUNK_COPIED, &chunk->flags))
+		return true;
+	diff_area_unpin_original(area, n, n);
+	return false;
+}
 
-		ret = READ_ONCE(area->error);
-		if (ret)
-			break;
-		chunk = chunk_get(area, n);
-		if (!chunk) {
-			ret = -ENOMEM;
-			break;
-		}
-		mutex_lock(&chunk->lock);
-		ret = image_chunk_io(area, chunk, n, offset, bio, &iter, len,
-				     &bounce);
-		mutex_unlock(&chunk->lock);
-	}
-	kvfree(bounce);
-	if (!ret && op_is_write(bio_op(bio)))
-		cbt_map_mark_dirty(area->tracker->cbt_map,
-				   bio->bi_iter.bi_sector, bio_sectors(bio));
-	return ret;
+/**
+ * diff_area_unpin_original() - image reads of the original are done.
+ * @area:  the device's area.
+ * @first: first chunk pinned by diff_area_pin_original().
+ * @last:  last chunk pinned.
+ *
+ * Context: any, including interrupt context.
+ */
+void diff_area_unpin_original(struct diff_area *area, unsigned long first,
+			      unsigned long last)
+{
+	bool idle = false;
+	unsigned long n;
+
+	for (n = first; n <= last; n++)
+		if (atomic_dec_and_test(readers_of(area, n)))
+			idle = true;
+	if (idle && wq_has_sleeper(&area->readers_wait))
+		wake_up_all(&area->readers_wait);
+}
+
+/**
+ * diff_area_chunk_stored() - is the old data of chunk @n in the storage?
+ * @area:           the device's area.
+ * @n:              the chunk.
+ * @storage_sector: receives where, if so.
+ *
+ * A stored chunk stays where it is while the area lives.
+ *
+ * Context: any.
+ * Return: true if stored.
+ */
+bool diff_area_chunk_stored(struct diff_area *area, unsigned long n,
+			    sector_t *storage_sector)
+{
+	struct chunk *chunk = xa_load(&area->chunks, n);
+
+	if (!chunk || !test_bit(CHUNK_STORED, &chunk->flags))
+		return false;
+	smp_rmb(); /* the sector was set before the flag */
+	*storage_sector = chunk->storage_sector;
+	return true;
 }
 
 /**

@@ -16,7 +16,23 @@ struct tracker;
 enum chunk_flags {
 	CHUNK_COPIED,	/* the old data is saved: in @buf or in the storage */
 	CHUNK_STORED,	/* the old data is in the difference storage */
+	CHUNK_WRITABLE,	/* copied, and no image read of the original is left:
+			 * writes to the original pass
+			 */
 };
+
+/*
+ * Image reads of chunks not yet copied go to the original device without
+ * the chunk lock. Such a read pins a counter (chunk number modulo this) for
+ * its duration; copy-on-write lets a write reach a chunk only once the
+ * counter is zero after the chunk was copied.
+ */
+#define DIFF_AREA_READER_BUCKETS 64
+
+/* Copy-on-write workers per device: first writes to distinct chunks are
+ * saved in parallel.
+ */
+#define DIFF_AREA_COW_WORKERS 8
 
 /**
  * struct chunk - one copy-on-write unit of a device.
@@ -35,6 +51,16 @@ struct chunk {
 };
 
 /**
+ * struct diff_area_worker - a copy-on-write worker of a device.
+ * @work: the work item.
+ * @area: its device's area.
+ */
+struct diff_area_worker {
+	struct work_struct work;
+	struct diff_area *area;
+};
+
+/**
  * struct diff_area - copy-on-write state of one device of a taken snapshot.
  * @tracker:     the device's tracker (the snapshot holds a reference).
  * @bdev:        the original device.
@@ -46,7 +72,10 @@ struct chunk {
  * @chunks:      chunk number -> &struct chunk, made on first use.
  * @lock:        protects @pending, @store_queue and @store_count.
  * @pending:     writes to the original waiting for their chunks to be saved.
- * @cow_work:    saves the chunks of @pending writes, then resubmits them.
+ * @cow_workers: save the chunks of @pending writes, then resubmit them.
+ * @cow_next:    the worker to queue next (round robin).
+ * @readers:     image reads of the original in flight, by chunk bucket.
+ * @readers_wait: copy-on-write waits here for @readers to drain.
  * @store_queue: chunks read into memory, waiting to be stored.
  * @store_count: chunks in @store_queue.
  * @store_work:  writes @store_queue to the storage.
@@ -64,7 +93,10 @@ struct diff_area {
 	struct xarray chunks;
 	spinlock_t lock; /* see @lock above */
 	struct bio_list pending;
-	struct work_struct cow_work;
+	struct diff_area_worker cow_workers[DIFF_AREA_COW_WORKERS];
+	atomic_t cow_next;
+	atomic_t readers[DIFF_AREA_READER_BUCKETS];
+	wait_queue_head_t readers_wait;
 	struct list_head store_queue;
 	unsigned int store_count;
 	struct work_struct store_work;
@@ -81,6 +113,23 @@ void diff_area_free(struct diff_area *area);
 bool diff_area_submit_bio(struct diff_area *area, struct bio *bio);
 void diff_area_drain(struct diff_area *area);
 void diff_area_corrupt(struct diff_area *area, int error);
-int diff_area_image_io(struct diff_area *area, struct bio *bio);
+bool diff_area_pin_original(struct diff_area *area, unsigned long n);
+void diff_area_unpin_original(struct diff_area *area, unsigned long first,
+			      unsigned long last);
+bool diff_area_chunk_stored(struct diff_area *area, unsigned long n,
+			    sector_t *storage_sector);
+int diff_area_chunk_io(struct diff_area *area, unsigned long n, size_t offset,
+		       struct bio *bio, struct bvec_iter *iter, size_t len);
+
+static inline sector_t diff_area_chunk_sectors(struct diff_area *area)
+{
+	return 1ULL << (area->chunk_shift - SECTOR_SHIFT);
+}
+
+static inline unsigned long diff_area_chunk_of(struct diff_area *area,
+					       sector_t sector)
+{
+	return sector >> (area->chunk_shift - SECTOR_SHIFT);
+}
 
 #endif /* __BLKSNAP_DIFF_AREA_H */

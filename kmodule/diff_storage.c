@@ -8,6 +8,8 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/ioprio.h>
+#include <linux/uio.h>
 #include <linux/slab.h>
 #include "diff_storage.h"
 #include "params.h"
@@ -23,6 +25,7 @@ static int use_bdev(struct diff_storage *ds, struct block_device *bdev)
 		return -EINVAL;
 	ds->is_bdev = true;
 	ds->disk = bdev->bd_disk;
+	ds->dio_bdev = bdev;
 	ds->size = bdev_nr_sectors(bdev);
 	return 0;
 }
@@ -69,6 +72,11 @@ struct diff_storage *diff_storage_create(unsigned int fd, sector_t limit)
 	} else if (S_ISREG(inode->i_mode)) {
 		ds->disk = inode->i_sb->s_bdev ? inode->i_sb->s_bdev->bd_disk :
 						 NULL;
+		/* Direct reads only where the file system's device sets
+		 * the alignment rules.
+		 */
+		if (ds->file->f_mode & FMODE_CAN_ODIRECT)
+			ds->dio_bdev = inode->i_sb->s_bdev;
 		/* Whatever the file holds already is reused from the start. */
 		ds->size = min_t(sector_t, i_size_read(inode) >> SECTOR_SHIFT,
 				 ds->limit);
@@ -167,24 +175,111 @@ int diff_storage_write(struct diff_storage *ds, sector_t sector,
 	return ret == len ? 0 : -EIO;
 }
 
+/* The @len bytes of @bio at @iter as an iov_iter over the bio's pages. */
+static void bio_iov_iter(struct bio *bio, struct bvec_iter *iter, size_t len,
+			 unsigned int direction, struct iov_iter *it)
+{
+	struct bio_vec *bvec = __bvec_iter_bvec(bio->bi_io_vec, *iter);
+	size_t covered = 0, need = iter->bi_bvec_done + len;
+	unsigned int nr = 0;
+
+	while (covered < need)
+		covered += bvec[nr++].bv_len;
+	iov_iter_bvec(it, direction, bvec, nr, len);
+	it->iov_offset = iter->bi_bvec_done;
+}
+
 /**
- * diff_storage_read() - load data.
+ * diff_storage_rw_bio() - read or write stored data through a bio's pages.
  * @ds:     the storage.
- * @sector: where.
- * @buf:    receives the data.
- * @len:    its length in bytes.
+ * @sector: where in the storage.
+ * @bio:    the bio giving the direction and the pages.
+ * @iter:   where in @bio; advanced by @len on success.
+ * @len:    bytes.
  *
+ * Context: process context; sleeps.
  * Return: 0 or a negative errno.
  */
-int diff_storage_read(struct diff_storage *ds, sector_t sector, void *buf,
-		      size_t len)
+int diff_storage_rw_bio(struct diff_storage *ds, sector_t sector,
+			struct bio *bio, struct bvec_iter *iter, size_t len)
 {
 	loff_t pos = (loff_t)sector << SECTOR_SHIFT;
-	ssize_t ret = kernel_read(ds->file, buf, len, &pos);
+	struct iov_iter it;
+	ssize_t ret;
 
+	if (op_is_write(bio_op(bio))) {
+		bio_iov_iter(bio, iter, len, ITER_SOURCE, &it);
+		file_start_write(ds->file);
+		ret = vfs_iter_write(ds->file, &it, &pos, 0);
+		file_end_write(ds->file);
+	} else {
+		bio_iov_iter(bio, iter, len, ITER_DEST, &it);
+		ret = vfs_iter_read(ds->file, &it, &pos, 0);
+	}
 	if (ret < 0)
 		return ret;
-	return ret == len ? 0 : -EIO;
+	if (ret != len)
+		return -EIO;
+	bio_advance_iter(bio, iter, len);
+	return 0;
+}
+
+static void diff_storage_req_complete(struct kiocb *iocb, long ret)
+{
+	struct diff_storage_req *req =
+		container_of(iocb, struct diff_storage_req, iocb);
+
+	if (ret >= 0 && ret != req->len)
+		ret = -EIO;
+	req->done(req, ret < 0 ? ret : 0);
+}
+
+/**
+ * diff_storage_read_bio_async() - read stored data into a bio's pages with
+ * direct I/O, without waiting for it.
+ * @ds:     the storage.
+ * @req:    the request; @req->done is set by the caller.
+ * @sector: where in the storage.
+ * @bio:    the bio whose pages receive the data.
+ * @iter:   where in @bio; advanced by @len if the read was started.
+ * @len:    bytes.
+ *
+ * Context: process context; may sleep.
+ * Return: true if the read was started: @req->done will be (or was
+ * already) called. False if the storage cannot be read directly for this
+ * request (no direct I/O, or not aligned as its device needs); nothing was
+ * done then.
+ */
+bool diff_storage_read_bio_async(struct diff_storage *ds,
+				 struct diff_storage_req *req, sector_t sector,
+				 struct bio *bio, struct bvec_iter *iter,
+				 size_t len)
+{
+	loff_t pos = (loff_t)sector << SECTOR_SHIFT;
+	struct block_device *bdev = ds->dio_bdev;
+	unsigned int lbs_mask;
+	struct iov_iter it;
+	ssize_t ret;
+
+	if (!bdev)
+		return false;
+	lbs_mask = bdev_logical_block_size(bdev) - 1;
+	bio_iov_iter(bio, iter, len, ITER_DEST, &it);
+	if ((pos | len) & lbs_mask ||
+	    !iov_iter_is_aligned(&it, bdev_dma_alignment(bdev), lbs_mask))
+		return false;
+	memset(&req->iocb, 0, sizeof(req->iocb));
+	req->iocb.ki_filp = ds->file;
+	req->iocb.ki_pos = pos;
+	req->iocb.ki_flags = IOCB_DIRECT;
+	req->iocb.ki_ioprio = IOPRIO_PRIO_VALUE(IOPRIO_CLASS_NONE, 0);
+	req->iocb.ki_complete = diff_storage_req_complete;
+	req->len = len;
+	bio_advance_iter(bio, iter, len);
+	ret = ds->file->f_op->read_iter(&req->iocb, &it);
+	if (ret != -EIOCBQUEUED)
+		diff_storage_req_complete(&req->iocb, ret);
+	return true;
 }
 
 /**

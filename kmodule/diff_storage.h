@@ -12,6 +12,8 @@
  *            on tmpfs) or a block device, open for reading and writing.
  * @is_bdev:  the storage is a block device (fixed size).
  * @disk:     the disk holding the storage, or NULL (tmpfs and the like).
+ * @dio_bdev: the device direct reads of the storage go to, whose limits
+ *            they must meet; NULL if the storage is not read directly.
  * @lock:     protects the sizes below; growth runs under it.
  * @size:     sectors usable now (file size, or device size).
  * @filled:   sectors handed out; the next region starts here.
@@ -21,6 +23,7 @@ struct diff_storage {
 	struct file *file;
 	bool is_bdev;
 	struct gendisk *disk;
+	struct block_device *dio_bdev;
 	struct mutex lock; /* see @lock above */
 	sector_t size;
 	sector_t filled;
@@ -33,8 +36,25 @@ int diff_storage_alloc(struct diff_storage *ds, sector_t count,
 		       sector_t *sector);
 int diff_storage_write(struct diff_storage *ds, sector_t sector,
 		       const void *buf, size_t len);
-int diff_storage_read(struct diff_storage *ds, sector_t sector, void *buf,
-		      size_t len);
+int diff_storage_rw_bio(struct diff_storage *ds, sector_t sector,
+			struct bio *bio, struct bvec_iter *iter, size_t len);
+
+/**
+ * struct diff_storage_req - an asynchronous read of the storage.
+ * @iocb: the kernel I/O control block of the read.
+ * @len:  bytes to read.
+ * @done: called once with 0 or a negative errno, in any context.
+ */
+struct diff_storage_req {
+	struct kiocb iocb;
+	size_t len;
+	void (*done)(struct diff_storage_req *req, int error);
+};
+
+bool diff_storage_read_bio_async(struct diff_storage *ds,
+				 struct diff_storage_req *req, sector_t sector,
+				 struct bio *bio, struct bvec_iter *iter,
+				 size_t len);
 void diff_storage_usage(struct diff_storage *ds, sector_t *filled,
 			sector_t *size);
 

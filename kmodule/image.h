@@ -2,22 +2,31 @@
 #ifndef __BLKSNAP_IMAGE_H
 #define __BLKSNAP_IMAGE_H
 
+#include <linux/atomic.h>
+
+struct bio;
 struct diff_area;
 struct gendisk;
 
 /**
  * struct image - the block device showing a device as it was at the take.
- * @disk: the disk, named blksnap-image_MAJ:MIN after the original.
- * @area: the original's copy-on-write state.
+ * @disk:     the disk, named blksnap-image_MAJ:MIN after the original.
+ * @area:     the original's copy-on-write state.
+ * @inflight: bios of the image not completed yet.
  */
 struct image {
 	struct gendisk *disk;
 	struct diff_area *area;
+	atomic_t inflight;
 };
 
-int image_init(void);
-void image_done(void);
 struct image *image_create(struct diff_area *area);
 void image_free(struct image *image);
+
+/* image_io.c: serving the image's bios. */
+int image_init(void);
+void image_done(void);
+void image_io_submit(struct image *image, struct bio *bio);
+void image_io_wait_idle(struct image *image);
 
 #endif /* __BLKSNAP_IMAGE_H */

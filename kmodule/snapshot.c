@@ -446,3 +446,66 @@ void snapshot_info(struct tracker *tracker, struct blksnap_snapshotinfo *info)
 	}
 	mutex_unlock(&snapshots_mutex);
 }
+
+/**
+ * snapshot_devices() - list the devices of a snapshot.
+ * @id:    the snapshot.
+ * @count: in: room in @devs; out: number of devices of the snapshot.
+ * @devs:  user array, or NULL to learn the number only.
+ *
+ * The list is copied to a kernel buffer under snapshots_mutex and to user
+ * space after it is released, so that a fault on @devs never happens with
+ * the mutex held.
+ *
+ * Return: 0, -ENOENT (no such snapshot), -ENODATA if @devs is too small,
+ * -ENOMEM or -EFAULT.
+ */
+int snapshot_devices(const uuid_t *id, unsigned int *count,
+		     struct blksnap_bdev __user *devs)
+{
+	struct blksnap_bdev *buf = NULL;
+	struct snapshot_dev *sd;
+	unsigned int room = 0, n;
+	struct snapshot *s;
+	int ret = 0;
+
+	for (;;) {
+		mutex_lock(&snapshots_mutex);
+		s = snapshot_find(id);
+		if (!s) {
+			mutex_unlock(&snapshots_mutex);
+			kfree(buf);
+			return -ENOENT;
+		}
+		n = 0;
+		list_for_each_entry(sd, &s->devices, link)
+			n++;
+		if (!devs || n > *count || n <= room)
+			break;
+		/* Devices may join while the buffer is allocated: count again. */
+		mutex_unlock(&snapshots_mutex);
+		kfree(buf);
+		buf = kcalloc(n, sizeof(*buf), GFP_KERNEL);
+		if (!buf)
+			return -ENOMEM;
+		room = n;
+	}
+	if (devs && n <= *count) {
+		n = 0;
+		list_for_each_entry(sd, &s->devices, link) {
+			buf[n].major = MAJOR(sd->tracker->dev_id);
+			buf[n].minor = MINOR(sd->tracker->dev_id);
+			n++;
+		}
+	}
+	mutex_unlock(&snapshots_mutex);
+	if (!devs)
+		ret = 0;
+	else if (n > *count)
+		ret = -ENODATA;
+	else if (n && copy_to_user(devs, buf, n * sizeof(*buf)))
+		ret = -EFAULT;
+	kfree(buf);
+	*count = n;
+	return ret;
+}

@@ -146,6 +146,8 @@ enum blksnap_ioctl {
 	blksnap_ioctl_filter_attach,
 	blksnap_ioctl_filter_detach,
 	blksnap_ioctl_filter_ctl,
+	/* Added: the devices of a snapshot. */
+	blksnap_ioctl_snapshot_devices,
 };
 
 /**
@@ -342,5 +344,51 @@ struct blksnap_filter_ctl {
  */
 #define IOCTL_BLKSNAP_FILTER_CTL \
 	_IOWR(BLKSNAP, blksnap_ioctl_filter_ctl, struct blksnap_filter_ctl)
+
+/**
+ * struct blksnap_bdev - a block device number (added).
+ * @major: major number.
+ * @minor: minor number.
+ */
+struct blksnap_bdev {
+	__u32 major;
+	__u32 minor;
+};
+
+/**
+ * struct blksnap_snapshot_devices - argument of
+ *	IOCTL_BLKSNAP_SNAPSHOT_DEVICES (added).
+ * @id:       the snapshot.
+ * @count:    capacity of @devices in elements; receives the number of
+ *	devices of the snapshot.
+ * @reserved: must be zero.
+ * @devices:  user pointer to an array of &struct blksnap_bdev, or 0 to
+ *	learn the number only.
+ */
+struct blksnap_snapshot_devices {
+	struct blksnap_uuid id;
+	__u32 count;
+	__u32 reserved;
+	__u64 devices;
+};
+
+/**
+ * define IOCTL_BLKSNAP_SNAPSHOT_DEVICES - list the devices of a snapshot
+ *	(added).
+ *
+ * The original devices added to the snapshot @id, in the order they were
+ * added, taken or not. Call with @devices 0 to learn the number (or, as
+ * for IOCTL_BLKSNAP_SNAPSHOT_COLLECT, with @count 0: -ENODATA and the
+ * number), then with an array that big. A read-only query: no capability
+ * is needed beyond access to the control device.
+ *
+ * Return: 0 (@count holds the number of devices, @devices the first @count
+ * of them unless it is 0); -ENODATA when @count was too small (it then holds
+ * the number needed); -ENOENT when the snapshot does not exist; -EINVAL
+ * when @reserved is not zero; -EFAULT for a bad pointer; -ENOMEM.
+ */
+#define IOCTL_BLKSNAP_SNAPSHOT_DEVICES \
+	_IOWR(BLKSNAP, blksnap_ioctl_snapshot_devices, \
+	      struct blksnap_snapshot_devices)
 
 #endif /* _UAPI_LINUX_BLKSNAP_H */

@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Image I/O: serving the bios of snapshot images.
+ *
+ * A read of chunks that were never copied is cloned to the original device
+ * at once, with the chunks pinned against copy-on-write: the common case
+ * while a backup reads a fresh snapshot. Every other bio goes to a worker,
+ * which splits it by chunk: runs of uncopied chunks again become one clone
+ * of the original; chunks in the difference storage are read straight into
+ * the bio's pages with direct I/O where the storage allows it; the rest
+ * (chunks still in memory, writes, storage without direct I/O) is served
+ * under the chunk's lock by diff_area_chunk_io(). An image bio completes
+ * when all its parts have.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/wait.h>
+#include "cbt_map.h"
+#include "diff_area.h"
+#include "diff_storage.h"
+#include "image.h"
+#include "tracker.h"
+
+static struct workqueue_struct *image_wq;
+static struct bio_set image_bio_set;
+/* image_io_wait_idle() waits here; global, so that no waker touches an
+ * image that may be freed as soon as its last bio is done.
+ */
+static DECLARE_WAIT_QUEUE_HEAD(image_idle_wait);
+
+/**
+ * struct image_io - an image bio being served.
+ * @work:  the worker serving it, if the fast path did not.
+ * @image: the image.
+ * @bio:   the bio.
+ * @parts: parts not finished yet, plus one held by whoever dispatches.
+ * @error: the first error of a part, or 0.
+ */
+struct image_io {
+	struct work_struct work;
+	struct image *image;
+	struct bio *bio;
+	atomic_t parts;
+	int error;
+};
+
+/**
+ * struct image_clone - a read of uncopied chunks from the original device.
+ * @io:    the image bio it serves.
+ * @first: the first chunk it pins.
+ * @last:  the last chunk it pins.
+ * @bio:   the clone (allocated from image_bio_set, front-padded).
+ */
+struct image_clone {
+	struct image_io *io;
+	unsigned long first;
+	unsigned long last;
+	struct bio bio;
+};
+
+/**
+ * struct image_storage_read - a direct read of a stored chunk.
+ * @req: the storage request.
+ * @io:  the image bio it serves.
+ */
+struct image_storage_read {
+	struct diff_storage_req req;
+	struct image_io *io;
+};
+
+static void image_io_fail(struct image_io *io, int error)
+{
+	if (error)
+		cmpxchg(&io->error, 0, error);
+}
+
+/* A part is done; the last one completes the image bio. Context: any. */
+static void image_io_put(struct image_io *io)
+{
+	struct image *image = io->image;
+	struct bio *bio = io->bio;
+
+	if (!atomic_dec_and_test(&io->parts))
+		return;
+	bio->bi_status = errno_to_blk_status(io->error);
+	kfree(io);
+	bio_endio(bio);
+	if (atomic_dec_and_test(&image->inflight))
+		wake_up_all(&image_idle_wait);
+}
+
+static void image_clone_endio(struct bio *bio)
+{
+	struct image_clone *clone = container_of(bio, struct image_clone, bio);
+	struct image_io *io = clone->io;
+
+	image_io_fail(io, blk_status_to_errno(bio->bi_status));
+	diff_area_unpin_original(io->image->area, clone->first, clone->last);
+	bio_put(bio);
+	image_io_put(io);
+}
+
+/*
+ * Read @len bytes of the image bio at @iter from the original device and
+ * advance @iter. Chunks @first to @last are pinned; the clone unpins them.
+ */
+static void image_read_original(struct image_io *io, struct bvec_iter *iter,
+				size_t len, unsigned long first,
+				unsigned long last)
+{
+	struct diff_area *area = io->image->area;
+	struct image_clone *clone;
+	struct bio *bio;
+
+	/* From a bio_set with GFP_NOIO: waits, never fails. */
+	bio = bio_alloc_clone(area->bdev, io->bio, GFP_NOIO, &image_bio_set);
+	clone = container_of(bio, struct image_clone, bio);
+	clone->io = io;
+	clone->first = first;
+	clone->last = last;
+	bio->bi_iter = *iter;
+	bio->bi_iter.bi_size = len;
+	bio->bi_end_io = image_clone_endio;
+	atomic_inc(&io->parts);
+	bio_advance_iter(io->bio, iter, len);
+	submit_bio_noacct(bio);
+}
+
+/*
+ * Pin the run of uncopied chunks starting at @iter, up to the end of the
+ * bio. Return its length in bytes: 0 if the chunk at @iter is copied.
+ */
+static size_t pin_original_run(struct diff_area *area,
+			       const struct bvec_iter *iter,
+			       unsigned long *first, unsigned long *last)
+{
+	sector_t sector = iter->bi_sector;
+	unsigned long n = diff_area_chunk_of(area, sector);
+	unsigned long end =
+		diff_area_chunk_of(area, bvec_iter_end_sector(*iter) - 1);
+
+	*first = n;
+	while (n <= end && diff_area_pin_original(area, n))
+		n++;
+	if (n == *first)
+		return 0;
+	*last = n - 1;
+	if (n > end)
+		return iter->bi_size;
+	return ((n << (area->chunk_shift - SECTOR_SHIFT)) - sector)
+	       << SECTOR_SHIFT;
+}
+
+static void image_storage_done(struct diff_storage_req *req, int error)
+{
+	struct image_storage_read *read =
+		container_of(req, struct image_storage_read, req);
+	struct image_io *io = read->io;
+
+	image_io_fail(io, error);
+	kfree(read);
+	image_io_put(io);
+}
+
+/* Start a direct read of stored data; false if the storage cannot. */
+static bool image_read_storage(struct image_io *io, sector_t sector,
+			       struct bvec_iter *iter, size_t len)
+{
+	struct image_storage_read *read;
+
+	read = kmalloc(sizeof(*read), GFP_NOIO);
+	if (!read)
+		return false;
+	read->io = io;
+	read->req.done = image_storage_done;
+	atomic_inc(&io->parts);
+	if (diff_storage_read_bio_async(io->image->area->ds, &read->req,
+					sector, io->bio, iter, len))
+		return true;
+	/* Not started: the dispatcher's reference keeps @io alive. */
+	atomic_dec(&io->parts);
+	kfree(read);
+	return false;
+}
+
+static void image_io_fn(struct work_struct *work)
+{
+	struct image_io *io = container_of(work, struct image_io, work);
+	struct diff_area *area = io->image->area;
+	bool write = bio_op(io->bio) == REQ_OP_WRITE;
+	size_t chunk_bytes = diff_area_chunk_sectors(area) << SECTOR_SHIFT;
+	unsigned int noio = memalloc_noio_save();
+	struct bvec_iter iter = io->bio->bi_iter;
+	unsigned long n, first, last;
+	sector_t stored;
+	size_t offset, len;
+
+	while (iter.bi_size && !READ_ONCE(io->error)) {
+		image_io_fail(io, READ_ONCE(area->error));
+		if (READ_ONCE(io->error))
+			break;
+		n = diff_area_chunk_of(area, iter.bi_sector);
+		offset = (iter.bi_sector -
+			  ((sector_t)n << (area->chunk_shift - SECTOR_SHIFT)))
+			 << SECTOR_SHIFT;
+		len = min_t(size_t, iter.bi_size, chunk_bytes - offset);
+		if (!write) {
+			size_t run = pin_original_run(area, &iter, &first,
+						      &last);
+
+			if (run) {
+				image_read_original(io, &iter, run, first,
+						    last);
+				continue;
+			}
+			if (diff_area_chunk_stored(area, n, &stored) &&
+			    image_read_storage(io,
+					       stored + (offset >> SECTOR_SHIFT),
+					       &iter, len))
+				continue;
+		}
+		image_io_fail(io, diff_area_chunk_io(area, n, offset, io->bio,
+						     &iter, len));
+	}
+	/* What the image's writes changed is what the next backup reads. */
+	if (write && !READ_ONCE(io->error))
+		cbt_map_mark_dirty(area->tracker->cbt_map,
+				   io->bio->bi_iter.bi_sector,
+				   bio_sectors(io->bio));
+	memalloc_noio_restore(noio);
+	image_io_put(io);
+}
+
+/**
+ * image_io_submit() - serve a bio of an image.
+ * @image: the image.
+ * @bio:   the bio.
+ *
+ * Context: the bio submission path.
+ */
+void image_io_submit(struct image *image, struct bio *bio)
+{
+	struct diff_area *area = image->area;
+	struct bvec_iter iter = bio->bi_iter;
+	unsigned long first, last;
+	struct image_io *io;
+	size_t run;
+
+	/* Nothing is cached here: a flush has nothing to do. */
+	if (!bio_sectors(bio)) {
+		bio_endio(bio);
+		return;
+	}
+	if (bio_op(bio) != REQ_OP_READ && bio_op(bio) != REQ_OP_WRITE) {
+		bio->bi_status = BLK_STS_NOTSUPP;
+		bio_endio(bio);
+		return;
+	}
+	if (bio_end_sector(bio) > area->capacity || READ_ONCE(area->error)) {
+		bio_io_error(bio);
+		return;
+	}
+	io = kmalloc(sizeof(*io), GFP_NOIO);
+	if (!io) {
+		bio_io_error(bio);
+		return;
+	}
+	io->image = image;
+	io->bio = bio;
+	atomic_set(&io->parts, 1);
+	io->error = 0;
+	atomic_inc(&image->inflight);
+	if (bio_op(bio) == REQ_OP_READ) {
+		run = pin_original_run(area, &iter, &first, &last);
+		if (run == iter.bi_size) {
+			image_read_original(io, &iter, run, first, last);
+			image_io_put(io);
+			return;
+		}
+		if (run)
+			diff_area_unpin_original(area, first, last);
+	}
+	INIT_WORK(&io->work, image_io_fn);
+	queue_work(image_wq, &io->work);
+}
+
+/**
+ * image_io_wait_idle() - wait until every bio the image took is done.
+ * @image: the image, whose disk takes no more bios.
+ */
+void image_io_wait_idle(struct image *image)
+{
+	wait_event(image_idle_wait, !atomic_read(&image->inflight));
+}
+
+/**
+ * image_init() - create the image workqueue and bio set.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int image_init(void)
+{
+	int ret;
+
+	ret = bioset_init(&image_bio_set, BIO_POOL_SIZE,
+			  offsetof(struct image_clone, bio),
+			  BIOSET_NEED_RESCUER);
+	if (ret)
+		return ret;
+	image_wq = alloc_workqueue("blksnap-image", WQ_MEM_RECLAIM | WQ_UNBOUND,
+				   0);
+	if (!image_wq) {
+		bioset_exit(&image_bio_set);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/**
+ * image_done() - destroy the image workqueue and bio set.
+ */
+void image_done(void)
+{
+	destroy_workqueue(image_wq);
+	bioset_exit(&image_bio_set);
+}
