@@ -1,5 +1,6 @@
 // snapshot_create, snapshot_add, snapshot_info, snapshot_take,
-// snapshot_destroy, snapshot_collect, snapshot_waitevent, snapshot_watcher.
+// snapshot_destroy, snapshot_collect, snapshot_devices, snapshot_waitevent,
+// snapshot_watcher.
 #include "args.hpp"
 #include "commands.hpp"
 
@@ -113,6 +114,27 @@ void add_collect(CLI::App& app, Context& ctx) {
     });
 }
 
+void add_devices_list(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("snapshot_devices",
+                                   "Print the devices of a snapshot, one /dev path per line");
+    auto a = std::make_shared<Args>();
+    add_id(*cmd, a->id);
+    add_json(*cmd, a->json);
+    cmd->callback([&ctx, a] {
+        const auto devs = ctx.kernel().snapshot_devices(Uuid::parse(a->id));
+        if (a->json) {
+            auto list = nlohmann::ordered_json::array();
+            for (const auto& d : devs)
+                list.push_back({{"device", block_device_path(d)}, {"dev_id", d.str()}});
+            ctx.print({{"devices", list}});
+            return;
+        }
+        for (const auto& d : devs)
+            ctx.out() << block_device_path(d) << '\n';
+        ctx.out().flush();
+    });
+}
+
 // An event as key=value lines or one JSON line; nullopt is a timeout.
 void print_event(Context& ctx, bool json, const std::optional<Event>& ev) {
     nlohmann::ordered_json doc{{"event", ev ? ev->name() : "timeout"}};
@@ -177,6 +199,7 @@ void add_snapshot_commands(CLI::App& app, Context& ctx) {
     add_by_id(app, ctx, "snapshot_destroy", "Destroy the snapshot and release its storage",
               &KernelBackend::snapshot_destroy);
     add_collect(app, ctx);
+    add_devices_list(app, ctx);
     add_waitevent(app, ctx);
     add_watcher(app, ctx);
 }

@@ -4,13 +4,13 @@
 
 namespace blksnapfs {
 
-std::string info_text(const TakenDevice& d, const std::optional<blksnap::Uuid>& snapshot) {
+std::string info_text(const TakenDevice& d) {
     nlohmann::ordered_json j;
     j["device"] = d.path;
     j["name"] = d.name;
     j["major"] = d.original.major;
     j["minor"] = d.original.minor;
-    j["snapshot"] = snapshot ? nlohmann::ordered_json(snapshot->str()) : nullptr;
+    j["snapshot"] = d.snapshot.str();
     j["image"] = d.image_path();
     j["capacity"] = d.cbt.device_capacity;
     j["block_size"] = d.cbt.block_size;

@@ -3,14 +3,13 @@
 
 #include "source.hpp"
 
-#include <optional>
 #include <string>
 
 namespace blksnapfs {
 
-// JSON: device, name, major, minor, snapshot (null when unknown), image,
-// capacity, block_size, block_count, generation_id, changes_number,
-// error_code, corrupted; ends with a newline.
-std::string info_text(const TakenDevice& device, const std::optional<blksnap::Uuid>& snapshot);
+// JSON: device, name, major, minor, snapshot, image, capacity, block_size,
+// block_count, generation_id, changes_number, error_code, corrupted; ends
+// with a newline.
+std::string info_text(const TakenDevice& device);
 
 } // namespace blksnapfs

@@ -4,28 +4,9 @@
 #include <blksnap/linux_backend.hpp>
 
 #include <algorithm>
-#include <charconv>
-#include <fstream>
+#include <cerrno>
 
 namespace blksnapfs {
-
-namespace {
-
-std::optional<blksnap::DeviceId> parse_dev(std::string_view text) {
-    blksnap::DeviceId id;
-    const auto colon = text.find(':');
-    if (colon == std::string_view::npos)
-        return std::nullopt;
-    const char* end = text.data() + text.size();
-    auto r1 = std::from_chars(text.data(), text.data() + colon, id.major);
-    auto r2 = std::from_chars(text.data() + colon + 1, end, id.minor);
-    if (r1.ec != std::errc() || r1.ptr != text.data() + colon || r2.ec != std::errc() ||
-        r2.ptr != end)
-        return std::nullopt;
-    return id;
-}
-
-} // namespace
 
 KernelSource::KernelSource(std::filesystem::path sysfs)
     : sysfs_(std::move(sysfs)), backend_(blksnap::open_kernel_backend()) {
@@ -37,22 +18,27 @@ std::vector<blksnap::Uuid> KernelSource::snapshots() {
     return backend_->snapshot_collect();
 }
 
-std::vector<TakenDevice> KernelSource::taken_devices() {
+std::vector<TakenDevice> KernelSource::taken_devices(const blksnap::Uuid& snapshot) {
+    std::vector<blksnap::DeviceId> ids;
+    try {
+        ids = backend_->snapshot_devices(snapshot);
+    } catch (const blksnap::Error& e) {
+        if (e.code() == ENOENT)
+            return {}; // destroyed meanwhile
+        throw;
+    }
     std::vector<TakenDevice> out;
-    std::ifstream attached(sysfs_ / "class/misc/blksnap-control/attached");
-    for (std::string line; std::getline(attached, line);) {
-        const auto id = parse_dev(line);
-        if (!id)
-            continue;
+    for (const auto& id : ids) {
         TakenDevice dev;
-        dev.original = *id;
-        dev.path = blksnap::block_device_path(*id, sysfs_.string());
+        dev.snapshot = snapshot;
+        dev.original = id;
+        dev.path = blksnap::block_device_path(id, sysfs_.string());
         dev.name = std::filesystem::path(dev.path).filename().string();
         try {
             blksnap::DeviceFilter filter(*backend_, dev.path);
             const auto info = filter.snapshot_info();
             if (info.image.empty())
-                continue;
+                continue; // not taken (yet)
             dev.image = info.image;
             dev.error_code = info.error_code;
             dev.cbt = filter.cbt_info();

@@ -14,7 +14,7 @@ public:
     explicit KernelSource(std::filesystem::path sysfs = "/sys");
 
     std::vector<blksnap::Uuid> snapshots() override;
-    std::vector<TakenDevice> taken_devices() override;
+    std::vector<TakenDevice> taken_devices(const blksnap::Uuid& id) override;
     std::uint32_t read_cbt_map(const TakenDevice& device, std::uint32_t offset,
                                std::span<std::uint8_t> out) override;
     std::optional<blksnap::Event> wait_event(const blksnap::Uuid& id,

@@ -160,9 +160,7 @@ int op_open(const char* path, fuse_file_info* fi) {
                 StreamOptions{.writable = wants_write && d.options.writable});
             break;
         case Handle::Kind::info:
-            h->text = info_text(*node->device, d.tree.view()->snapshots.size() == 1
-                                                   ? std::optional(d.tree.view()->snapshots[0])
-                                                   : std::nullopt);
+            h->text = info_text(*node->device);
             fi->direct_io = 1; // the content is what was read at open, whatever its size
             break;
         case Handle::Kind::events:

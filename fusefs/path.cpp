@@ -64,19 +64,16 @@ std::optional<PathRef> parse_path(std::string_view path) {
         return ref;
 
     const auto& p = *parts;
-    if (p[0] == devices_dir_name) {
-        ref.kind = PathRef::Kind::devices;
-    } else if (auto id = blksnap::Uuid::try_parse(p[0]); id && id->str() == p[0]) {
-        ref.kind = PathRef::Kind::snapshot;
-        ref.snapshot = id->str();
-    } else {
+    const auto id = blksnap::Uuid::try_parse(p[0]);
+    if (!id || id->str() != p[0])
         return std::nullopt;
-    }
+    ref.kind = PathRef::Kind::snapshot;
+    ref.snapshot = id->str();
     if (p.size() == 1)
         return ref;
 
     if (p[1] == events_name) {
-        if (ref.kind != PathRef::Kind::snapshot || p.size() > 2)
+        if (p.size() > 2)
             return std::nullopt;
         ref.kind = PathRef::Kind::events;
         return ref;

@@ -4,8 +4,6 @@
 //   /UUID/events                       its events
 //   /UUID/DEVICE                       one of its devices
 //   /UUID/DEVICE/{image.raw,cbt.map,info}
-//   /devices, /devices/DEVICE, /devices/DEVICE/FILE
-//                                      devices when several snapshots exist
 #pragma once
 
 #include <optional>
@@ -16,7 +14,6 @@ namespace blksnapfs {
 
 enum class FileKind { image, cbt_map, info };
 
-inline constexpr std::string_view devices_dir_name = "devices";
 inline constexpr std::string_view events_name = "events";
 
 // The name of a device file ("image.raw") and back.
@@ -24,13 +21,11 @@ std::string_view file_name(FileKind kind);
 std::optional<FileKind> file_kind(std::string_view name);
 
 struct PathRef {
-    enum class Kind { root, snapshot, events, devices, device, file };
+    enum class Kind { root, snapshot, events, device, file };
     Kind kind = Kind::root;
-    std::string snapshot; // canonical UUID text; empty under /devices
+    std::string snapshot; // canonical UUID text, but for the root
     std::string device;   // device name, for device and file
     FileKind file = FileKind::image;
-
-    bool under_devices() const { return snapshot.empty() && kind != Kind::root; }
     bool operator==(const PathRef&) const = default;
 };
 

@@ -15,6 +15,7 @@ namespace blksnapfs {
 
 // A device of a taken snapshot: one with an image.
 struct TakenDevice {
+    blksnap::Uuid snapshot; // the snapshot it belongs to
     blksnap::DeviceId original;
     std::string name;  // the original's kernel name: "vda", "loop0"
     std::string path;  // "/dev/vda"
@@ -30,8 +31,9 @@ public:
     virtual ~Source() = default;
 
     virtual std::vector<blksnap::Uuid> snapshots() = 0;
-    // Every attached device that has an image, sorted by name.
-    virtual std::vector<TakenDevice> taken_devices() = 0;
+    // The devices of snapshot ID that have an image, sorted by name; empty
+    // when the snapshot is not taken or no longer exists.
+    virtual std::vector<TakenDevice> taken_devices(const blksnap::Uuid& id) = 0;
     // Part of the change map of DEVICE from byte OFFSET; bytes copied.
     virtual std::uint32_t read_cbt_map(const TakenDevice& device, std::uint32_t offset,
                                        std::span<std::uint8_t> out) = 0;

@@ -4,6 +4,7 @@
 #include <blksnap/error.hpp>
 
 #include <algorithm>
+#include <iterator>
 
 namespace blksnapfs {
 
@@ -12,9 +13,9 @@ bool View::has_snapshot(const std::string& id) const {
                        [&](const blksnap::Uuid& u) { return u.str() == id; });
 }
 
-const TakenDevice* View::device(const std::string& name) const {
+const TakenDevice* View::device(const std::string& id, const std::string& name) const {
     for (const auto& d : devices)
-        if (d.name == name)
+        if (d.name == name && d.snapshot.str() == id)
             return &d;
     return nullptr;
 }
@@ -31,8 +32,10 @@ std::shared_ptr<const View> Tree::view() {
     try {
         v->snapshots = source_.snapshots();
         std::sort(v->snapshots.begin(), v->snapshots.end());
-        if (!v->snapshots.empty())
-            v->devices = source_.taken_devices();
+        for (const auto& id : v->snapshots) {
+            auto devs = source_.taken_devices(id);
+            std::move(devs.begin(), devs.end(), std::back_inserter(v->devices));
+        }
     } catch (const blksnap::Error&) {
         v = std::make_shared<View>(); // the module went away: an empty tree
     }
@@ -40,25 +43,6 @@ std::shared_ptr<const View> Tree::view() {
     scanned_ = now;
     return view_;
 }
-
-namespace {
-
-// The device a device or file path names, if it exists in view V.
-const TakenDevice* find_device(const View& v, const PathRef& ref) {
-    if (ref.under_devices() != v.shared_devices())
-        return nullptr;
-    if (!ref.under_devices() && !v.has_snapshot(ref.snapshot))
-        return nullptr;
-    return v.device(ref.device);
-}
-
-std::optional<blksnap::Uuid> single_snapshot(const View& v) {
-    if (v.snapshots.size() == 1)
-        return v.snapshots.front();
-    return std::nullopt;
-}
-
-} // namespace
 
 std::optional<Node> Tree::resolve(const std::string& path) {
     const auto ref = parse_path(path);
@@ -71,11 +55,6 @@ std::optional<Node> Tree::resolve(const std::string& path) {
     case PathRef::Kind::root:
         node.directory = true;
         return node;
-    case PathRef::Kind::devices:
-        if (!v->shared_devices())
-            return std::nullopt;
-        node.directory = true;
-        return node;
     case PathRef::Kind::snapshot:
     case PathRef::Kind::events:
         if (!v->has_snapshot(ref->snapshot))
@@ -85,7 +64,7 @@ std::optional<Node> Tree::resolve(const std::string& path) {
         return node;
     case PathRef::Kind::device:
     case PathRef::Kind::file: {
-        const TakenDevice* dev = find_device(*v, *ref);
+        const TakenDevice* dev = v->device(ref->snapshot, ref->device);
         if (!dev)
             return std::nullopt;
         node.device = *dev;
@@ -101,7 +80,7 @@ std::optional<Node> Tree::resolve(const std::string& path) {
             node.size = dev->cbt.block_count;
             break;
         case FileKind::info:
-            node.size = info_text(*dev, single_snapshot(*v)).size();
+            node.size = info_text(*dev).size();
             break;
         }
         return node;
@@ -116,24 +95,16 @@ std::optional<std::vector<std::string>> Tree::list(const std::string& path) {
         return std::nullopt;
     const auto v = view();
     std::vector<std::string> names;
-    auto add_devices = [&] {
-        for (const auto& d : v->devices)
-            names.push_back(d.name);
-    };
     switch (node->ref.kind) {
     case PathRef::Kind::root:
         for (const auto& id : v->snapshots)
             names.push_back(id.str());
-        if (v->shared_devices())
-            names.emplace_back(devices_dir_name);
-        break;
-    case PathRef::Kind::devices:
-        add_devices();
         break;
     case PathRef::Kind::snapshot:
         names.emplace_back(events_name);
-        if (!v->shared_devices())
-            add_devices();
+        for (const auto& d : v->devices)
+            if (d.snapshot == *node->snapshot)
+                names.push_back(d.name);
         break;
     case PathRef::Kind::device:
         for (auto kind : {FileKind::image, FileKind::cbt_map, FileKind::info})

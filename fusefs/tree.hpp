@@ -18,13 +18,11 @@ namespace blksnapfs {
 // One scan of the kernel's state.
 struct View {
     std::vector<blksnap::Uuid> snapshots; // sorted
-    std::vector<TakenDevice> devices;     // sorted by name
-    // The kernel does not tell which snapshot a device belongs to: with one
-    // snapshot its devices are its; with several they go under /devices.
-    bool shared_devices() const { return snapshots.size() > 1; }
+    std::vector<TakenDevice> devices;     // sorted by snapshot, then name
 
     bool has_snapshot(const std::string& id) const;
-    const TakenDevice* device(const std::string& name) const;
+    // The device NAME of snapshot ID (its text), or nullptr.
+    const TakenDevice* device(const std::string& id, const std::string& name) const;
 };
 
 // What a path names, with what getattr needs.
@@ -32,7 +30,7 @@ struct Node {
     PathRef ref;
     bool directory = false;
     std::uint64_t size = 0;
-    std::optional<blksnap::Uuid> snapshot; // the snapshot of events files
+    std::optional<blksnap::Uuid> snapshot; // snapshot dirs and events files
     std::optional<TakenDevice> device;     // device dirs and their files
 };
 

@@ -161,6 +161,36 @@ std::vector<Uuid> LinuxBackend::snapshot_collect() {
     return {ids.begin(), ids.end()};
 }
 
+std::vector<DeviceId> LinuxBackend::snapshot_devices(const Uuid& id) {
+    // Ask for the count, then for the devices; retry if some joined between.
+    const std::string ctx = context("snapshot_devices", id.str());
+    std::vector<blksnap_bdev> devs;
+    for (;;) {
+        blksnap_snapshot_devices arg{};
+        arg.id = id.raw();
+        arg.count = static_cast<std::uint32_t>(devs.size());
+        arg.devices = reinterpret_cast<std::uintptr_t>(devs.data());
+        long ret = control().ioctl(IOCTL_BLKSNAP_SNAPSHOT_DEVICES, &arg, ctx, {ENODATA});
+        if (ret == 0 && devs.empty() && arg.count > 0) { // the count only
+            devs.resize(arg.count);
+            continue;
+        }
+        if (ret == -ENODATA && arg.count > devs.size()) {
+            devs.resize(arg.count);
+            continue;
+        }
+        if (ret == -ENODATA)
+            throw Error(ENODATA, ctx);
+        devs.resize(std::min<std::size_t>(arg.count, devs.size()));
+        break;
+    }
+    std::vector<DeviceId> out;
+    out.reserve(devs.size());
+    for (const auto& d : devs)
+        out.push_back({d.major, d.minor});
+    return out;
+}
+
 std::optional<Event> LinuxBackend::snapshot_wait_event(const Uuid& id, std::uint32_t timeout_ms) {
     blksnap_snapshot_event arg{};
     arg.id = id.raw();

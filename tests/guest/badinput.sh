@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vm: --disks 1 --disk-size 256M
 # Bad requests get a clean errno and no kernel splat; an unprivileged caller
-# cannot change state.
+# cannot change state, but may list a snapshot's devices.
 . "$(dirname "$0")/lib.sh"
 dev=$(disk 1)
 
@@ -36,4 +36,20 @@ esac
 out=$(setpriv --bounding-set=-sys_admin blksnap-probe detach "$dev" 2>&1) &&
 	fail "detach succeeded without CAP_SYS_ADMIN"
 blksnap-probe detach "$dev"
+
+step "snapshot_devices: bad-input battery"
+tmp=$(mktemp -d)
+blksnap-probe devices "$dev" "$tmp"
+
+step "without CAP_SYS_ADMIN: snapshot_devices allowed, snapshot_destroy refused"
+id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 64M)
+expect_eq "devices listed" "$(setpriv --bounding-set=-sys_admin blksnap snapshot_devices -i "$id")" "$dev"
+out=$(setpriv --bounding-set=-sys_admin blksnap snapshot_destroy -i "$id" 2>&1) &&
+	fail "snapshot_destroy succeeded without CAP_SYS_ADMIN"
+case "$out" in
+*"Operation not permitted"*) ;;
+*) fail "unexpected error: $out" ;;
+esac
+blksnap snapshot_destroy -i "$id"
+blksnap detach -d "$dev"
 echo "badinput: all checks passed"

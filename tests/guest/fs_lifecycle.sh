@@ -4,7 +4,7 @@
 # a lazy unmount while readers are active lets them finish, then the daemon
 # ends; a snapshot destroyed while image.raw is open gives EIO, not a hang;
 # --writable writes land in the snapshot image, never in the original; two
-# snapshots show their devices under /devices.
+# snapshots taken at once show each its own device under its own directory.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fs-helpers.bash"
 dev=$(disk 1)
@@ -75,21 +75,37 @@ expect_eq "original untouched" "$(xsum "$dev")" "$orig_sum"
 fs_stop
 blksnap snapshot_destroy -i "$id"
 
-step "two snapshots: devices under /devices"
+step "two snapshots taken at once: each lists its own device under its own directory"
 id1=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 100M)
 id2=$(blksnap snapshot_create -d "$dev2" -f "$tmp" -l 100M)
+expect_eq "kernel: devices of $id1" "$(blksnap snapshot_devices -i "$id1")" "$dev"
+expect_eq "kernel: devices of $id2" "$(blksnap snapshot_devices -i "$id2")" "$dev2"
+blksnap snapshot_devices -i "$id2" -j | python3 -c '
+import json, os, sys
+d = json.load(sys.stdin)["devices"]
+st = os.stat(sys.argv[1])
+assert d == [{"device": sys.argv[1], "dev_id": "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))}], d
+' "$dev2" || fail "snapshot_devices -j"
+dd if=/dev/urandom of="$dev2" bs=1M count=64 oflag=direct status=none
+want1=$(xsum "$dev")
+want2=$(xsum "$dev2")
 blksnap snapshot_take -i "$id1"
 blksnap snapshot_take -i "$id2"
+dd if=/dev/urandom of="$dev" bs=1M count=8 seek=40 oflag=direct status=none
+dd if=/dev/urandom of="$dev2" bs=1M count=8 seek=40 oflag=direct status=none
 fs_start
-expect_eq "root" "$(ls "$snap" | sort | tr '\n' ' ')" \
-	"$(printf '%s\n' "$id1" "$id2" devices | sort | tr '\n' ' ')"
-expect_eq "devices" "$(ls "$snap/devices" | tr '\n' ' ')" "$name $name2 "
-expect_eq "snapshot dir" "$(ls "$snap/$id1")" "events"
-expect_eq "image of $name2" "$(xsum "$snap/devices/$name2/image.raw")" \
-	"$(xsum "$(blksnap snapshot_info -d "$dev2" -f image)")"
+expect_eq "root" "$(ls "$snap" | tr '\n' ' ')" "$(printf '%s\n' "$id1" "$id2" | sort | tr '\n' ' ')"
+expect_eq "snapshot dir of $id1" "$(ls "$snap/$id1" | tr '\n' ' ')" "events $name "
+expect_eq "snapshot dir of $id2" "$(ls "$snap/$id2" | tr '\n' ' ')" "events $name2 "
+[ -e "$snap/devices" ] && fail "/devices still exists"
+[ -e "$snap/$id1/$name2" ] && fail "$name2 under the other snapshot"
+expect_eq "image.raw of $name" "$(xsum "$snap/$id1/$name/image.raw")" "$want1"
+expect_eq "image.raw of $name2" "$(xsum "$snap/$id2/$name2/image.raw")" "$want2"
+expect_eq "info of $name2" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot"])' \
+	"$snap/$id2/$name2/info")" "$id2"
 blksnap snapshot_destroy -i "$id2"
-wait_until bash -c "[ ! -e '$snap/devices' ]" || fail "/devices still there with one snapshot"
-expect_eq "one snapshot again" "$(ls "$snap/$id1")" "$(printf 'events\n%s' "$name")"
+wait_until bash -c "[ ! -e '$snap/$id2' ]" || fail "$id2 still there once destroyed"
+expect_eq "the other snapshot stays" "$(ls "$snap/$id1" | tr '\n' ' ')" "events $name "
 blksnap snapshot_destroy -i "$id1"
 fs_stop
 blksnap detach -d "$dev"

@@ -11,6 +11,7 @@
 //   blksnap-probe badinput DEV        (every bad request gets its errno)
 //   blksnap-probe create PATH MODE LIMIT  (snapshot on odd storage fds)
 //   blksnap-probe cycle DEV N DIR     (N snapshots taken and destroyed)
+//   blksnap-probe devices DEV DIR     (IOCTL_BLKSNAP_SNAPSHOT_DEVICES battery)
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include <linux/blksnap.h>
 #include <string>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -207,18 +209,45 @@ int cmd_dirty(Device& d, int argc, char** argv) {
     return 0;
 }
 
-// The bad-input battery. DEV must not be attached on entry; it is attached
-// during the checks and detached at the end.
-int cmd_badinput(Device& d) {
-    int failures = 0;
-    auto expect = [&](const char* what, int got, std::initializer_list<int> want) {
+// One check of a battery: prints it, counts it in FAILURES when GOT is not
+// one of WANT.
+struct Expect {
+    int& failures;
+    void operator()(const char* what, int got, std::initializer_list<int> want) const {
         bool ok = false;
         for (int w : want)
             ok |= got == w;
         std::printf("%-4s %-48s got %d (%s)\n", ok ? "ok" : "FAIL", what, got,
                     got < 0 ? std::strerror(-got) : "success");
         failures += !ok;
-    };
+    }
+};
+
+// A new snapshot on an unnamed storage file in DIR (STORAGE keeps it open).
+blksnap_uuid create_snapshot(const Fd& ctl, Fd& storage, const char* dir) {
+    storage.fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL, 0600);
+    if (storage.fd < 0)
+        die(dir, errno);
+    blksnap_snapshot_create c{};
+    c.diff_storage_limit_sect = 1 << 17;
+    c.diff_storage_fd = static_cast<uint32_t>(storage.fd);
+    if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_CREATE, &c))
+        die("snapshot create", errno);
+    return c.id;
+}
+
+void add_to_snapshot(Device& d, const blksnap_uuid& id) {
+    blksnap_snapshotadd add{id};
+    uint32_t len = sizeof(add);
+    if (int r = d.ctl(blkfilter_ctl_blksnap_snapshotadd, &add, &len); r < 0)
+        die("snapshotadd " + d.path(), -r);
+}
+
+// The bad-input battery. DEV must not be attached on entry; it is attached
+// during the checks and detached at the end.
+int cmd_badinput(Device& d) {
+    int failures = 0;
+    Expect expect{failures};
     const unsigned long bad_ptr = 16; // never mapped
     char longname[BLKFILTER_NAME_LENGTH + 1];
     std::memset(longname, 'b', BLKFILTER_NAME_LENGTH);
@@ -337,24 +366,89 @@ int cmd_create(const char* path, const char* mode, unsigned long long limit) {
 int cmd_cycle(Device& d, int n, const char* dir) {
     Fd ctl(open("/dev/" BLKSNAP_CTL, O_RDWR));
     for (int i = 0; i < n; i++) {
-        Fd storage(open(dir, O_TMPFILE | O_RDWR | O_EXCL, 0600));
-        if (storage.fd < 0)
-            die(dir, errno);
-        blksnap_snapshot_create c{};
-        c.diff_storage_limit_sect = 1 << 17;
-        c.diff_storage_fd = static_cast<uint32_t>(storage.fd);
-        if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_CREATE, &c))
-            die("snapshot create", errno);
-        blksnap_snapshotadd add{c.id};
-        uint32_t len = sizeof(add);
-        if (int r = d.ctl(blkfilter_ctl_blksnap_snapshotadd, &add, &len); r < 0)
-            die("snapshotadd " + d.path(), -r);
-        if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_TAKE, &c.id))
+        Fd storage(-1);
+        blksnap_uuid id = create_snapshot(ctl, storage, dir);
+        add_to_snapshot(d, id);
+        if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_TAKE, &id))
             die("snapshot take", errno);
-        if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &c.id))
+        if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &id))
             die("snapshot destroy", errno);
     }
     return 0;
+}
+
+// IOCTL_BLKSNAP_SNAPSHOT_DEVICES, good and bad, on a snapshot of DEV (not
+// attached on entry; detached at the end) with an unnamed storage file in DIR.
+int cmd_devices(Device& d, const char* dir) {
+    int failures = 0;
+    Expect expect{failures};
+    Fd ctl(open("/dev/" BLKSNAP_CTL, O_RDWR));
+    if (ctl.fd < 0)
+        die("/dev/" BLKSNAP_CTL, errno);
+    auto call = [&](unsigned long arg) {
+        return ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_DEVICES, arg) < 0 ? -errno : 0;
+    };
+    auto list = [&](blksnap_snapshot_devices& a) { return call(reinterpret_cast<uintptr_t>(&a)); };
+
+    Fd storage(-1);
+    const blksnap_uuid id = create_snapshot(ctl, storage, dir);
+
+    blksnap_snapshot_devices a{};
+    a.id = id;
+    expect("no device yet: count 0", list(a) == 0 && a.count == 0 ? 0 : -1, {0});
+    if (int r = d.attach(); r < 0)
+        die("attach " + d.path(), -r);
+    add_to_snapshot(d, id);
+    struct stat st {};
+    if (stat(d.path().c_str(), &st))
+        die(d.path(), errno);
+
+    blksnap_bdev devs[4] = {};
+    a = {};
+    a.id = id;
+    expect("NULL array: the count", list(a) == 0 && a.count == 1 ? 0 : -1, {0});
+    a.count = 0;
+    a.devices = reinterpret_cast<uintptr_t>(devs);
+    expect("count 0: ENODATA", list(a), {-ENODATA});
+    expect("count 0: the count needed", a.count == 1 ? 0 : -1, {0});
+    a.count = 4;
+    expect("room for 4", list(a), {0});
+    expect("room for 4: count 1, the device",
+           a.count == 1 && devs[0].major == major(st.st_rdev) && devs[0].minor == minor(st.st_rdev)
+               ? 0
+               : -1,
+           {0});
+    a.count = 0xffffffffu; // only one element is written
+    expect("huge count", list(a), {0});
+    a.count = 1;
+    a.devices = 16; // never mapped
+    expect("bad array pointer", list(a), {-EFAULT});
+    a.devices = 0xffff800000000000ull; // kernel address
+    expect("kernel array pointer", list(a), {-EFAULT});
+    a.devices = reinterpret_cast<uintptr_t>(devs);
+    a.reserved = 1;
+    expect("reserved not zero", list(a), {-EINVAL});
+    a.reserved = 0;
+    a.id.b[0] ^= 0xff;
+    expect("unknown snapshot", list(a), {-ENOENT});
+    a.id = id;
+    expect("bad argument pointer", call(16), {-EFAULT});
+    // The argument readable but not writable: the count cannot go back.
+    void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED)
+        die("mmap", errno);
+    std::memcpy(page, &a, sizeof(a));
+    mprotect(page, 4096, PROT_READ);
+    expect("read-only argument", call(reinterpret_cast<uintptr_t>(page)), {-EFAULT});
+    munmap(page, 4096);
+
+    if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &id))
+        die("snapshot destroy", errno);
+    expect("destroyed snapshot", list(a), {-ENOENT});
+    if (int r = d.detach(); r < 0)
+        die("detach " + d.path(), -r);
+    std::printf("%d snapshot_devices checks failed\n", failures);
+    return failures ? 1 : 0;
 }
 
 } // namespace
@@ -387,6 +481,8 @@ int main(int argc, char** argv) {
         return cmd_dirty(d, argc - 3, argv + 3);
     if (cmd == "badinput")
         return cmd_badinput(d);
+    if (cmd == "devices" && argc == 4)
+        return cmd_devices(d, argv[3]);
     if (cmd == "cycle" && argc == 5)
         return cmd_cycle(d, std::stoi(argv[3]), argv[4]);
     return 2;

@@ -197,6 +197,14 @@ std::vector<Uuid> FakeKernel::snapshot_collect() {
     return ids;
 }
 
+std::vector<DeviceId> FakeKernel::snapshot_devices(const Uuid& id) {
+    enter("snapshot_devices", id.str());
+    std::vector<DeviceId> out;
+    for (const auto& path : snapshot("snapshot_devices", id).devices)
+        out.push_back(devices.at(path).id);
+    return out;
+}
+
 std::optional<Event> FakeKernel::snapshot_wait_event(const Uuid& id, std::uint32_t) {
     enter("snapshot_waitevent", id.str());
     Snap& s = snapshot("snapshot_waitevent", id);

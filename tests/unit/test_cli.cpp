@@ -6,6 +6,7 @@
 
 #include <blksnap/error.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <gtest/gtest.h>
@@ -16,19 +17,13 @@
 namespace blksnap::test {
 namespace {
 
-const std::vector<std::string> commands{"version",
-                                        "attach",
-                                        "detach",
-                                        "cbtinfo",
-                                        "readcbtmap",
-                                        "markdirtyblock",
-                                        "snapshot_create",
-                                        "snapshot_add",
-                                        "snapshot_info",
-                                        "snapshot_take",
-                                        "snapshot_destroy",
-                                        "snapshot_collect",
-                                        "snapshot_waitevent",
+const std::vector<std::string> commands{"version",          "attach",
+                                        "detach",           "cbtinfo",
+                                        "readcbtmap",       "markdirtyblock",
+                                        "snapshot_create",  "snapshot_add",
+                                        "snapshot_info",    "snapshot_take",
+                                        "snapshot_destroy", "snapshot_collect",
+                                        "snapshot_devices", "snapshot_waitevent",
                                         "snapshot_watcher"};
 
 struct Result {
@@ -96,6 +91,7 @@ TEST_F(CliTest, LongOptionsExist) {
         {"snapshot_create", {"--device", "--file", "--limit", "--json"}},
         {"snapshot_waitevent", {"--id", "--timeout", "--json"}},
         {"snapshot_collect", {"--json"}},
+        {"snapshot_devices", {"--id", "--json"}},
         {"version", {"--json"}}};
     for (const auto& [cmd, options] : expected)
         for (const auto& o : options)
@@ -286,6 +282,14 @@ TEST_F(CliTest, SnapshotLifecycle) {
     EXPECT_EQ(run({"snapshot_info", "-d", "/dev/vdc", "-j"}).out,
               "{\"error_code\":-28,\"image\":\"/dev/blksnap-image_252:1\"}\n");
     EXPECT_EQ(run({"snapshot_collect"}).out, id + "\n");
+    {
+        const auto doc = nlohmann::json::parse(run({"snapshot_devices", "-i", id, "-j"}).out);
+        ASSERT_EQ(doc["devices"].size(), 2u);
+        EXPECT_EQ(doc["devices"][0]["dev_id"], "252:0");
+        EXPECT_EQ(doc["devices"][1]["dev_id"], "252:1");
+        const std::string text = run({"snapshot_devices", "--id", id}).out;
+        EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+    }
 
     EXPECT_EQ(run({"snapshot_destroy", "-i", id}).rc, 0);
     EXPECT_TRUE(kernel.snapshots.empty());
@@ -293,6 +297,9 @@ TEST_F(CliTest, SnapshotLifecycle) {
     EXPECT_EQ(r.rc, 1);
     EXPECT_EQ(r.err, "blksnap: snapshot_destroy " + id + ": No such file or directory\n");
     EXPECT_EQ(run({"snapshot_collect", "--json"}).out, "{\"snapshots\":[]}\n");
+    r = run({"snapshot_devices", "-i", id});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "blksnap: snapshot_devices " + id + ": No such file or directory\n");
 }
 
 TEST_F(CliTest, SnapshotCreateFailureLeavesNoSnapshot) {

@@ -33,7 +33,7 @@ const std::string uuid_b = "a2088849-88eb-4572-a60f-7096cf91b17f";
 class FakeSource : public Source {
 public:
     std::vector<blksnap::Uuid> ids;
-    std::vector<TakenDevice> devices;
+    std::vector<TakenDevice> devices; // of every snapshot
     std::deque<blksnap::Event> events;
     bool gone = false;
     int scans = 0;
@@ -42,7 +42,13 @@ public:
         ++scans;
         return ids;
     }
-    std::vector<TakenDevice> taken_devices() override { return devices; }
+    std::vector<TakenDevice> taken_devices(const blksnap::Uuid& id) override {
+        std::vector<TakenDevice> out;
+        for (const auto& d : devices)
+            if (d.snapshot == id)
+                out.push_back(d);
+        return out;
+    }
     std::uint32_t read_cbt_map(const TakenDevice&, std::uint32_t,
                                std::span<std::uint8_t>) override {
         return 0;
@@ -59,8 +65,9 @@ public:
     }
 };
 
-TakenDevice device(const std::string& name, unsigned minor) {
+TakenDevice device(const std::string& name, unsigned minor, const std::string& id = uuid_a) {
     TakenDevice d;
+    d.snapshot = blksnap::Uuid::parse(id);
     d.original = {253, minor};
     d.name = name;
     d.path = "/dev/" + name;
@@ -88,17 +95,16 @@ TEST(FusefsPath, ParsesTheTree) {
     EXPECT_EQ(p->file, FileKind::image);
     EXPECT_EQ(parse_path("/" + uuid_a + "/vda/cbt.map")->file, FileKind::cbt_map);
     EXPECT_EQ(parse_path("/" + uuid_a + "/vda/info")->file, FileKind::info);
-    p = parse_path("/devices/loop0/info");
+    p = parse_path("/" + uuid_b + "/loop0/info");
     ASSERT_TRUE(p);
-    EXPECT_TRUE(p->under_devices());
+    EXPECT_EQ(p->snapshot, uuid_b);
     EXPECT_EQ(p->device, "loop0");
-    EXPECT_EQ(parse_path("/devices")->kind, K::devices);
 }
 
 TEST(FusefsPath, RefusesWhatCannotExist) {
     for (const std::string& bad : std::vector<std::string>{
              "", "vda", "/nope", "/" + uuid_a + "/vda/other", "/" + uuid_a + "/vda/info/x",
-             "/" + uuid_a + "/events/x", "/devices/events", "/" + uuid_a + "/", "//",
+             "/" + uuid_a + "/events/x", "/devices", "/devices/vda/info", "/" + uuid_a + "/", "//",
              "/" + uuid_a + "/../x", "/2A372215-0BA0-4733-9A73-8CBBB5B11794"})
         EXPECT_FALSE(parse_path(bad)) << bad;
 }
@@ -178,20 +184,32 @@ TEST(FusefsTree, OneSnapshotOwnsTheTakenDevices) {
     EXPECT_TRUE(tree.resolve("/" + uuid_a + "/events"));
     EXPECT_FALSE(tree.resolve("/" + uuid_b));
     EXPECT_FALSE(tree.resolve("/devices"));
+    EXPECT_FALSE(tree.resolve("/" + uuid_b + "/vda"));
     EXPECT_FALSE(tree.resolve("/" + uuid_a + "/vdc"));
     EXPECT_FALSE(tree.list("/" + uuid_a + "/vda/info"));
 }
 
-TEST(FusefsTree, SeveralSnapshotsShareADevicesDir) {
+TEST(FusefsTree, EachSnapshotListsItsOwnDevices) {
     FakeSource src;
     src.ids = {blksnap::Uuid::parse(uuid_b), blksnap::Uuid::parse(uuid_a)};
-    src.devices = {device("vda", 0)};
+    src.devices = {device("vda", 0, uuid_a), device("vdb", 16, uuid_b), device("vdc", 32, uuid_b)};
     Tree tree(src, std::chrono::milliseconds(0));
-    EXPECT_EQ(*tree.list("/"), (std::vector<std::string>{uuid_a, uuid_b, "devices"}));
-    EXPECT_EQ(*tree.list("/" + uuid_b), std::vector<std::string>{"events"});
-    EXPECT_EQ(*tree.list("/devices"), std::vector<std::string>{"vda"});
-    EXPECT_TRUE(tree.resolve("/devices/vda/info"));
-    EXPECT_FALSE(tree.resolve("/" + uuid_a + "/vda"));
+    EXPECT_EQ(*tree.list("/"), (std::vector<std::string>{uuid_a, uuid_b}));
+    EXPECT_EQ(*tree.list("/" + uuid_a), (std::vector<std::string>{"events", "vda"}));
+    EXPECT_EQ(*tree.list("/" + uuid_b), (std::vector<std::string>{"events", "vdb", "vdc"}));
+    auto n = tree.resolve("/" + uuid_b + "/vdc/image.raw");
+    ASSERT_TRUE(n);
+    EXPECT_EQ(n->device->image_path(), "/dev/blksnap-image_253:32");
+    EXPECT_EQ(n->device->snapshot.str(), uuid_b);
+    EXPECT_TRUE(tree.resolve("/" + uuid_a + "/vda/info"));
+    EXPECT_FALSE(tree.resolve("/" + uuid_a + "/vdb"));
+    EXPECT_FALSE(tree.resolve("/" + uuid_b + "/vda/image.raw"));
+    EXPECT_FALSE(tree.resolve("/devices"));
+    // A snapshot that goes away takes its devices along.
+    src.ids = {blksnap::Uuid::parse(uuid_a)};
+    EXPECT_EQ(*tree.list("/"), std::vector<std::string>{uuid_a});
+    EXPECT_FALSE(tree.resolve("/" + uuid_b + "/vdb"));
+    EXPECT_EQ(*tree.list("/" + uuid_a), (std::vector<std::string>{"events", "vda"}));
 }
 
 TEST(FusefsTree, FollowsTheKernelAndCoalescesScans) {
@@ -211,7 +229,7 @@ TEST(FusefsTree, FollowsTheKernelAndCoalescesScans) {
 TEST(FusefsInfo, Json) {
     auto d = device("vda", 0);
     d.error_code = -28;
-    const auto j = nlohmann::json::parse(info_text(d, blksnap::Uuid::parse(uuid_a)));
+    const auto j = nlohmann::json::parse(info_text(d));
     EXPECT_EQ(j["device"], "/dev/vda");
     EXPECT_EQ(j["major"], 253);
     EXPECT_EQ(j["minor"], 0);
@@ -222,7 +240,6 @@ TEST(FusefsInfo, Json) {
     EXPECT_EQ(j["snapshot"], uuid_a);
     EXPECT_EQ(j["error_code"], -28);
     EXPECT_EQ(j["corrupted"], true);
-    EXPECT_TRUE(nlohmann::json::parse(info_text(d, std::nullopt))["snapshot"].is_null());
 }
 
 TEST(FusefsReadahead, FindsTheMountDevice) {

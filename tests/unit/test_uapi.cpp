@@ -84,6 +84,11 @@ TEST(Uapi, AddedIoctlsFollowTheSeed) {
     EXPECT_EQ(IOCTL_BLKSNAP_FILTER_ATTACH, 0x40285606u);
     EXPECT_EQ(IOCTL_BLKSNAP_FILTER_DETACH, 0x40285607u);
     EXPECT_EQ(IOCTL_BLKSNAP_FILTER_CTL, 0xc0385608u);
+    EXPECT_EQ(sizeof(blksnap_bdev), 8u);
+    EXPECT_EQ(sizeof(blksnap_snapshot_devices), 32u);
+    EXPECT_EQ(offsetof(blksnap_snapshot_devices, count), 16u);
+    EXPECT_EQ(offsetof(blksnap_snapshot_devices, devices), 24u);
+    EXPECT_EQ(IOCTL_BLKSNAP_SNAPSHOT_DEVICES, 0xc0205609u);
 }
 
 } // namespace

@@ -54,6 +54,9 @@ public:
     virtual void snapshot_destroy(const Uuid& id) = 0;
     virtual void snapshot_take(const Uuid& id) = 0;
     virtual std::vector<Uuid> snapshot_collect() = 0;
+    // The devices added to snapshot ID, in the order they were added.
+    // Error(ENOENT) when the snapshot does not exist.
+    virtual std::vector<DeviceId> snapshot_devices(const Uuid& id) = 0;
     // The next event, or nullopt when TIMEOUT_MS passed without one.
     // Error(ENOENT) when the snapshot does not exist (any more).
     virtual std::optional<Event> snapshot_wait_event(const Uuid& id, std::uint32_t timeout_ms) = 0;

@@ -49,6 +49,7 @@ public:
     void snapshot_destroy(const Uuid& id) override;
     void snapshot_take(const Uuid& id) override;
     std::vector<Uuid> snapshot_collect() override;
+    std::vector<DeviceId> snapshot_devices(const Uuid& id) override;
     std::optional<Event> snapshot_wait_event(const Uuid& id, std::uint32_t timeout_ms) override;
 
 private:
