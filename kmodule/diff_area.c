@@ -8,10 +8,8 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/blksnap.h>
-#include <linux/highmem.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
-#include <linux/vmalloc.h>
 #include "cbt_map.h"
 #include "diff_area.h"
 #include "diff_storage.h"
@@ -85,26 +83,31 @@ static struct chunk *chunk_get(struct diff_area *area, unsigned long n)
 }
 
 /* Read @len sectors at @sector of the original device into @buf. */
-static int read_original(struct diff_area *area, sector_t sector, void *buf,
-			 sector_t len)
+static int read_original(struct diff_area *area, sector_t sector,
+			 struct diff_buffer *buf, sector_t len)
 {
-	size_t bytes = len << SECTOR_SHIFT, done = 0;
+	size_t bytes = len << SECTOR_SHIFT, done;
+	unsigned int i;
 	struct bio *bio;
 	int ret;
 
-	bio = bio_alloc(area->bdev, DIV_ROUND_UP(bytes, PAGE_SIZE),
-			REQ_OP_READ, GFP_NOIO);
+	bio = bio_alloc(area->bdev, buf->nr_pages, REQ_OP_READ, GFP_NOIO);
 	bio->bi_iter.bi_sector = sector;
-	while (done < bytes) {
-		size_t n = min_t(size_t, PAGE_SIZE, bytes - done);
-
-		__bio_add_page(bio, vmalloc_to_page(buf + done), n, 0);
-		done += n;
-	}
+	for (i = 0, done = 0; done < bytes; i++, done += PAGE_SIZE)
+		__bio_add_page(bio, buf->bvec[i].bv_page,
+			       min_t(size_t, PAGE_SIZE, bytes - done), 0);
 	ret = submit_bio_wait(bio);
 	bio_put(bio);
-	invalidate_kernel_vmap_range(buf, bytes);
 	return ret;
+}
+
+/* Queue @work of one of @workers; any idle one will do, each takes
+ * whatever is queued.
+ */
+static void queue_worker(struct diff_area_worker *workers, unsigned int count,
+			 atomic_t *next)
+{
+	queue_work(cow_wq, &workers[atomic_inc_return(next) % count].work);
 }
 
 /* Queue a chunk whose old data is in memory for storing. */
@@ -114,7 +117,8 @@ static void store_enqueue(struct diff_area *area, struct chunk *chunk)
 	list_add_tail(&chunk->store_link, &area->store_queue);
 	area->store_count++;
 	spin_unlock(&area->lock);
-	queue_work(cow_wq, &area->store_work);
+	queue_worker(area->store_workers, DIFF_AREA_STORE_WORKERS,
+		     &area->store_next);
 }
 
 /*
@@ -126,7 +130,7 @@ static int chunk_copy(struct diff_area *area, struct chunk *chunk,
 		      unsigned long n, bool whole)
 {
 	sector_t start = (sector_t)n << (area->chunk_shift - SECTOR_SHIFT);
-	void *buf;
+	struct diff_buffer *buf;
 	int ret;
 
 	/* Bound the memory: wait while too many chunks wait for storing. */
@@ -135,13 +139,13 @@ static int chunk_copy(struct diff_area *area, struct chunk *chunk,
 			   READ_ONCE(area->error));
 	if (READ_ONCE(area->error))
 		return area->error;
-	buf = kvmalloc(diff_area_chunk_sectors(area) << SECTOR_SHIFT, GFP_NOIO);
+	buf = diff_buffer_get(&area->pool);
 	if (!buf)
 		return -ENOMEM;
 	if (!whole) {
 		ret = read_original(area, start, buf, chunk_len(area, n));
 		if (ret) {
-			kvfree(buf);
+			diff_buffer_put(&area->pool, buf);
 			return ret;
 		}
 	}
@@ -223,9 +227,11 @@ static void cow_work_fn(struct work_struct *work)
 static void store_work_fn(struct work_struct *work)
 {
 	struct diff_area *area =
-		container_of(work, struct diff_area, store_work);
+		container_of(work, struct diff_area_worker, work)->area;
+	size_t bytes = diff_area_chunk_sectors(area) << SECTOR_SHIFT;
 	unsigned int noio = memalloc_noio_save();
 	struct chunk *chunk;
+	struct iov_iter it;
 	sector_t sector;
 	int ret;
 
@@ -244,10 +250,11 @@ static void store_work_fn(struct work_struct *work)
 		if (!ret)
 			ret = diff_storage_alloc(area->ds, diff_area_chunk_sectors(area),
 						 &sector);
-		if (!ret)
-			ret = diff_storage_write(area->ds, sector, chunk->buf,
-						 diff_area_chunk_sectors(area)
-							 << SECTOR_SHIFT);
+		if (!ret) {
+			diff_buffer_iter(chunk->buf, ITER_SOURCE, 0, bytes,
+					 &it);
+			ret = diff_storage_rw(area->ds, sector, &it);
+		}
 		if (ret) {
 			diff_area_corrupt(area, ret);
 		} else {
@@ -258,7 +265,7 @@ static void store_work_fn(struct work_struct *work)
 			smp_mb__before_atomic();
 			set_bit(CHUNK_STORED, &chunk->flags);
 		}
-		kvfree(chunk->buf);
+		diff_buffer_put(&area->pool, chunk->buf);
 		chunk->buf = NULL;
 		mutex_unlock(&chunk->lock);
 
@@ -307,7 +314,12 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 		atomic_set(&area->readers[i], 0);
 	init_waitqueue_head(&area->readers_wait);
 	INIT_LIST_HEAD(&area->store_queue);
-	INIT_WORK(&area->store_work, store_work_fn);
+	for (i = 0; i < DIFF_AREA_STORE_WORKERS; i++) {
+		INIT_WORK(&area->store_workers[i].work, store_work_fn);
+		area->store_workers[i].area = area;
+	}
+	diff_buffer_pool_init(&area->pool,
+			      diff_area_chunk_sectors(area) << SECTOR_SHIFT);
 	init_waitqueue_head(&area->store_wait);
 	return area;
 }
@@ -333,13 +345,17 @@ void diff_area_free(struct diff_area *area)
 	struct chunk *chunk;
 	unsigned long n;
 
+	unsigned int i;
+
 	diff_area_drain(area);
-	flush_work(&area->store_work);
+	for (i = 0; i < DIFF_AREA_STORE_WORKERS; i++)
+		flush_work(&area->store_workers[i].work);
 	xa_for_each(&area->chunks, n, chunk) {
-		kvfree(chunk->buf);
+		diff_buffer_put(&area->pool, chunk->buf);
 		kfree(chunk);
 	}
 	xa_destroy(&area->chunks);
+	diff_buffer_pool_destroy(&area->pool);
 	kfree(area);
 }
 
@@ -380,29 +396,8 @@ bool diff_area_submit_bio(struct diff_area *area, struct bio *bio)
 	spin_lock(&area->lock);
 	bio_list_add(&area->pending, bio);
 	spin_unlock(&area->lock);
-	/* Each worker takes whatever is pending: any idle one will do. */
-	queue_work(cow_wq, &area->cow_workers[atomic_inc_return(&area->cow_next) %
-					      DIFF_AREA_COW_WORKERS].work);
+	queue_worker(area->cow_workers, DIFF_AREA_COW_WORKERS, &area->cow_next);
 	return true;
-}
-
-/* Copy @len bytes between @buf and the bio's data at @iter; advance it. */
-static void bio_copy(struct bio *bio, struct bvec_iter *iter, void *buf,
-		     size_t len, bool to_bio)
-{
-	while (len) {
-		struct bio_vec bv = bio_iter_iovec(bio, *iter);
-		size_t n = min_t(size_t, bv.bv_len, len);
-
-		bv.bv_len = n;
-		if (to_bio)
-			memcpy_to_bvec(&bv, buf);
-		else
-			memcpy_from_bvec(buf, &bv);
-		buf += n;
-		len -= n;
-		bio_advance_iter_single(bio, iter, n);
-	}
 }
 
 /* Read the part of an image bio at @iter from the original device. */
@@ -447,7 +442,8 @@ static int chunk_io_locked(struct diff_area *area, struct chunk *chunk,
 			return ret;
 	}
 	if (chunk->buf) {
-		bio_copy(bio, iter, chunk->buf + offset, len, !write);
+		diff_buffer_copy_bio(chunk->buf, offset, bio, iter, len,
+				     !write);
 		return 0;
 	}
 	if (!test_bit(CHUNK_STORED, &chunk->flags))

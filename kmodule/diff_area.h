@@ -8,6 +8,7 @@
 #include <linux/mutex.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
+#include "diff_buffer.h"
 
 struct diff_storage;
 struct event_queue;
@@ -33,6 +34,8 @@ enum chunk_flags {
  * saved in parallel.
  */
 #define DIFF_AREA_COW_WORKERS 8
+/* Store workers per device: chunks are written to the storage in parallel. */
+#define DIFF_AREA_STORE_WORKERS 4
 
 /**
  * struct chunk - one copy-on-write unit of a device.
@@ -45,7 +48,7 @@ enum chunk_flags {
 struct chunk {
 	struct mutex lock; /* see @lock above */
 	unsigned long flags;
-	void *buf;
+	struct diff_buffer *buf;
 	sector_t storage_sector;
 	struct list_head store_link;
 };
@@ -78,7 +81,9 @@ struct diff_area_worker {
  * @readers_wait: copy-on-write waits here for @readers to drain.
  * @store_queue: chunks read into memory, waiting to be stored.
  * @store_count: chunks in @store_queue.
- * @store_work:  writes @store_queue to the storage.
+ * @store_workers: write @store_queue to the storage.
+ * @store_next:  the store worker to queue next.
+ * @pool:        free chunk buffers.
  * @store_wait:  copy-on-write waits here while @store_count is at its limit.
  * @error:       0, or the negative errno that corrupted the snapshot.
  */
@@ -99,7 +104,9 @@ struct diff_area {
 	wait_queue_head_t readers_wait;
 	struct list_head store_queue;
 	unsigned int store_count;
-	struct work_struct store_work;
+	struct diff_area_worker store_workers[DIFF_AREA_STORE_WORKERS];
+	atomic_t store_next;
+	struct diff_buffer_pool pool;
 	wait_queue_head_t store_wait;
 	int error;
 };

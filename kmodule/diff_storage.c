@@ -155,26 +155,6 @@ int diff_storage_alloc(struct diff_storage *ds, sector_t count,
 	return ret;
 }
 
-/**
- * diff_storage_write() - store data.
- * @ds:     the storage.
- * @sector: where.
- * @buf:    the data.
- * @len:    its length in bytes.
- *
- * Return: 0 or a negative errno.
- */
-int diff_storage_write(struct diff_storage *ds, sector_t sector,
-		       const void *buf, size_t len)
-{
-	loff_t pos = (loff_t)sector << SECTOR_SHIFT;
-	ssize_t ret = kernel_write(ds->file, buf, len, &pos);
-
-	if (ret < 0)
-		return ret;
-	return ret == len ? 0 : -EIO;
-}
-
 /* The @len bytes of @bio at @iter as an iov_iter over the bio's pages. */
 static void bio_iov_iter(struct bio *bio, struct bvec_iter *iter, size_t len,
 			 unsigned int direction, struct iov_iter *it)
@@ -187,6 +167,59 @@ static void bio_iov_iter(struct bio *bio, struct bvec_iter *iter, size_t len,
 		covered += bvec[nr++].bv_len;
 	iov_iter_bvec(it, direction, bvec, nr, len);
 	it->iov_offset = iter->bi_bvec_done;
+}
+
+/* May this request go straight to the storage's device? */
+static bool diff_storage_direct(struct diff_storage *ds, loff_t pos,
+				const struct iov_iter *it)
+{
+	struct block_device *bdev = ds->dio_bdev;
+	unsigned int lbs_mask;
+
+	if (!bdev)
+		return false;
+	lbs_mask = bdev_logical_block_size(bdev) - 1;
+	return !((pos | iov_iter_count(it)) & lbs_mask) &&
+	       iov_iter_is_aligned(it, bdev_dma_alignment(bdev), lbs_mask);
+}
+
+/**
+ * diff_storage_rw() - read or write the storage and wait.
+ * @ds:     the storage.
+ * @sector: where in the storage.
+ * @it:     the data (ITER_SOURCE: write it, ITER_DEST: read into it).
+ *
+ * Direct I/O where the storage's device allows, else through its cache.
+ *
+ * Context: process context; sleeps.
+ * Return: 0 or a negative errno.
+ */
+int diff_storage_rw(struct diff_storage *ds, sector_t sector,
+		    struct iov_iter *it)
+{
+	struct file *file = ds->file;
+	size_t len = iov_iter_count(it);
+	struct kiocb kiocb;
+	ssize_t ret;
+
+	init_sync_kiocb(&kiocb, file);
+	/* Whatever the user opened the file with: at this offset, direct
+	 * only where allowed.
+	 */
+	kiocb.ki_flags &= ~(IOCB_DIRECT | IOCB_APPEND);
+	kiocb.ki_pos = (loff_t)sector << SECTOR_SHIFT;
+	if (diff_storage_direct(ds, kiocb.ki_pos, it))
+		kiocb.ki_flags |= IOCB_DIRECT;
+	if (iov_iter_rw(it) == WRITE) {
+		file_start_write(file);
+		ret = file->f_op->write_iter(&kiocb, it);
+		file_end_write(file);
+	} else {
+		ret = file->f_op->read_iter(&kiocb, it);
+	}
+	if (ret < 0)
+		return ret;
+	return ret == len ? 0 : -EIO;
 }
 
 /**
@@ -203,25 +236,15 @@ static void bio_iov_iter(struct bio *bio, struct bvec_iter *iter, size_t len,
 int diff_storage_rw_bio(struct diff_storage *ds, sector_t sector,
 			struct bio *bio, struct bvec_iter *iter, size_t len)
 {
-	loff_t pos = (loff_t)sector << SECTOR_SHIFT;
 	struct iov_iter it;
-	ssize_t ret;
+	int ret;
 
-	if (op_is_write(bio_op(bio))) {
-		bio_iov_iter(bio, iter, len, ITER_SOURCE, &it);
-		file_start_write(ds->file);
-		ret = vfs_iter_write(ds->file, &it, &pos, 0);
-		file_end_write(ds->file);
-	} else {
-		bio_iov_iter(bio, iter, len, ITER_DEST, &it);
-		ret = vfs_iter_read(ds->file, &it, &pos, 0);
-	}
-	if (ret < 0)
-		return ret;
-	if (ret != len)
-		return -EIO;
-	bio_advance_iter(bio, iter, len);
-	return 0;
+	bio_iov_iter(bio, iter, len,
+		     op_is_write(bio_op(bio)) ? ITER_SOURCE : ITER_DEST, &it);
+	ret = diff_storage_rw(ds, sector, &it);
+	if (!ret)
+		bio_advance_iter(bio, iter, len);
+	return ret;
 }
 
 static void diff_storage_req_complete(struct kiocb *iocb, long ret)
@@ -256,17 +279,11 @@ bool diff_storage_read_bio_async(struct diff_storage *ds,
 				 size_t len)
 {
 	loff_t pos = (loff_t)sector << SECTOR_SHIFT;
-	struct block_device *bdev = ds->dio_bdev;
-	unsigned int lbs_mask;
 	struct iov_iter it;
 	ssize_t ret;
 
-	if (!bdev)
-		return false;
-	lbs_mask = bdev_logical_block_size(bdev) - 1;
 	bio_iov_iter(bio, iter, len, ITER_DEST, &it);
-	if ((pos | len) & lbs_mask ||
-	    !iov_iter_is_aligned(&it, bdev_dma_alignment(bdev), lbs_mask))
+	if (!diff_storage_direct(ds, pos, &it))
 		return false;
 	memset(&req->iocb, 0, sizeof(req->iocb));
 	req->iocb.ki_filp = ds->file;

@@ -34,8 +34,8 @@ struct diff_storage *diff_storage_create(unsigned int fd, sector_t limit);
 void diff_storage_free(struct diff_storage *ds);
 int diff_storage_alloc(struct diff_storage *ds, sector_t count,
 		       sector_t *sector);
-int diff_storage_write(struct diff_storage *ds, sector_t sector,
-		       const void *buf, size_t len);
+int diff_storage_rw(struct diff_storage *ds, sector_t sector,
+		    struct iov_iter *it);
 int diff_storage_rw_bio(struct diff_storage *ds, sector_t sector,
 			struct bio *bio, struct bvec_iter *iter, size_t len);
 

@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Chunk buffers: the old data of a chunk between copy-on-write and the
+ * difference storage, held in pages so that it is read from the original
+ * and written to the storage without copies. Freed buffers are kept for
+ * reuse, up to free_diff_buffer_pool_size per device.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/highmem.h>
+#include <linux/slab.h>
+#include "diff_buffer.h"
+#include "params.h"
+
+/**
+ * diff_buffer_pool_init() - an empty pool.
+ * @pool:  the pool.
+ * @bytes: size of its buffers.
+ */
+void diff_buffer_pool_init(struct diff_buffer_pool *pool, size_t bytes)
+{
+	spin_lock_init(&pool->lock);
+	INIT_LIST_HEAD(&pool->free);
+	pool->count = 0;
+	pool->nr_pages = DIV_ROUND_UP(bytes, PAGE_SIZE);
+}
+
+static void diff_buffer_free(struct diff_buffer *buf)
+{
+	unsigned int i;
+
+	for (i = 0; i < buf->nr_pages; i++)
+		__free_page(buf->bvec[i].bv_page);
+	kfree(buf);
+}
+
+/**
+ * diff_buffer_pool_destroy() - free the pool's buffers.
+ * @pool: the pool; no buffer is in use any more.
+ */
+void diff_buffer_pool_destroy(struct diff_buffer_pool *pool)
+{
+	struct diff_buffer *buf, *tmp;
+
+	list_for_each_entry_safe(buf, tmp, &pool->free, link)
+		diff_buffer_free(buf);
+	INIT_LIST_HEAD(&pool->free);
+	pool->count = 0;
+}
+
+/**
+ * diff_buffer_get() - a buffer from the pool, or a new zeroed one.
+ * @pool: the pool.
+ *
+ * Context: may sleep; allocates with GFP_NOIO.
+ * Return: the buffer, or NULL.
+ */
+struct diff_buffer *diff_buffer_get(struct diff_buffer_pool *pool)
+{
+	struct diff_buffer *buf;
+	unsigned int i;
+
+	spin_lock(&pool->lock);
+	buf = list_first_entry_or_null(&pool->free, struct diff_buffer, link);
+	if (buf) {
+		list_del(&buf->link);
+		pool->count--;
+	}
+	spin_unlock(&pool->lock);
+	if (buf)
+		return buf;
+
+	buf = kzalloc(struct_size(buf, bvec, pool->nr_pages), GFP_NOIO);
+	if (!buf)
+		return NULL;
+	for (i = 0; i < pool->nr_pages; i++) {
+		struct page *page = alloc_page(GFP_NOIO | __GFP_ZERO);
+
+		if (!page) {
+			buf->nr_pages = i;
+			diff_buffer_free(buf);
+			return NULL;
+		}
+		bvec_set_page(&buf->bvec[i], page, PAGE_SIZE, 0);
+	}
+	buf->nr_pages = pool->nr_pages;
+	return buf;
+}
+
+/**
+ * diff_buffer_put() - give a buffer back.
+ * @pool: the pool it came from.
+ * @buf:  the buffer, or NULL.
+ */
+void diff_buffer_put(struct diff_buffer_pool *pool, struct diff_buffer *buf)
+{
+	if (!buf)
+		return;
+	spin_lock(&pool->lock);
+	if (pool->count < READ_ONCE(free_diff_buffer_pool_size)) {
+		list_add(&buf->link, &pool->free);
+		pool->count++;
+		buf = NULL;
+	}
+	spin_unlock(&pool->lock);
+	if (buf)
+		diff_buffer_free(buf);
+}
+
+/**
+ * diff_buffer_iter() - @len bytes of a buffer from @offset as an iov_iter.
+ * @buf:       the buffer.
+ * @direction: ITER_SOURCE or ITER_DEST.
+ * @offset:    byte offset in the buffer.
+ * @len:       bytes.
+ * @iter:      receives the iterator.
+ */
+void diff_buffer_iter(struct diff_buffer *buf, unsigned int direction,
+		      size_t offset, size_t len, struct iov_iter *iter)
+{
+	iov_iter_bvec(iter, direction, buf->bvec, buf->nr_pages,
+		      offset + len);
+	iov_iter_advance(iter, offset);
+}
+
+/**
+ * diff_buffer_copy_bio() - copy between a buffer and a bio.
+ * @buf:    the buffer.
+ * @offset: byte offset in the buffer.
+ * @bio:    the bio.
+ * @iter:   where in @bio; advanced by @len.
+ * @len:    bytes.
+ * @to_bio: copy from the buffer into the bio, else the other way.
+ */
+void diff_buffer_copy_bio(struct diff_buffer *buf, size_t offset,
+			  struct bio *bio, struct bvec_iter *iter, size_t len,
+			  bool to_bio)
+{
+	while (len) {
+		struct bio_vec bv = bio_iter_iovec(bio, *iter);
+		struct bio_vec *page = &buf->bvec[offset / PAGE_SIZE];
+		size_t in_page = offset % PAGE_SIZE;
+		size_t n = min3(len, (size_t)bv.bv_len, PAGE_SIZE - in_page);
+
+		if (to_bio)
+			memcpy_page(bv.bv_page, bv.bv_offset, page->bv_page,
+				    in_page, n);
+		else
+			memcpy_page(page->bv_page, in_page, bv.bv_page,
+				    bv.bv_offset, n);
+		offset += n;
+		len -= n;
+		bio_advance_iter_single(bio, iter, n);
+	}
+}
