@@ -97,6 +97,15 @@ void cbt_map_mark(struct cbt_map *map, sector_t sector, sector_t count)
 
 	if (!cbt_blocks(map, sector, count, &first, &last))
 		return;
+	/*
+	 * Rewrites of blocks already marked in this snapshot number are the
+	 * common case: they take no lock. A take that switches the number
+	 * meanwhile orders against this write no differently than if it had
+	 * taken the lock just before the switch.
+	 */
+	if (!data_race(memchr_inv(map->write_map + first,
+				  READ_ONCE(map->active), last - first)))
+		return;
 	spin_lock_irqsave(&map->lock, flags);
 	memset(map->write_map + first, map->active, last - first);
 	spin_unlock_irqrestore(&map->lock, flags);
@@ -139,11 +148,11 @@ void cbt_map_switch(struct cbt_map *map)
 	if (map->active == U8_MAX) {
 		uuid_gen(&map->generation_id);
 		memset(map->write_map, 0, map->blk_count);
-		map->active = 1;
+		WRITE_ONCE(map->active, 1);
 	}
 	memcpy(map->read_map, map->write_map, map->blk_count);
 	map->previous = map->active;
-	map->active++;
+	WRITE_ONCE(map->active, map->active + 1);
 	map->held = true;
 	spin_unlock_irqrestore(&map->lock, flags);
 }

@@ -15,13 +15,12 @@
  * itself escape the filter. See docs/interception.md.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
-#include <linux/atomic.h>
 #include <linux/blkdev.h>
 #include <linux/ftrace.h>
 #include <linux/module.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/mm.h>
-#include <linux/wait_bit.h>
+#include <linux/srcu.h>
 #include <linux/xarray.h>
 #include "compat.h"
 #include "hook.h"
@@ -44,18 +43,7 @@ bool hook_ftrace_active;
 #endif
 
 /* Threads inside a wrapper; unload waits for them to leave. */
-static atomic_t hook_inflight = ATOMIC_INIT(0);
-
-static void hook_enter(void)
-{
-	atomic_inc(&hook_inflight);
-}
-
-static void hook_leave(void)
-{
-	if (atomic_dec_and_test(&hook_inflight))
-		wake_up_var(&hook_inflight);
-}
+DEFINE_STATIC_SRCU(hook_srcu);
 
 /**
  * struct hook - one redirected function.
@@ -109,18 +97,21 @@ static void notrace hook_handler(unsigned long ip, unsigned long parent_ip,
  */
 static void blksnap_submit_bio_noacct(struct bio *bio)
 {
+	int idx = srcu_read_lock(&hook_srcu);
 	struct tracker *tracker;
 	bool taken = false;
 
-	hook_enter();
-	tracker = tracker_get_by_bio(bio);
-	if (tracker) {
+	/* The tracker is freed after a grace period; its filter path does
+	 * not sleep.
+	 */
+	rcu_read_lock();
+	tracker = tracker_find_by_bio(bio);
+	if (tracker)
 		taken = tracker_submit_bio(tracker, bio);
-		tracker_put(tracker);
-	}
+	rcu_read_unlock();
 	if (!taken)
 		submit_bio_noacct(bio);
-	hook_leave();
+	srcu_read_unlock(&hook_srcu, idx);
 }
 
 /* Detach the trackers of @disk whose device is gone. */
@@ -143,20 +134,21 @@ static void detach_stale(struct gendisk *disk)
 
 static void blksnap_del_gendisk(struct gendisk *disk)
 {
-	hook_enter();
+	int idx = srcu_read_lock(&hook_srcu);
+
 	del_gendisk(disk);
 	detach_stale(disk);
-	hook_leave();
+	srcu_read_unlock(&hook_srcu, idx);
 }
 
 static int blksnap_bdev_disk_changed(struct gendisk *disk, bool invalidate)
 {
+	int idx = srcu_read_lock(&hook_srcu);
 	int ret;
 
-	hook_enter();
 	ret = bdev_disk_changed(disk, invalidate);
 	detach_stale(disk);
-	hook_leave();
+	srcu_read_unlock(&hook_srcu, idx);
 	return ret;
 }
 
@@ -306,8 +298,8 @@ void hook_ftrace_done(void)
 	for (i = ARRAY_SIZE(hooks) - 1; i >= 0; i--)
 		hook_unregister(&hooks[i]);
 	/* No new entries now; wait for the threads still in a wrapper ... */
-	wait_var_event(&hook_inflight, !atomic_read(&hook_inflight));
-	/* ... and for those between hook_leave() and their return. */
+	synchronize_srcu(&hook_srcu);
+	/* ... and for those between srcu_read_unlock() and their return. */
 	if (IS_ENABLED(CONFIG_TASKS_RCU))
 		synchronize_rcu_tasks();
 	hook_ftrace_active = false;

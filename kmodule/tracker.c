@@ -139,25 +139,21 @@ struct tracker *tracker_get_by_dev(dev_t dev_id)
 }
 
 /**
- * tracker_get_by_bio() - find the tracker a bio must pass through.
+ * tracker_find_by_bio() - find the tracker a bio must pass through.
  * @bio: the bio.
  *
  * A tracker left behind by a partition that was deleted has another
  * block_device than the bio and is ignored.
  *
- * Return: the tracker with a new reference, or NULL.
+ * Context: rcu_read_lock() held; the tracker stays valid until it is
+ * released.
+ * Return: the tracker, or NULL.
  */
-struct tracker *tracker_get_by_bio(struct bio *bio)
+struct tracker *tracker_find_by_bio(struct bio *bio)
 {
-	struct tracker *tracker;
+	struct tracker *tracker = xa_load(&trackers, bio->bi_bdev->bd_dev);
 
-	rcu_read_lock();
-	tracker = xa_load(&trackers, bio->bi_bdev->bd_dev);
-	if (tracker && (tracker->bdev != bio->bi_bdev ||
-			!kref_get_unless_zero(&tracker->kref)))
-		tracker = NULL;
-	rcu_read_unlock();
-	return tracker;
+	return tracker && tracker->bdev == bio->bi_bdev ? tracker : NULL;
 }
 
 /**

@@ -50,7 +50,7 @@ void tracker_done(void);
 struct tracker *tracker_create(struct block_device *bdev);
 void tracker_put(struct tracker *tracker);
 struct tracker *tracker_get_by_dev(dev_t dev_id);
-struct tracker *tracker_get_by_bio(struct bio *bio);
+struct tracker *tracker_find_by_bio(struct bio *bio);
 bool tracker_is_stale(struct tracker *tracker);
 
 int tracker_register(struct tracker *tracker);
