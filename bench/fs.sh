@@ -17,7 +17,8 @@ seq_read() {
 	local engine=psync depth=1
 	[ "$2" = 1 ] && engine=libaio depth=8
 	echo 3 >/proc/sys/vm/drop_caches
-	fio --name=read --filename="$1" --direct="$2" --ioengine=$engine --iodepth=$depth \
+	# fio splits --filename at ':' (image devices are blksnap-image_MAJ:MIN).
+	fio --name=read --filename="${1//:/\\:}" --direct="$2" --ioengine=$engine --iodepth=$depth \
 		--rw=read --bs=1M --size="${size_mb}M" --invalidate=1 --output-format=json |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw"] / 1024)'
 }
