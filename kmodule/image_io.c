@@ -186,6 +186,27 @@ static bool image_read_storage(struct image_io *io, sector_t sector,
 	return false;
 }
 
+/*
+ * Bytes from @iter that the storage holds in one piece: @len (the rest of
+ * chunk @n, stored at @stored), and the chunks after it that the storage
+ * holds right behind it.
+ */
+static size_t stored_run(struct diff_area *area, const struct bvec_iter *iter,
+			 unsigned long n, size_t len, sector_t stored)
+{
+	sector_t chunk = diff_area_chunk_sectors(area), next;
+	unsigned long m;
+
+	for (m = n + 1; len < iter->bi_size; m++) {
+		if (!diff_area_chunk_stored(area, m, &next) ||
+		    next != stored + (m - n) * chunk)
+			break;
+		len += min_t(size_t, iter->bi_size - len,
+			     chunk << SECTOR_SHIFT);
+	}
+	return len;
+}
+
 static void image_io_fn(struct work_struct *work)
 {
 	struct image_io *io = container_of(work, struct image_io, work);
@@ -219,7 +240,9 @@ static void image_io_fn(struct work_struct *work)
 			if (diff_area_chunk_stored(area, n, &stored) &&
 			    image_read_storage(io,
 					       stored + (offset >> SECTOR_SHIFT),
-					       &iter, len))
+					       &iter,
+					       stored_run(area, &iter, n, len,
+							  stored)))
 				continue;
 		}
 		image_io_fail(io, diff_area_chunk_io(area, n, offset, io->bio,

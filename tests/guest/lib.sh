@@ -55,15 +55,16 @@ wait_for_dev() {
 	fail "no device $1"
 }
 
-# nullb_create NAME SIZE_MB: a memory-backed null_blk disk made through
-# configfs (removable at will); prints its /dev path. Its configfs dir is
-# /sys/kernel/config/nullb/NAME (power 0 + rmdir removes it).
+# nullb_create NAME SIZE_MB [BLOCK_SIZE]: a memory-backed null_blk disk made
+# through configfs (removable at will); prints its /dev path. Its configfs
+# dir is /sys/kernel/config/nullb/NAME (power 0 + rmdir removes it).
 nullb_create() {
 	local nb=/sys/kernel/config/nullb/$1 before
 	[ -d /sys/module/null_blk ] || modprobe null_blk nr_devices=0 || fail "modprobe null_blk"
 	[ -d /sys/kernel/config/nullb ] || mount -t configfs none /sys/kernel/config
 	mkdir "$nb"
 	echo "$2" >"$nb/size"
+	[ -z "${3:-}" ] || echo "$3" >"$nb/blocksize"
 	echo 1 >"$nb/memory_backed"
 	before=$(ls /sys/block)
 	echo 1 >"$nb/power"
