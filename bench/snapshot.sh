@@ -16,9 +16,14 @@ rounds=${BENCH_ROUNDS:-3}
 fio_name() { printf '%s' "${1//:/\\:}"; }
 
 # One 4 KiB write in each 256 KiB chunk: every write touches a chunk once.
-touch_iops() { # device
+# touch_iops DEVICE [SECONDS]: one pass (first touch), or passes over the
+# same chunks again and again for SECONDS (rewrites: a single pass of
+# 2048 writes is too short to measure).
+touch_iops() {
+	local loop=()
+	[ -z "${2:-}" ] || loop=(--time_based --runtime="$2")
 	fio --name=touch --filename="$(fio_name "$1")" --direct=1 --ioengine=libaio --iodepth=16 \
-		--rw=write:252k --bs=4k --size="${size_mb}M" --output-format=json |
+		--rw=write:252k --bs=4k --size="${size_mb}M" "${loop[@]}" --output-format=json |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["iops"])'
 }
 seq_read_mbs() { # device
@@ -39,14 +44,14 @@ sectors=$(blockdev --getsz "$dev")
 plain=() first=() again=() img_read=() orig_read=() dm_first=() dm_again=()
 for r in $(seq "$rounds"); do
 	# No snapshot.
-	plain+=("$(touch_iops "$dev")")
+	plain+=("$(touch_iops "$dev" 4)")
 
 	# blksnap: first touch, then the same writes again (chunks copied).
 	id=$(blksnap snapshot_create -d "$dev" -f "$store" -l 2G)
 	blksnap snapshot_take -i "$id"
 	first+=("$(touch_iops "$dev")")
 	sync
-	again+=("$(touch_iops "$dev")")
+	again+=("$(touch_iops "$dev" 4)")
 	image=$(blksnap snapshot_info -d "$dev" -f image)
 	img_read+=("$(seq_read_mbs "$image")")
 	orig_read+=("$(seq_read_mbs "$dev")")
@@ -62,7 +67,7 @@ for r in $(seq "$rounds"); do
 	[ -b /dev/mapper/bench-origin ] || { echo "no dm device node" >&2; exit 1; }
 	dm_first+=("$(touch_iops /dev/mapper/bench-origin)")
 	sync
-	dm_again+=("$(touch_iops /dev/mapper/bench-origin)")
+	dm_again+=("$(touch_iops /dev/mapper/bench-origin 4)")
 	dmsetup remove --noudevsync bench-snap
 	dmsetup remove --noudevsync bench-origin
 	echo "# round $r, 4 KiB writes/s: none ${plain[-1]}; blksnap first ${first[-1]}, rewrite ${again[-1]};" \

@@ -9,6 +9,7 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/ioprio.h>
+#include <linux/pagemap.h>
 #include <linux/uio.h>
 #include <linux/slab.h>
 #include "diff_storage.h"
@@ -211,9 +212,20 @@ int diff_storage_rw(struct diff_storage *ds, sector_t sector,
 	if (diff_storage_direct(ds, kiocb.ki_pos, it))
 		kiocb.ki_flags |= IOCB_DIRECT;
 	if (iov_iter_rw(it) == WRITE) {
+		loff_t pos = kiocb.ki_pos;
+
 		file_start_write(file);
 		ret = file->f_op->write_iter(&kiocb, it);
 		file_end_write(file);
+		/* Bios read a storage device directly: leave nothing dirty. */
+		if (ret > 0 && ds->is_bdev && !(kiocb.ki_flags & IOCB_DIRECT)) {
+			int err = filemap_write_and_wait_range(file->f_mapping,
+							       pos,
+							       pos + ret - 1);
+
+			if (err)
+				return err;
+		}
 	} else {
 		ret = file->f_op->read_iter(&kiocb, it);
 	}

@@ -30,6 +30,20 @@ struct diff_storage {
 	sector_t limit;
 };
 
+/**
+ * diff_storage_bdev() - the block device stored data may be read from by
+ * bios sent straight to it.
+ * @ds: the storage.
+ *
+ * Return: the storage's block device, or NULL if it is a file. The page
+ * cache of a storage block device never holds data newer than the device
+ * (diff_storage_rw() writes through it).
+ */
+static inline struct block_device *diff_storage_bdev(struct diff_storage *ds)
+{
+	return ds->is_bdev ? ds->dio_bdev : NULL;
+}
+
 struct diff_storage *diff_storage_create(unsigned int fd, sector_t limit);
 void diff_storage_free(struct diff_storage *ds);
 int diff_storage_alloc(struct diff_storage *ds, sector_t count,

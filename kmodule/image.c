@@ -10,6 +10,7 @@
 #include <linux/blksnap.h>
 #include "compat.h"
 #include "diff_area.h"
+#include "diff_storage.h"
 #include "image.h"
 
 /* Largest image request: 1 MiB. */
@@ -55,6 +56,13 @@ struct image *image_create(struct diff_area *area)
 	disk->private_data = image;
 	disk->flags |= GENHD_FL_NO_PART;
 	set_capacity(disk, area->capacity);
+	image->storage_bdev = diff_storage_bdev(area->ds);
+	if (image->storage_bdev &&
+	    (bdev_logical_block_size(image->storage_bdev) >
+		     queue_logical_block_size(disk->queue) ||
+	     bdev_dma_alignment(image->storage_bdev) >
+		     queue_dma_alignment(disk->queue)))
+		image->storage_bdev = NULL;
 	ret = add_disk(disk);
 	if (ret) {
 		put_disk(disk);

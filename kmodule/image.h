@@ -5,6 +5,7 @@
 #include <linux/atomic.h>
 
 struct bio;
+struct block_device;
 struct diff_area;
 struct gendisk;
 
@@ -13,11 +14,15 @@ struct gendisk;
  * @disk:     the disk, named blksnap-image_MAJ:MIN after the original.
  * @area:     the original's copy-on-write state.
  * @inflight: bios of the image not completed yet.
+ * @storage_bdev: the storage block device, if stored chunks are read from
+ *            it by clones of the image's bios (its alignment needs are no
+ *            stricter than the image's); else NULL.
  */
 struct image {
 	struct gendisk *disk;
 	struct diff_area *area;
 	atomic_t inflight;
+	struct block_device *storage_bdev;
 };
 
 struct image *image_create(struct diff_area *area);

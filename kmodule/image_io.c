@@ -4,10 +4,11 @@
  *
  * A read of chunks that were never copied is cloned to the original device
  * at once, with the chunks pinned against copy-on-write: the common case
- * while a backup reads a fresh snapshot. Every other bio goes to a worker,
- * which splits it by chunk: runs of uncopied chunks again become one clone
- * of the original; chunks in the difference storage are read straight into
- * the bio's pages with direct I/O where the storage allows it; the rest
+ * while a backup reads a fresh snapshot. So is a read of chunks stored on a
+ * storage block device, cloned to it. What is left goes to a worker, which
+ * splits it by chunk: runs as above become clones again; chunks stored in
+ * a file are read straight into the bio's pages with direct I/O where the
+ * file system allows it; the rest
  * (chunks still in memory, writes, storage without direct I/O) is served
  * under the chunk's lock by diff_area_chunk_io(). An image bio completes
  * when all its parts have.
@@ -36,6 +37,7 @@ static DECLARE_WAIT_QUEUE_HEAD(image_idle_wait);
  * @work:  the worker serving it, if the fast path did not.
  * @image: the image.
  * @bio:   the bio.
+ * @iter:  the part of @bio the worker serves: what the submitter left.
  * @parts: parts not finished yet, plus one held by whoever dispatches.
  * @error: the first error of a part, or 0.
  */
@@ -43,14 +45,16 @@ struct image_io {
 	struct work_struct work;
 	struct image *image;
 	struct bio *bio;
+	struct bvec_iter iter;
 	atomic_t parts;
 	int error;
 };
 
 /**
- * struct image_clone - a read of uncopied chunks from the original device.
+ * struct image_clone - a read of uncopied chunks from the original device,
+ * or of stored chunks from a storage block device.
  * @io:    the image bio it serves.
- * @first: the first chunk it pins.
+ * @first: the first chunk it pins (none if @first > @last).
  * @last:  the last chunk it pins.
  * @bio:   the clone (allocated from image_bio_set, front-padded).
  */
@@ -104,24 +108,25 @@ static void image_clone_endio(struct bio *bio)
 }
 
 /*
- * Read @len bytes of the image bio at @iter from the original device and
+ * Read @len bytes of the image bio at @iter from @bdev at @sector and
  * advance @iter. Chunks @first to @last are pinned; the clone unpins them.
  */
-static void image_read_original(struct image_io *io, struct bvec_iter *iter,
-				size_t len, unsigned long first,
-				unsigned long last)
+static void image_read_clone(struct image_io *io, struct block_device *bdev,
+			     sector_t sector, struct bvec_iter *iter,
+			     size_t len, unsigned long first,
+			     unsigned long last)
 {
-	struct diff_area *area = io->image->area;
 	struct image_clone *clone;
 	struct bio *bio;
 
 	/* From a bio_set with GFP_NOIO: waits, never fails. */
-	bio = bio_alloc_clone(area->bdev, io->bio, GFP_NOIO, &image_bio_set);
+	bio = bio_alloc_clone(bdev, io->bio, GFP_NOIO, &image_bio_set);
 	clone = container_of(bio, struct image_clone, bio);
 	clone->io = io;
 	clone->first = first;
 	clone->last = last;
 	bio->bi_iter = *iter;
+	bio->bi_iter.bi_sector = sector;
 	bio->bi_iter.bi_size = len;
 	bio->bi_end_io = image_clone_endio;
 	atomic_inc(&io->parts);
@@ -207,44 +212,72 @@ static size_t stored_run(struct diff_area *area, const struct bvec_iter *iter,
 	return len;
 }
 
+/* Byte offset of @iter in its chunk, and the bytes of the bio left there. */
+static unsigned long chunk_at(struct diff_area *area,
+			      const struct bvec_iter *iter, size_t *offset,
+			      size_t *len)
+{
+	unsigned long n = diff_area_chunk_of(area, iter->bi_sector);
+	size_t chunk_bytes = diff_area_chunk_sectors(area) << SECTOR_SHIFT;
+
+	*offset = (iter->bi_sector -
+		   ((sector_t)n << (area->chunk_shift - SECTOR_SHIFT)))
+		  << SECTOR_SHIFT;
+	*len = min_t(size_t, iter->bi_size, chunk_bytes - *offset);
+	return n;
+}
+
+/*
+ * Start the read at @iter if it needs no waiting: a run of uncopied chunks
+ * from the original, or a run of stored chunks from a storage block device.
+ * Return: true if started (@iter advanced).
+ */
+static bool image_read_nowait(struct image_io *io, struct bvec_iter *iter)
+{
+	struct image *image = io->image;
+	struct diff_area *area = image->area;
+	unsigned long n, first, last;
+	size_t offset, len;
+	sector_t stored;
+
+	len = pin_original_run(area, iter, &first, &last);
+	if (len) {
+		image_read_clone(io, area->bdev, iter->bi_sector, iter, len,
+				 first, last);
+		return true;
+	}
+	n = chunk_at(area, iter, &offset, &len);
+	if (!image->storage_bdev || !diff_area_chunk_stored(area, n, &stored))
+		return false;
+	image_read_clone(io, image->storage_bdev,
+			 stored + (offset >> SECTOR_SHIFT), iter,
+			 stored_run(area, iter, n, len, stored), 1, 0);
+	return true;
+}
+
 static void image_io_fn(struct work_struct *work)
 {
 	struct image_io *io = container_of(work, struct image_io, work);
 	struct diff_area *area = io->image->area;
 	bool write = bio_op(io->bio) == REQ_OP_WRITE;
-	size_t chunk_bytes = diff_area_chunk_sectors(area) << SECTOR_SHIFT;
 	unsigned int noio = memalloc_noio_save();
-	struct bvec_iter iter = io->bio->bi_iter;
-	unsigned long n, first, last;
-	sector_t stored;
+	struct bvec_iter iter = io->iter;
 	size_t offset, len;
+	sector_t stored;
+	unsigned long n;
 
 	while (iter.bi_size && !READ_ONCE(io->error)) {
 		image_io_fail(io, READ_ONCE(area->error));
 		if (READ_ONCE(io->error))
 			break;
-		n = diff_area_chunk_of(area, iter.bi_sector);
-		offset = (iter.bi_sector -
-			  ((sector_t)n << (area->chunk_shift - SECTOR_SHIFT)))
-			 << SECTOR_SHIFT;
-		len = min_t(size_t, iter.bi_size, chunk_bytes - offset);
-		if (!write) {
-			size_t run = pin_original_run(area, &iter, &first,
-						      &last);
-
-			if (run) {
-				image_read_original(io, &iter, run, first,
-						    last);
-				continue;
-			}
-			if (diff_area_chunk_stored(area, n, &stored) &&
-			    image_read_storage(io,
-					       stored + (offset >> SECTOR_SHIFT),
-					       &iter,
-					       stored_run(area, &iter, n, len,
-							  stored)))
-				continue;
-		}
+		if (!write && image_read_nowait(io, &iter))
+			continue;
+		n = chunk_at(area, &iter, &offset, &len);
+		if (!write && diff_area_chunk_stored(area, n, &stored) &&
+		    image_read_storage(io, stored + (offset >> SECTOR_SHIFT),
+				       &iter,
+				       stored_run(area, &iter, n, len, stored)))
+			continue;
 		image_io_fail(io, diff_area_chunk_io(area, n, offset, io->bio,
 						     &iter, len));
 	}
@@ -267,10 +300,7 @@ static void image_io_fn(struct work_struct *work)
 void image_io_submit(struct image *image, struct bio *bio)
 {
 	struct diff_area *area = image->area;
-	struct bvec_iter iter = bio->bi_iter;
-	unsigned long first, last;
 	struct image_io *io;
-	size_t run;
 
 	/* Nothing is cached here: a flush has nothing to do. */
 	if (!bio_sectors(bio)) {
@@ -296,15 +326,14 @@ void image_io_submit(struct image *image, struct bio *bio)
 	atomic_set(&io->parts, 1);
 	io->error = 0;
 	atomic_inc(&image->inflight);
-	if (bio_op(bio) == REQ_OP_READ) {
-		run = pin_original_run(area, &iter, &first, &last);
-		if (run == iter.bi_size) {
-			image_read_original(io, &iter, run, first, last);
-			image_io_put(io);
-			return;
-		}
-		if (run)
-			diff_area_unpin_original(area, first, last);
+	io->iter = bio->bi_iter;
+	/* Reads start here what needs no waiting; a worker does the rest. */
+	if (bio_op(bio) == REQ_OP_READ)
+		while (io->iter.bi_size && image_read_nowait(io, &io->iter))
+			;
+	if (!io->iter.bi_size) {
+		image_io_put(io);
+		return;
 	}
 	INIT_WORK(&io->work, image_io_fn);
 	queue_work(image_wq, &io->work);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # vm: --disks 2 --disk-size 512M
 # The ways old data reaches and leaves the difference storage: a file on
-# ext4 and on xfs (direct I/O into the image's pages), and a block device
-# with 4 KiB sectors read and written by the image in 512-byte pieces (the
-# page-cache path), with image writes between direct reads. Every image
-# read is compared with what the image must hold.
+# ext4 and on xfs (direct I/O into the image's pages), a block device (bios
+# cloned to it), and a block device with 4 KiB sectors read and written by
+# the image in 512-byte pieces (the page-cache path), with image writes
+# between direct reads. Every image read is compared with what the image
+# must hold.
 . "$(dirname "$0")/lib.sh"
 dev=$(disk 1)
 store_dev=$(disk 2)
@@ -58,6 +59,9 @@ for fs in ext4 xfs; do
 	check_storage "$tmp/m" "$fs O_TMPFILE"
 	umount "$tmp/m"
 done
+
+step "a storage device: stored chunks read by bios sent to it"
+check_storage "$store_dev" "block device"
 
 step "a storage device with 4 KiB sectors, image I/O in 512-byte pieces"
 nb=/sys/kernel/config/nullb/store4k
