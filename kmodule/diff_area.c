@@ -139,6 +139,15 @@ static int chunk_copy(struct diff_area *area, struct chunk *chunk,
 			   READ_ONCE(area->error));
 	if (READ_ONCE(area->error))
 		return area->error;
+	/*
+	 * The place in the storage is taken now, in the order writes arrive,
+	 * not when the chunk is stored: chunks copied one after the other
+	 * lie one after the other, and the image reads them in one piece.
+	 */
+	ret = diff_storage_alloc(area->ds, diff_area_chunk_sectors(area),
+				 &chunk->storage_sector);
+	if (ret)
+		return ret;
 	buf = diff_buffer_get(&area->pool);
 	if (!buf)
 		return -ENOMEM;
@@ -232,7 +241,6 @@ static void store_work_fn(struct work_struct *work)
 	unsigned int noio = memalloc_noio_save();
 	struct chunk *chunk;
 	struct iov_iter it;
-	sector_t sector;
 	int ret;
 
 	for (;;) {
@@ -247,18 +255,15 @@ static void store_work_fn(struct work_struct *work)
 
 		mutex_lock(&chunk->lock);
 		ret = READ_ONCE(area->error);
-		if (!ret)
-			ret = diff_storage_alloc(area->ds, diff_area_chunk_sectors(area),
-						 &sector);
 		if (!ret) {
 			diff_buffer_iter(chunk->buf, ITER_SOURCE, 0, bytes,
 					 &it);
-			ret = diff_storage_rw(area->ds, sector, &it);
+			ret = diff_storage_rw(area->ds, chunk->storage_sector,
+					      &it);
 		}
 		if (ret) {
 			diff_area_corrupt(area, ret);
 		} else {
-			chunk->storage_sector = sector;
 			/* Lockless readers see the sector once they see the
 			 * flag (diff_area_chunk_stored()).
 			 */
