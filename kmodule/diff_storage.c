@@ -259,6 +259,12 @@ int diff_storage_rw_bio(struct diff_storage *ds, sector_t sector,
 	return ret;
 }
 
+static void diff_storage_req_put(struct diff_storage_req *req)
+{
+	if (atomic_dec_and_test(&req->ref))
+		req->done(req, req->error);
+}
+
 static void diff_storage_req_complete(struct kiocb *iocb, long ret)
 {
 	struct diff_storage_req *req =
@@ -266,7 +272,8 @@ static void diff_storage_req_complete(struct kiocb *iocb, long ret)
 
 	if (ret >= 0 && ret != req->len)
 		ret = -EIO;
-	req->done(req, ret < 0 ? ret : 0);
+	req->error = ret < 0 ? ret : 0;
+	diff_storage_req_put(req);
 }
 
 /**
@@ -304,10 +311,16 @@ bool diff_storage_read_bio_async(struct diff_storage *ds,
 	req->iocb.ki_ioprio = IOPRIO_PRIO_VALUE(IOPRIO_CLASS_NONE, 0);
 	req->iocb.ki_complete = diff_storage_req_complete;
 	req->len = len;
+	req->error = 0;
+	/* The read may end before ->read_iter() returns, which may still
+	 * use the iocb: the request lives until both are done.
+	 */
+	atomic_set(&req->ref, 2);
 	bio_advance_iter(bio, iter, len);
 	ret = ds->file->f_op->read_iter(&req->iocb, &it);
 	if (ret != -EIOCBQUEUED)
 		diff_storage_req_complete(&req->iocb, ret);
+	diff_storage_req_put(req);
 	return true;
 }
 

@@ -55,13 +55,19 @@ int diff_storage_rw_bio(struct diff_storage *ds, sector_t sector,
 
 /**
  * struct diff_storage_req - an asynchronous read of the storage.
- * @iocb: the kernel I/O control block of the read.
- * @len:  bytes to read.
- * @done: called once with 0 or a negative errno, in any context.
+ * @iocb:  the kernel I/O control block of the read.
+ * @len:   bytes to read.
+ * @ref:   held by the submitter until ->read_iter() returned (the file
+ *         system may still use @iocb then) and by the read until it ends.
+ * @error: the read's result.
+ * @done:  called once with 0 or a negative errno, in any context, when
+ *         both references are gone.
  */
 struct diff_storage_req {
 	struct kiocb iocb;
 	size_t len;
+	atomic_t ref;
+	int error;
 	void (*done)(struct diff_storage_req *req, int error);
 };
 

@@ -36,7 +36,8 @@ dd if=/dev/zero of="$b" bs=1M count=128 oflag=direct status=none
 python3 "$tmp/lockstep.py" "$a" "$b" 12 >"$tmp/count" &
 writer=$!
 sleep 4
-id=$(blksnap snapshot_create -d "$a" -d "$b" -f "$tmp" -l 200M)
+# Room for every chunk of both devices: the writer may touch them all.
+id=$(blksnap snapshot_create -d "$a" -d "$b" -f "$tmp" -l 300M)
 blksnap snapshot_take -i "$id"
 wait "$writer"
 ia=$(blksnap snapshot_info -d "$a" -f image)
