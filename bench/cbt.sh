@@ -4,30 +4,40 @@
 # the same guest, interleaved. Prints one "BENCH {json}" line per workload.
 set -euo pipefail
 dev=${BLKSNAP_DISKS%% *}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-6}
 
 # fio_bw NAME ARGS...: write bandwidth in MiB/s.
 fio_bw() {
 	fio --name="$1" --filename="$dev" --direct=1 --ioengine=libaio \
-		--time_based --runtime="${BENCH_RUNTIME:-8}" --output-format=json \
+		--time_based --runtime="${BENCH_RUNTIME:-4}" --output-format=json \
 		"${@:2}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["bw"] / 1024)'
 }
 
-workload() { # name unit fio-args...
-	local name=$1 base=0 meas=0 r b m
+median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+
+# One round measures both sides back to back; odd rounds start with no
+# filter, even ones with the filter, so that drift in the guest favours
+# neither. The figures are the medians of the rounds.
+workload() { # name fio-args...
+	local name=$1 r base=() meas=()
 	shift
 	for r in $(seq "$rounds"); do
-		b=$(fio_bw "$name" "$@")
-		blksnap attach -d "$dev" >/dev/null
-		m=$(fio_bw "$name" "$@")
-		blksnap detach -d "$dev" >/dev/null
-		base=$(python3 -c "print($base + $b)")
-		meas=$(python3 -c "print($meas + $m)")
+		if [ $((r % 2)) = 1 ]; then
+			base+=("$(fio_bw "$name" "$@")")
+			blksnap attach -d "$dev" >/dev/null
+			meas+=("$(fio_bw "$name" "$@")")
+			blksnap detach -d "$dev" >/dev/null
+		else
+			blksnap attach -d "$dev" >/dev/null
+			meas+=("$(fio_bw "$name" "$@")")
+			blksnap detach -d "$dev" >/dev/null
+			base+=("$(fio_bw "$name" "$@")")
+		fi
 	done
-	python3 - "$name" "$base" "$meas" "$rounds" <<'PY'
+	echo "# $name, MiB/s: none ${base[*]}; filter ${meas[*]}"
+	python3 - "$name" "$(median "${base[@]}")" "$(median "${meas[@]}")" <<'PY'
 import json, sys
-name, base, meas, rounds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-base, meas = base / rounds, meas / rounds
+name, base, meas = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 print("BENCH " + json.dumps({"name": name, "baseline": round(base, 2),
       "measured": round(meas, 2), "unit": "MiB/s",
       "ratio": round(meas / base, 3), "target": 0.98}))

@@ -10,7 +10,7 @@ read -r -a disks <<<"$BLKSNAP_DISKS"
 dev=${disks[0]}
 store=${disks[1]}
 size_mb=${BENCH_SNAP_MB:-512}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 
 # fio splits --filename at ':' (image names have one): escape it.
 fio_name() { printf '%s' "${1//:/\\:}"; }
@@ -53,8 +53,15 @@ for r in $(seq "$rounds"); do
 	sync
 	again+=("$(touch_iops "$dev" 4)")
 	image=$(blksnap snapshot_info -d "$dev" -f image)
-	img_read+=("$(seq_read_mbs "$image")")
-	orig_read+=("$(seq_read_mbs "$dev")")
+	# Alternate which is read first: neither gains from the other's
+	# warm-up.
+	if [ $((r % 2)) = 1 ]; then
+		img_read+=("$(seq_read_mbs "$image")")
+		orig_read+=("$(seq_read_mbs "$dev")")
+	else
+		orig_read+=("$(seq_read_mbs "$dev")")
+		img_read+=("$(seq_read_mbs "$image")")
+	fi
 	blksnap snapshot_destroy -i "$id"
 	blksnap detach -d "$dev"
 

@@ -380,6 +380,29 @@ static bool range_writable(struct diff_area *area, sector_t sector,
 }
 
 /**
+ * diff_area_wants_bio() - must a write wait for copy-on-write?
+ * @area: the device's area.
+ * @bio:  a write; its sector is relative to the device.
+ *
+ * A write passes freely once every chunk it touches is saved, or when the
+ * snapshot is lost. Both only ever become true, so the answer, once false,
+ * stays false.
+ *
+ * Context: rcu_read_lock() held or the area otherwise alive; lockless.
+ * Return: true if diff_area_submit_bio() would take the bio.
+ */
+bool diff_area_wants_bio(struct diff_area *area, struct bio *bio)
+{
+	sector_t sector = tracker_bio_sector(bio);
+	sector_t count = bio_sectors(bio);
+
+	if (READ_ONCE(area->error) || sector >= area->capacity)
+		return false;
+	count = min(count, area->capacity - sector);
+	return !range_writable(area, sector, count);
+}
+
+/**
  * diff_area_submit_bio() - copy-on-write for a write to the original.
  * @area: the device's area.
  * @bio:  a write; its sector is relative to the device.
@@ -390,13 +413,7 @@ static bool range_writable(struct diff_area *area, sector_t sector,
  */
 bool diff_area_submit_bio(struct diff_area *area, struct bio *bio)
 {
-	sector_t sector = tracker_bio_sector(bio);
-	sector_t count = bio_sectors(bio);
-
-	if (READ_ONCE(area->error) || sector >= area->capacity)
-		return false;
-	count = min(count, area->capacity - sector);
-	if (range_writable(area, sector, count))
+	if (!diff_area_wants_bio(area, bio))
 		return false;
 	spin_lock(&area->lock);
 	bio_list_add(&area->pending, bio);

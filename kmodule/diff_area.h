@@ -117,6 +117,7 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 				   struct diff_storage *ds,
 				   struct event_queue *events);
 void diff_area_free(struct diff_area *area);
+bool diff_area_wants_bio(struct diff_area *area, struct bio *bio);
 bool diff_area_submit_bio(struct diff_area *area, struct bio *bio);
 void diff_area_drain(struct diff_area *area);
 void diff_area_corrupt(struct diff_area *area, int error);

@@ -3,10 +3,11 @@
  * Interception on stock kernels: ftrace redirects three exported block layer
  * functions to blksnap's wrappers, the way livepatch replaces functions.
  *
- *  submit_bio_noacct()  every bio; a write to a device with a tracker goes
- *                       through tracker_submit_bio() first. The decision is
- *                       made in the ftrace handler with one lockless lookup,
- *                       so other bios never leave the original function.
+ *  submit_bio_noacct()  every bio. The ftrace handler looks the device up
+ *                       without a lock and marks a write to a tracked
+ *                       device in its change map; only while a snapshot
+ *                       is held does such a write leave the original
+ *                       function, for copy-on-write. Other bios never do.
  *  del_gendisk()        a removed disk loses its trackers.
  *  bdev_disk_changed()  a partition rescan drops the partitions' trackers.
  *
@@ -61,18 +62,26 @@ struct hook {
 	struct ftrace_ops ops;
 };
 
-/* Only writes to a tracked device leave submit_bio_noacct(). */
+/*
+ * A write to a tracked device is marked in its change map right here, in
+ * the handler; only a write that must wait for copy-on-write leaves
+ * submit_bio_noacct(). Tracking alone, or a rewrite of chunks already
+ * saved, thus costs one lookup and lockless scans of the map and chunks.
+ */
 static bool notrace submit_bio_wanted(struct ftrace_regs *fregs)
 {
 	struct bio *bio = (struct bio *)hook_first_arg(fregs);
 	struct tracker *tracker;
-	bool wanted;
+	bool wanted = false;
 
-	if (!op_is_write(bio_op(bio)) || !bio_sectors(bio))
+	if (!tracker_bio_changes(bio))
 		return false;
 	rcu_read_lock();
-	tracker = xa_load(&trackers, bio->bi_bdev->bd_dev);
-	wanted = tracker && tracker->bdev == bio->bi_bdev;
+	tracker = tracker_find_by_bio(bio);
+	if (tracker) {
+		tracker_mark_bio(tracker, bio);
+		wanted = tracker_wants_cow(tracker, bio);
+	}
 	rcu_read_unlock();
 	return wanted;
 }
@@ -101,13 +110,14 @@ static void blksnap_submit_bio_noacct(struct bio *bio)
 	struct tracker *tracker;
 	bool taken = false;
 
-	/* The tracker is freed after a grace period; its filter path does
-	 * not sleep.
+	/*
+	 * The handler has marked the change map. The tracker is freed after
+	 * a grace period; copy-on-write does not sleep here.
 	 */
 	rcu_read_lock();
 	tracker = tracker_find_by_bio(bio);
 	if (tracker)
-		taken = tracker_submit_bio(tracker, bio);
+		taken = tracker_cow_bio(tracker, bio);
 	rcu_read_unlock();
 	if (!taken)
 		submit_bio_noacct(bio);

@@ -197,28 +197,69 @@ int tracker_list(char *buf, size_t size)
 }
 
 /**
+ * tracker_mark_bio() - the change tracking half of the I/O path.
+ * @tracker: the tracker of the bio's device.
+ * @bio:     a write, write-zeroes or discard with data sectors.
+ *
+ * Context: any; does not sleep.
+ */
+void tracker_mark_bio(struct tracker *tracker, struct bio *bio)
+{
+	cbt_map_mark(tracker->cbt_map, tracker_bio_sector(bio),
+		     bio_sectors(bio));
+}
+
+/**
+ * tracker_cow_bio() - the copy-on-write half of the I/O path.
+ * @tracker: the tracker of the bio's device.
+ * @bio:     a write, write-zeroes or discard with data sectors.
+ *
+ * Context: rcu_read_lock() held.
+ * Return: true if copy-on-write took the bio, false to let it go on.
+ */
+bool tracker_cow_bio(struct tracker *tracker, struct bio *bio)
+{
+	struct diff_area *area = rcu_dereference(tracker->diff_area);
+
+	return area && diff_area_submit_bio(area, bio);
+}
+
+/**
+ * tracker_wants_cow() - must a write go through copy-on-write?
+ * @tracker: the tracker of the bio's device.
+ * @bio:     a write, write-zeroes or discard with data sectors.
+ *
+ * False with no snapshot taken, and for a write whose chunks are all saved.
+ *
+ * Context: rcu_read_lock() held; lockless.
+ */
+bool tracker_wants_cow(struct tracker *tracker, struct bio *bio)
+{
+	struct diff_area *area = rcu_dereference(tracker->diff_area);
+
+	return area && diff_area_wants_bio(area, bio);
+}
+
+/**
  * tracker_submit_bio() - the filter's I/O path.
  * @tracker: the tracker of the bio's device.
  * @bio:     a bio submitted to that device.
  *
- * Writes, write-zeroes and discards mark the change map; reads and flushes
- * pass untouched.
+ * Writes, write-zeroes and discards mark the change map and, while a
+ * snapshot is held, pass through copy-on-write; reads and flushes pass
+ * untouched.
  *
  * Return: true if the tracker took the bio, false to let it go on.
  */
 bool tracker_submit_bio(struct tracker *tracker, struct bio *bio)
 {
-	struct diff_area *area;
-	bool taken = false;
+	bool taken;
 
-	if (!op_is_write(bio_op(bio)) || !bio_sectors(bio))
+	if (!tracker_bio_changes(bio))
 		return false;
-	cbt_map_mark(tracker->cbt_map, tracker_bio_sector(bio),
-		     bio_sectors(bio));
+	tracker_mark_bio(tracker, bio);
 	rcu_read_lock();
-	area = rcu_dereference(tracker->diff_area);
-	if (area)
-		taken = diff_area_submit_bio(area, bio);
+	taken = tracker_cow_bio(tracker, bio);
 	rcu_read_unlock();
 	return taken;
 }

@@ -58,10 +58,19 @@ struct tracker *tracker_unregister(dev_t dev_id);
 int tracker_list(char *buf, size_t size);
 
 bool tracker_submit_bio(struct tracker *tracker, struct bio *bio);
+void tracker_mark_bio(struct tracker *tracker, struct bio *bio);
+bool tracker_wants_cow(struct tracker *tracker, struct bio *bio);
+bool tracker_cow_bio(struct tracker *tracker, struct bio *bio);
 void tracker_resubmit_bio(struct tracker *tracker, struct bio *bio);
 void tracker_start_cow(struct tracker *tracker, struct diff_area *area);
 void tracker_stop_cow(struct tracker *tracker, int error);
 void tracker_detached(struct tracker *tracker);
+
+/* Does a bio change data (write, write-zeroes, discard with sectors)? */
+static inline bool tracker_bio_changes(struct bio *bio)
+{
+	return op_is_write(bio_op(bio)) && bio_sectors(bio);
+}
 
 /* The first sector of a bio, relative to its (partition) device. */
 static inline sector_t tracker_bio_sector(struct bio *bio)
