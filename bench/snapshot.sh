@@ -26,9 +26,11 @@ touch_iops() {
 		--rw=write:252k --bs=4k --size="${size_mb}M" "${loop[@]}" --output-format=json |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["iops"])'
 }
-seq_read_mbs() { # device
+# seq_read_mbs DEVICE: passes over the first size_mb for 4 s (one pass takes
+# a fraction of a second: too short to measure).
+seq_read_mbs() {
 	fio --name=read --filename="$(fio_name "$1")" --direct=1 --ioengine=libaio --iodepth=8 \
-		--rw=read --bs=1M --size="${size_mb}M" --output-format=json |
+		--rw=read --bs=1M --size="${size_mb}M" --time_based --runtime=4 --output-format=json |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw"] / 1024)'
 }
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
@@ -43,8 +45,9 @@ sectors=$(blockdev --getsz "$dev")
 
 plain=() first=() again=() img_read=() orig_read=() dm_first=() dm_again=()
 for r in $(seq "$rounds"); do
-	# No snapshot.
-	plain+=("$(touch_iops "$dev" 4)")
+	# No snapshot: before the snapshot in odd rounds, after it in even
+	# ones, so that drift during a round favours neither side.
+	[ $((r % 2)) = 0 ] || plain+=("$(touch_iops "$dev" 4)")
 
 	# blksnap: first touch, then the same writes again (chunks copied).
 	id=$(blksnap snapshot_create -d "$dev" -f "$store" -l 2G)
@@ -64,6 +67,7 @@ for r in $(seq "$rounds"); do
 	fi
 	blksnap snapshot_destroy -i "$id"
 	blksnap detach -d "$dev"
+	[ $((r % 2)) = 1 ] || plain+=("$(touch_iops "$dev" 4)")
 
 	# dm-snapshot on the same disks; no udev in the guest: make the
 	# device nodes ourselves.

@@ -122,6 +122,51 @@ static void store_enqueue(struct diff_area *area, struct chunk *chunk)
 }
 
 /*
+ * Take the chunk's place in the storage, unless it has one: when it is
+ * copied, not when it is stored, and for copy-on-write already when its
+ * write is taken from the queue (place_range()).
+ * Context: chunk->lock held.
+ */
+static int chunk_place(struct diff_area *area, struct chunk *chunk)
+{
+	int ret;
+
+	if (test_bit(CHUNK_PLACED, &chunk->flags))
+		return 0;
+	ret = diff_storage_alloc(area->ds, diff_area_chunk_sectors(area),
+				 &chunk->storage_sector);
+	if (!ret)
+		set_bit(CHUNK_PLACED, &chunk->flags);
+	return ret;
+}
+
+/*
+ * Place the chunks a write to the original will copy, in the order writes
+ * arrive: the workers copy them in parallel and finish in any order, but
+ * chunks written one after the other then lie one after the other in the
+ * storage, and the image reads them in one piece. Best effort: a chunk
+ * busy elsewhere, or a failure, leaves the placing to chunk_copy().
+ * Context: area->order_lock held.
+ */
+static void place_range(struct diff_area *area, sector_t sector,
+			sector_t count)
+{
+	unsigned long n, last = diff_area_chunk_of(area, sector + count - 1);
+	struct chunk *chunk;
+
+	for (n = diff_area_chunk_of(area, sector); n <= last; n++) {
+		chunk = chunk_get(area, n);
+		if (!chunk || test_bit(CHUNK_COPIED, &chunk->flags) ||
+		    test_bit(CHUNK_PLACED, &chunk->flags) ||
+		    !mutex_trylock(&chunk->lock))
+			continue;
+		if (!test_bit(CHUNK_COPIED, &chunk->flags))
+			chunk_place(area, chunk);
+		mutex_unlock(&chunk->lock);
+	}
+}
+
+/*
  * Save chunk @n: read its old data into memory (unless @whole: the caller
  * overwrites all of it) and queue it for storing.
  * Context: chunk->lock held.
@@ -139,13 +184,7 @@ static int chunk_copy(struct diff_area *area, struct chunk *chunk,
 			   READ_ONCE(area->error));
 	if (READ_ONCE(area->error))
 		return area->error;
-	/*
-	 * The place in the storage is taken now, in the order writes arrive,
-	 * not when the chunk is stored: chunks copied one after the other
-	 * lie one after the other, and the image reads them in one piece.
-	 */
-	ret = diff_storage_alloc(area->ds, diff_area_chunk_sectors(area),
-				 &chunk->storage_sector);
+	ret = chunk_place(area, chunk);
 	if (ret)
 		return ret;
 	buf = diff_buffer_get(&area->pool);
@@ -216,18 +255,26 @@ static void cow_work_fn(struct work_struct *work)
 	struct diff_area *area =
 		container_of(work, struct diff_area_worker, work)->area;
 	unsigned int noio = memalloc_noio_save();
+	sector_t sector, count;
 	struct bio *bio;
 
 	for (;;) {
+		mutex_lock(&area->order_lock);
 		spin_lock(&area->lock);
 		bio = bio_list_pop(&area->pending);
 		spin_unlock(&area->lock);
+		if (bio) {
+			sector = tracker_bio_sector(bio);
+			count = min_t(sector_t, bio_sectors(bio),
+				      area->capacity - sector);
+			if (!READ_ONCE(area->error))
+				place_range(area, sector, count);
+		}
+		mutex_unlock(&area->order_lock);
 		if (!bio)
 			break;
 		if (!READ_ONCE(area->error))
-			cow_range(area, tracker_bio_sector(bio),
-				  min_t(sector_t, bio_sectors(bio),
-					area->capacity - tracker_bio_sector(bio)));
+			cow_range(area, sector, count);
 		tracker_resubmit_bio(area->tracker, bio);
 	}
 	memalloc_noio_restore(noio);
@@ -311,6 +358,7 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 	xa_init(&area->chunks);
 	spin_lock_init(&area->lock);
 	bio_list_init(&area->pending);
+	mutex_init(&area->order_lock);
 	for (i = 0; i < DIFF_AREA_COW_WORKERS; i++) {
 		INIT_WORK(&area->cow_workers[i].work, cow_work_fn);
 		area->cow_workers[i].area = area;

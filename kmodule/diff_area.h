@@ -20,6 +20,7 @@ enum chunk_flags {
 	CHUNK_WRITABLE,	/* copied, and no image read of the original is left:
 			 * writes to the original pass
 			 */
+	CHUNK_PLACED,	/* @storage_sector is its place in the storage */
 };
 
 /*
@@ -42,7 +43,7 @@ enum chunk_flags {
  * @lock:           serialises copying, storing and image I/O of the chunk.
  * @flags:          &enum chunk_flags; only ever set, never cleared.
  * @buf:            the old data until it is stored.
- * @storage_sector: where it is stored.
+ * @storage_sector: where it is stored (once CHUNK_PLACED).
  * @store_link:     entry in &diff_area.store_queue.
  */
 struct chunk {
@@ -75,6 +76,9 @@ struct diff_area_worker {
  * @chunks:      chunk number -> &struct chunk, made on first use.
  * @lock:        protects @pending, @store_queue and @store_count.
  * @pending:     writes to the original waiting for their chunks to be saved.
+ * @order_lock:  a worker holds it while it takes a write from @pending and
+ *               places the write's chunks in the storage: chunks lie in the
+ *               storage in the order writes arrived.
  * @cow_workers: save the chunks of @pending writes, then resubmit them.
  * @cow_next:    the worker to queue next (round robin).
  * @readers:     image reads of the original in flight, by chunk bucket.
@@ -98,6 +102,7 @@ struct diff_area {
 	struct xarray chunks;
 	spinlock_t lock; /* see @lock above */
 	struct bio_list pending;
+	struct mutex order_lock; /* see @order_lock above */
 	struct diff_area_worker cow_workers[DIFF_AREA_COW_WORKERS];
 	atomic_t cow_next;
 	atomic_t readers[DIFF_AREA_READER_BUCKETS];
