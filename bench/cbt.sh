@@ -4,7 +4,7 @@
 # the same guest, interleaved. Prints one "BENCH {json}" line per workload.
 set -euo pipefail
 dev=${BLKSNAP_DISKS%% *}
-rounds=${BENCH_ROUNDS:-6}
+rounds=${BENCH_ROUNDS:-10}
 
 # fio_bw NAME ARGS...: write bandwidth in MiB/s.
 fio_bw() {
