@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <malloc.h>
 #include <sys/stat.h>
 
 namespace {
@@ -39,6 +40,12 @@ int run(int argc, char** argv) {
     options.mountpoint = std::filesystem::absolute(options.mountpoint).lexically_normal().string();
     if (options.mountpoint.size() > 1 && options.mountpoint.back() == '/')
         options.mountpoint.pop_back();
+
+    // Read buffers of 1 MiB come and go with every FUSE read (libfuse frees
+    // each reply): keep them in the heap, reused, rather than mapped and
+    // unmapped (and page-faulted in) each time.
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
     KernelSource source; // throws when the module is not loaded
     Daemon daemon(source, options);
