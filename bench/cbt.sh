@@ -11,21 +11,11 @@
 # The rounds swap which disk has the filter, so that a difference between
 # the two disks cancels out.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 read -r -a disks <<<"$BLKSNAP_DISKS"
 [ "${#disks[@]}" -ge 2 ] || { echo "cbt.sh: needs two disks" >&2; exit 1; }
 rounds=${BENCH_ROUNDS:-8}
 runtime=${BENCH_RUNTIME:-3}
-
-# side_by_side FILTERED PLAIN ARGS...: "filtered plain" write MiB/s of the
-# same fio job run on both disks at once.
-side_by_side() {
-	local filtered=$1 plain=$2
-	shift 2
-	fio --direct=1 --ioengine=libaio --time_based --runtime="$runtime" --output-format=json \
-		"$@" --name=filtered --filename="$filtered" --name=plain --filename="$plain" |
-		python3 -c 'import json,sys; j={x["jobname"]: x["write"]["bw"] / 1024 for x in json.load(sys.stdin)["jobs"]}
-print(j["filtered"], j["plain"])'
-}
 
 workload() { # name fio-args...
 	local name=$1 r f p meas=() base=()
@@ -33,25 +23,13 @@ workload() { # name fio-args...
 	for r in $(seq "$rounds"); do
 		f=${disks[$((r % 2))]} p=${disks[$(((r + 1) % 2))]}
 		blksnap attach -d "$f" >/dev/null
-		read -r m b < <(side_by_side "$f" "$p" "$@")
+		read -r m b < <(fio_pair write_bw "$f" "$p" --runtime="$runtime" "$@")
 		blksnap detach -d "$f" >/dev/null
 		meas+=("$m") base+=("$b")
 	done
-	python3 - "$name" "${base[*]}" "${meas[*]}" <<'PY'
-import json, statistics, sys
-name = sys.argv[1]
-base = [float(x) for x in sys.argv[2].split()]
-meas = [float(x) for x in sys.argv[3].split()]
-b, m = statistics.mean(base), statistics.mean(meas)
-per_round = [x / y for x, y in zip(meas, base)]
-se = statistics.stdev(per_round) / len(per_round) ** 0.5
-print(f"# {name}, MiB/s: none {[round(x, 1) for x in base]};"
-      f" filter {[round(x, 1) for x in meas]}; ratio {m / b:.3f},"
-      f" per round {[round(x, 3) for x in per_round]} (+- {se:.3f}, 1 s.e.)")
-print("BENCH " + json.dumps({"name": name, "baseline": round(b, 2),
-      "measured": round(m, 2), "unit": "MiB/s",
-      "ratio": round(m / b, 3), "target": 0.98}))
-PY
+	echo "# $name, MiB/s: none ${base[*]}; filter ${meas[*]}"
+	per_round "$name" "${meas[*]}" "${base[*]}"
+	row "$name" "$(mean "${base[@]}")" "$(mean "${meas[@]}")" "MiB/s" 0.98
 }
 
 # Fill both disks once so that every run writes allocated blocks.

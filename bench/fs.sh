@@ -5,6 +5,7 @@
 # side in one guest. Disk 1 is the original, disk 2 the difference storage.
 # Prints one "BENCH {json}" line per comparison.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 read -r -a disks <<<"$BLKSNAP_DISKS"
 dev=${disks[0]}
 store=${disks[1]}
@@ -17,16 +18,10 @@ seq_read() {
 	local engine=psync depth=1
 	[ "$2" = 1 ] && engine=libaio depth=8
 	echo 3 >/proc/sys/vm/drop_caches
-	# fio splits --filename at ':' (image devices are blksnap-image_MAJ:MIN).
-	fio --name=read --filename="${1//:/\\:}" --direct="$2" --ioengine=$engine --iodepth=$depth \
+	fio --name=read --filename="$(fio_name "$1")" --direct="$2" --ioengine=$engine --iodepth=$depth \
 		--rw=read --bs=1M --size="${size_mb}M" --invalidate=1 --output-format=json |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw"] / 1024)'
 }
-row() { # name baseline measured unit target
-	python3 -c 'import json,sys; n,b,m,u,t=sys.argv[1:]; b,m=float(b),float(m)
-print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(m/b,3),"target":float(t)}))' "$@"
-}
-avg() { python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print(sum(v)/len(v))' "$@"; }
 
 [ -c /dev/fuse ] || modprobe fuse
 dd if=/dev/urandom of="$dev" bs=1M count="$size_mb" oflag=direct status=none
@@ -55,12 +50,9 @@ for r in $(seq "$rounds"); do
 		img+=("$(seq_read "$image" 1)") orig+=("$(seq_read "$dev" 1)")
 	fi
 done
-o=$(avg "${orig[@]}") i=$(avg "${img[@]}") ib=$(avg "${imgb[@]}")
-f=$(avg "${fs[@]}") d=$(avg "${fsd[@]}")
-python3 -c 'import statistics,sys; a,b=sys.argv[1].split(),sys.argv[2].split()
-r=[float(x)/float(y) for x,y in zip(a,b)]
-print(f"# fs: image.raw buffered / image device buffered per round {[round(x,3) for x in r]}, +- {statistics.stdev(r)/len(r)**.5:.3f} (1 s.e.)")' \
-	"${fs[*]}" "${imgb[*]}"
+o=$(mean "${orig[@]}") i=$(mean "${img[@]}") ib=$(mean "${imgb[@]}")
+f=$(mean "${fs[@]}") d=$(mean "${fsd[@]}")
+per_round "fs: image.raw buffered / image device buffered" "${fs[*]}" "${imgb[*]}"
 echo "fs: sequential read MiB/s: original $o, image device $i (buffered $ib)," \
 	"image.raw $f (O_DIRECT $d)" >&2
 row "fs: seq read, image.raw (cp-like) vs image device" "$i" "$f" "MiB/s" 0.8

@@ -11,14 +11,12 @@
 # against dm-snapshot; its figures are medians of the rounds.
 # Prints one "BENCH {json}" line per comparison.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 read -r -a disks <<<"$BLKSNAP_DISKS"
 [ "${#disks[@]}" -ge 3 ] || { echo "snapshot.sh: needs three disks" >&2; exit 1; }
 store=${disks[2]}
 size_mb=${BENCH_SNAP_MB:-512}
 rounds=${BENCH_ROUNDS:-6}
-
-# fio splits --filename at ':' (image names have one): escape it.
-fio_name() { printf '%s' "${1//:/\\:}"; }
 
 # One 4 KiB write in each 256 KiB chunk: every write touches a chunk once.
 # touch_iops DEVICE [SECONDS]: one pass (first touch), or passes over the
@@ -31,25 +29,6 @@ touch_iops() {
 		--rw=write:252k --bs=4k --size="${size_mb}M" "${loop[@]}" --output-format=json |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["iops"])'
 }
-# rewrite_side_by_side SNAPPED PLAIN: "snapped plain" writes/s of the
-# rewrite job run for 4 s on both disks at once.
-rewrite_side_by_side() {
-	fio --direct=1 --ioengine=libaio --iodepth=16 --rw=write:252k --bs=4k --size="${size_mb}M" \
-		--time_based --runtime=4 --output-format=json \
-		--name=snapped --filename="$1" --name=plain --filename="$2" |
-		python3 -c 'import json,sys; j={x["jobname"]: x["write"]["iops"] for x in json.load(sys.stdin)["jobs"]}
-print(j["snapped"], j["plain"])'
-}
-# read_side_by_side IMAGE ORIGINAL: "image original" MiB/s of 1 MiB
-# sequential reads of the first size_mb of both at once, for 4 s (one pass
-# takes a fraction of a second: too short to measure).
-read_side_by_side() {
-	fio --direct=1 --ioengine=libaio --iodepth=8 --rw=read --bs=1M --size="${size_mb}M" \
-		--time_based --runtime=4 --output-format=json \
-		--name=image --filename="$(fio_name "$1")" --name=original --filename="$(fio_name "$2")" |
-		python3 -c 'import json,sys; j={x["jobname"]: x["read"]["bw"] / 1024 for x in json.load(sys.stdin)["jobs"]}
-print(j["image"], j["original"])'
-}
 # settle DEVICE: wait until nothing is written to DEVICE any more (the
 # copies of the first touch are stored in the background; the rewrite pass
 # must not pay for them).
@@ -61,11 +40,6 @@ settle() {
 		last=$now
 		sleep 0.5
 	done
-}
-median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-row() { # name baseline measured unit target
-	python3 -c 'import json,sys; n,b,m,u,t=sys.argv[1:]; b,m=float(b),float(m)
-print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(m/b,3),"target":float(t)}))' "$@"
 }
 
 for d in "${disks[@]:0:2}"; do
@@ -85,10 +59,13 @@ for r in $(seq "$rounds"); do
 	first+=("$(touch_iops "$dev")")
 	sync
 	settle "$store"
-	read -r a p < <(rewrite_side_by_side "$dev" "$other")
+	read -r a p < <(fio_pair write_iops "$dev" "$other" --iodepth=16 --rw=write:252k \
+		--bs=4k --size="${size_mb}M" --runtime=4)
 	again+=("$a") plain+=("$p")
 	image=$(blksnap snapshot_info -d "$dev" -f image)
-	read -r a o < <(read_side_by_side "$image" "$dev")
+	# 1 MiB reads for 4 s (one pass takes a fraction of a second).
+	read -r a o < <(fio_pair read_bw "$image" "$dev" --iodepth=8 --rw=read --bs=1M \
+		--size="${size_mb}M" --runtime=4)
 	img_read+=("$a") orig_read+=("$o")
 	blksnap snapshot_destroy -i "$id"
 	blksnap detach -d "$dev"
@@ -111,13 +88,6 @@ for r in $(seq "$rounds"); do
 		"rewrite ${dm_again[-1]}; MiB/s: image ${img_read[-1]}, original ${orig_read[-1]}"
 done
 
-mean() { python3 -c 'import statistics,sys; print(statistics.mean(float(x) for x in sys.argv[1:]))' "$@"; }
-# per_round NAME MEASURED BASELINE: the ratio of each round, and its spread.
-per_round() {
-	python3 -c 'import statistics,sys; a,p=sys.argv[2].split(),sys.argv[3].split()
-r=[float(x)/float(y) for x,y in zip(a,p)]
-print(f"# {sys.argv[1]} ratio per round {[round(x,3) for x in r]}, +- {statistics.stdev(r)/len(r)**.5:.3f} (1 s.e.)")' "$@"
-}
 per_round rewrite "${again[*]}" "${plain[*]}"
 per_round "image read" "${img_read[*]}" "${orig_read[*]}"
 row "snapshot: 4 KiB rewrite of copied chunks vs no snapshot" "$(mean "${plain[@]}")" "$(mean "${again[@]}")" "IOPS" 0.95
