@@ -11,7 +11,9 @@
  * file system allows it; the rest
  * (chunks still in memory, writes, storage without direct I/O) is served
  * under the chunk's lock by diff_area_chunk_io(). An image bio completes
- * when all its parts have.
+ * when all its parts have; one that a single clone serves whole completes
+ * with it, with nothing else allocated: the common case of a backup's
+ * large sequential reads.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/bio.h>
@@ -53,13 +55,18 @@ struct image_io {
 /**
  * struct image_clone - a read of uncopied chunks from the original device,
  * or of stored chunks from a storage block device.
- * @io:    the image bio it serves.
+ * @io:    the image bio it serves a part of; for a clone serving a whole
+ *         image bio, its image (the image bio is in @bio.bi_private).
+ * @image: see @io.
  * @first: the first chunk it pins (none if @first > @last).
  * @last:  the last chunk it pins.
  * @bio:   the clone (allocated from image_bio_set, front-padded).
  */
 struct image_clone {
-	struct image_io *io;
+	union {
+		struct image_io *io;
+		struct image *image;
+	};
 	unsigned long first;
 	unsigned long last;
 	struct bio bio;
@@ -81,19 +88,28 @@ static void image_io_fail(struct image_io *io, int error)
 		cmpxchg(&io->error, 0, error);
 }
 
+/* Complete @bio, a bio @image took, with @status. Context: any. */
+static void image_bio_done(struct image *image, struct bio *bio,
+			   blk_status_t status)
+{
+	bio->bi_status = status;
+	bio_endio(bio);
+	if (atomic_dec_and_test(&image->inflight))
+		wake_up_all(&image_idle_wait);
+}
+
 /* A part is done; the last one completes the image bio. Context: any. */
 static void image_io_put(struct image_io *io)
 {
 	struct image *image = io->image;
 	struct bio *bio = io->bio;
+	int error;
 
 	if (!atomic_dec_and_test(&io->parts))
 		return;
-	bio->bi_status = errno_to_blk_status(io->error);
+	error = io->error;
 	kfree(io);
-	bio_endio(bio);
-	if (atomic_dec_and_test(&image->inflight))
-		wake_up_all(&image_idle_wait);
+	image_bio_done(image, bio, errno_to_blk_status(error));
 }
 
 static void image_clone_endio(struct bio *bio)
@@ -132,6 +148,18 @@ static void image_read_clone(struct image_io *io, struct block_device *bdev,
 	atomic_inc(&io->parts);
 	bio_advance_iter(io->bio, iter, len);
 	submit_bio_noacct(bio);
+}
+
+static void image_whole_endio(struct bio *bio)
+{
+	struct image_clone *clone = container_of(bio, struct image_clone, bio);
+	struct image *image = clone->image;
+	struct bio *orig = bio->bi_private;
+	blk_status_t status = bio->bi_status;
+
+	diff_area_unpin_original(image->area, clone->first, clone->last);
+	bio_put(bio);
+	image_bio_done(image, orig, status);
 }
 
 /*
@@ -255,6 +283,53 @@ static bool image_read_nowait(struct image_io *io, struct bvec_iter *iter)
 	return true;
 }
 
+/*
+ * Serve read @bio with one clone if one device holds all of it in one
+ * piece: the original (no chunk copied) or the storage block device.
+ * Return: true if the clone is on its way.
+ */
+static bool image_read_whole(struct image *image, struct bio *bio)
+{
+	struct diff_area *area = image->area;
+	struct bvec_iter *iter = &bio->bi_iter;
+	struct block_device *bdev = area->bdev;
+	sector_t sector = iter->bi_sector, stored;
+	unsigned long n, first, last;
+	struct image_clone *clone;
+	struct bio *to;
+	size_t offset, len;
+
+	len = pin_original_run(area, iter, &first, &last);
+	if (len && len < iter->bi_size) {
+		/* Some chunks are copied: image_io_submit() sorts it out. */
+		diff_area_unpin_original(area, first, last);
+		return false;
+	}
+	if (!len) {
+		n = chunk_at(area, iter, &offset, &len);
+		if (!image->storage_bdev ||
+		    !diff_area_chunk_stored(area, n, &stored) ||
+		    stored_run(area, iter, n, len, stored) < iter->bi_size)
+			return false;
+		bdev = image->storage_bdev;
+		sector = stored + (offset >> SECTOR_SHIFT);
+		first = 1;
+		last = 0;
+	}
+	/* From a bio_set with GFP_NOIO: waits, never fails. */
+	to = bio_alloc_clone(bdev, bio, GFP_NOIO, &image_bio_set);
+	clone = container_of(to, struct image_clone, bio);
+	clone->image = image;
+	clone->first = first;
+	clone->last = last;
+	to->bi_iter.bi_sector = sector;
+	to->bi_private = bio;
+	to->bi_end_io = image_whole_endio;
+	atomic_inc(&image->inflight);
+	submit_bio_noacct(to);
+	return true;
+}
+
 static void image_io_fn(struct work_struct *work)
 {
 	struct image_io *io = container_of(work, struct image_io, work);
@@ -316,6 +391,8 @@ void image_io_submit(struct image *image, struct bio *bio)
 		bio_io_error(bio);
 		return;
 	}
+	if (bio_op(bio) == REQ_OP_READ && image_read_whole(image, bio))
+		return;
 	io = kmalloc(sizeof(*io), GFP_NOIO);
 	if (!io) {
 		bio_io_error(bio);
