@@ -57,7 +57,7 @@ echo "fs: sequential read MiB/s: original $o, image device $i (buffered $ib)," \
 	"image.raw $f (O_DIRECT $d)" >&2
 row "fs: seq read, image.raw (cp-like) vs image device" "$i" "$f" "MiB/s" 0.8
 # The same reader on both sides: buffered 1 MiB reads of the image device
-# pay the page cache copies that image.raw's buffered reads pay too.
+# go through the page cache; those of image.raw go straight to the daemon.
 row "fs: seq read, image.raw (cp-like) vs image device read the same way" "$ib" "$f" "MiB/s" 0.8
 row "fs: seq read, image.raw O_DIRECT vs image device" "$i" "$d" "MiB/s" 0.8
 row "fs: seq read, image.raw (cp-like) vs original" "$o" "$f" "MiB/s" 0.7

@@ -152,12 +152,15 @@ int op_open(const char* path, fuse_file_info* fi) {
         switch (h->kind) {
         case Handle::Kind::image:
             std::call_once(d.readahead_set, [&] {
-                if (d.options.readahead_kb)
+                if (d.options.page_cache && d.options.readahead_kb)
                     set_readahead(d.options.mountpoint, d.options.readahead_kb);
             });
             h->image = std::make_unique<ImageStream>(
                 node->device->image_path(), node->size,
                 StreamOptions{.writable = wants_write && d.options.writable});
+            // Straight to the daemon, which reads large aligned chunks ahead:
+            // no second copy of the image in the page cache, no per-page work.
+            fi->direct_io = !d.options.page_cache;
             break;
         case Handle::Kind::info:
             h->text = info_text(*node->device);

@@ -8,7 +8,15 @@ namespace blksnapfs {
 
 namespace {
 
-enum Key { key_foreground, key_debug, key_writable, key_help, key_version, key_readahead };
+enum Key {
+    key_foreground,
+    key_debug,
+    key_writable,
+    key_help,
+    key_version,
+    key_readahead,
+    key_page_cache
+};
 
 const fuse_opt option_spec[] = {
     FUSE_OPT_KEY("-f", key_foreground),
@@ -22,6 +30,7 @@ const fuse_opt option_spec[] = {
     FUSE_OPT_KEY("-V", key_version),
     FUSE_OPT_KEY("--version", key_version),
     FUSE_OPT_KEY("--readahead=", key_readahead),
+    FUSE_OPT_KEY("--page-cache", key_page_cache),
     FUSE_OPT_END,
 };
 
@@ -49,6 +58,9 @@ int on_option(void* data, const char* arg, int key, fuse_args*) {
         return 0;
     case key_version:
         o.version = true;
+        return 0;
+    case key_page_cache:
+        o.page_cache = true;
         return 0;
     case key_readahead: {
         const std::string_view value =
@@ -103,7 +115,9 @@ std::string usage_text(const std::string& program) {
            "  -f, --foreground   stay in the foreground\n"
            "  -d, --debug        foreground, and print every FUSE request\n"
            "  -w, --writable     image.raw writable (writes go to the snapshot image)\n"
-           "  --readahead=KB     read-ahead of the mount (default 1024)\n"
+           "  --page-cache       image.raw through the kernel's page cache (shared mmap,\n"
+           "                     cached rereads; slower for large sequential reads)\n"
+           "  --readahead=KB     read-ahead of the mount with --page-cache (default 1024)\n"
            "  -o OPT[,OPT...]    FUSE mount options (allow_other, ...)\n"
            "  -h, --help         this help\n"
            "  -V, --version      the version\n"

@@ -16,6 +16,7 @@ struct Options {
     bool foreground = false;
     bool debug = false;
     bool writable = false;
+    bool page_cache = false; // image.raw through the kernel's page cache
     bool help = false;
     bool version = false;
     unsigned readahead_kb = 1024;

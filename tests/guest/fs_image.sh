@@ -3,7 +3,8 @@
 # blksnapfs shows a taken snapshot: image.raw read with cp, dd (O_DIRECT)
 # and rsync equals the device at the take while the original is written;
 # cbt.map equals `blksnap readcbtmap`; info describes the device; the image
-# mounts (loop, read-only) with the files as they were; the snapshot's
+# mounts (loop, read-only) with the files as they were; --page-cache gives
+# the same content and shared mmap; the snapshot's
 # directory goes with destroy, and the daemon ends on unmount.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fs-helpers.bash"
@@ -82,6 +83,31 @@ grep -q "hello from the snapshot" "$orig/hello.txt"
 
 step "read-only: writes are refused"
 if echo x 2>/dev/null >>"$dir/image.raw"; then fail "image.raw writable"; fi
+
+# mmap.mmap(MAP_SHARED) of image.raw against the image device: "ok", or
+# the errno name of the refusal.
+shared_mmap() {
+	python3 - "$1" "$image" <<'PY'
+import errno, mmap, sys
+n = 8 << 20
+with open(sys.argv[1], "rb") as f:
+    try:
+        m = mmap.mmap(f.fileno(), n, mmap.MAP_SHARED, mmap.PROT_READ)
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+        sys.exit(0)
+    with open(sys.argv[2], "rb") as dev:
+        print("ok" if m[:n] == dev.read(n) else "differs")
+PY
+}
+step "direct I/O by default: shared mmap refused; --page-cache: same content, mmap works"
+expect_eq "shared mmap, default" "$(shared_mmap "$dir/image.raw")" ENODEV
+fs_stop
+fs_start --page-cache
+expect_eq "cp, --page-cache" "$(xsum "$dir/image.raw")" "$want"
+expect_eq "shared mmap, --page-cache" "$(shared_mmap "$dir/image.raw")" ok
+fs_stop
+fs_start
 
 kill "$writer"
 wait "$writer" || true
