@@ -363,29 +363,44 @@ void snapshot_destroy_all(void)
  * @count: in: room in @ids; out: number of snapshots.
  * @ids:   user array.
  *
- * Return: 0, -ENODATA if @ids is too small, or -EFAULT.
+ * Like snapshot_devices(), the list goes through a kernel buffer, so that
+ * a fault on @ids never happens with snapshots_mutex held.
+ *
+ * Return: 0, -ENODATA if @ids is too small, -ENOMEM or -EFAULT.
  */
 int snapshot_collect(unsigned int *count, struct blksnap_uuid __user *ids)
 {
+	struct blksnap_uuid *buf = NULL;
+	unsigned int room = 0, n;
 	struct snapshot *s;
-	unsigned int n = 0;
 	int ret = 0;
 
-	mutex_lock(&snapshots_mutex);
-	list_for_each_entry(s, &snapshots, link)
-		n++;
-	if (n > *count) {
-		ret = -ENODATA;
-	} else {
+	for (;;) {
+		mutex_lock(&snapshots_mutex);
 		n = 0;
-		list_for_each_entry(s, &snapshots, link) {
-			if (copy_to_user(&ids[n++], s->id.b, UUID_SIZE)) {
-				ret = -EFAULT;
-				break;
-			}
-		}
+		list_for_each_entry(s, &snapshots, link)
+			n++;
+		if (n > *count || n <= room)
+			break;
+		/* Snapshots may come while the buffer is allocated: count again. */
+		mutex_unlock(&snapshots_mutex);
+		kfree(buf);
+		buf = kcalloc(n, sizeof(*buf), GFP_KERNEL);
+		if (!buf)
+			return -ENOMEM;
+		room = n;
+	}
+	if (n <= *count) {
+		n = 0;
+		list_for_each_entry(s, &snapshots, link)
+			memcpy(buf[n++].b, s->id.b, UUID_SIZE);
 	}
 	mutex_unlock(&snapshots_mutex);
+	if (n > *count)
+		ret = -ENODATA;
+	else if (n && copy_to_user(ids, buf, n * sizeof(*buf)))
+		ret = -EFAULT;
+	kfree(buf);
 	*count = n;
 	return ret;
 }

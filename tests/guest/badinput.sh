@@ -37,7 +37,7 @@ out=$(setpriv --bounding-set=-sys_admin blksnap-probe detach "$dev" 2>&1) &&
 	fail "detach succeeded without CAP_SYS_ADMIN"
 blksnap-probe detach "$dev"
 
-step "snapshot_devices: bad-input battery"
+step "snapshot_devices and snapshot_collect: bad-input battery"
 tmp=$(mktemp -d)
 blksnap-probe devices "$dev" "$tmp"
 

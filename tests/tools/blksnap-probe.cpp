@@ -12,6 +12,7 @@
 //   blksnap-probe create PATH MODE LIMIT  (snapshot on odd storage fds)
 //   blksnap-probe cycle DEV N DIR     (N snapshots taken and destroyed)
 //   blksnap-probe devices DEV DIR     (IOCTL_BLKSNAP_SNAPSHOT_DEVICES battery)
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -377,7 +378,7 @@ int cmd_cycle(Device& d, int n, const char* dir) {
     return 0;
 }
 
-// IOCTL_BLKSNAP_SNAPSHOT_DEVICES, good and bad, on a snapshot of DEV (not
+// IOCTL_BLKSNAP_SNAPSHOT_DEVICES and _COLLECT, good and bad, on a snapshot of DEV (not
 // attached on entry; detached at the end) with an unnamed storage file in DIR.
 int cmd_devices(Device& d, const char* dir) {
     int failures = 0;
@@ -442,12 +443,31 @@ int cmd_devices(Device& d, const char* dir) {
     expect("read-only argument", call(reinterpret_cast<uintptr_t>(page)), {-EFAULT});
     munmap(page, 4096);
 
+    // IOCTL_BLKSNAP_SNAPSHOT_COLLECT: the two-call protocol, and bad arrays.
+    auto collect = [&](blksnap_snapshot_collect& c) {
+        return ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &c) < 0 ? -errno : 0;
+    };
+    blksnap_uuid ids[8] = {};
+    blksnap_snapshot_collect c{};
+    c.ids = reinterpret_cast<uintptr_t>(ids);
+    expect("collect, count 0: ENODATA", collect(c), {-ENODATA});
+    const unsigned needed = c.count;
+    expect("collect, count 0: the count needed", needed >= 1 && needed <= 8 ? 0 : -1, {0});
+    c.count = 8;
+    expect("collect, room for 8", collect(c), {0});
+    const bool listed = std::any_of(ids, ids + std::min(c.count, 8u), [&](const blksnap_uuid& u) {
+        return std::memcmp(u.b, id.b, sizeof(u.b)) == 0;
+    });
+    expect("collect, room for 8: the snapshot listed", c.count == needed && listed ? 0 : -1, {0});
+    c.ids = 16; // never mapped
+    expect("collect, bad array pointer", collect(c), {-EFAULT});
+
     if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &id))
         die("snapshot destroy", errno);
     expect("destroyed snapshot", list(a), {-ENOENT});
     if (int r = d.detach(); r < 0)
         die("detach " + d.path(), -r);
-    std::printf("%d snapshot_devices checks failed\n", failures);
+    std::printf("%d snapshot_devices and snapshot_collect checks failed\n", failures);
     return failures ? 1 : 0;
 }
 
