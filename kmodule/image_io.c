@@ -82,6 +82,20 @@ struct image_storage_read {
 	struct image_io *io;
 };
 
+/**
+ * struct image_run - a piece of an image read that needs no waiting.
+ * @bdev:   the device that holds it: the original or the storage.
+ * @sector: where it starts there.
+ * @first:  the first chunk pinned (none if @first > @last).
+ * @last:   the last chunk pinned.
+ */
+struct image_run {
+	struct block_device *bdev;
+	sector_t sector;
+	unsigned long first;
+	unsigned long last;
+};
+
 static void image_io_fail(struct image_io *io, int error)
 {
 	if (error)
@@ -124,25 +138,23 @@ static void image_clone_endio(struct bio *bio)
 }
 
 /*
- * Read @len bytes of the image bio at @iter from @bdev at @sector and
- * advance @iter. Chunks @first to @last are pinned; the clone unpins them.
+ * Read @len bytes of the image bio at @iter from @run and advance @iter.
+ * The clone unpins the run's chunks.
  */
-static void image_read_clone(struct image_io *io, struct block_device *bdev,
-			     sector_t sector, struct bvec_iter *iter,
-			     size_t len, unsigned long first,
-			     unsigned long last)
+static void image_read_clone(struct image_io *io, const struct image_run *run,
+			     struct bvec_iter *iter, size_t len)
 {
 	struct image_clone *clone;
 	struct bio *bio;
 
 	/* From a bio_set with GFP_NOIO: waits, never fails. */
-	bio = bio_alloc_clone(bdev, io->bio, GFP_NOIO, &image_bio_set);
+	bio = bio_alloc_clone(run->bdev, io->bio, GFP_NOIO, &image_bio_set);
 	clone = container_of(bio, struct image_clone, bio);
 	clone->io = io;
-	clone->first = first;
-	clone->last = last;
+	clone->first = run->first;
+	clone->last = run->last;
 	bio->bi_iter = *iter;
-	bio->bi_iter.bi_sector = sector;
+	bio->bi_iter.bi_sector = run->sector;
 	bio->bi_iter.bi_size = len;
 	bio->bi_end_io = image_clone_endio;
 	atomic_inc(&io->parts);
@@ -256,78 +268,65 @@ static unsigned long chunk_at(struct diff_area *area,
 }
 
 /*
- * Start the read at @iter if it needs no waiting: a run of uncopied chunks
- * from the original, or a run of stored chunks from a storage block device.
- * Return: true if started (@iter advanced).
+ * Find the read at @iter that needs no waiting: a run of uncopied chunks
+ * from the original (pinned), or a run of stored chunks from a storage
+ * block device. Return its length in bytes (0 if none) and fill @run.
  */
-static bool image_read_nowait(struct image_io *io, struct bvec_iter *iter)
+static size_t image_run_nowait(struct image *image,
+			       const struct bvec_iter *iter,
+			       struct image_run *run)
 {
-	struct image *image = io->image;
 	struct diff_area *area = image->area;
-	unsigned long n, first, last;
 	size_t offset, len;
 	sector_t stored;
+	unsigned long n;
 
-	len = pin_original_run(area, iter, &first, &last);
+	len = pin_original_run(area, iter, &run->first, &run->last);
 	if (len) {
-		image_read_clone(io, area->bdev, iter->bi_sector, iter, len,
-				 first, last);
-		return true;
+		run->bdev = area->bdev;
+		run->sector = iter->bi_sector;
+		return len;
 	}
 	n = chunk_at(area, iter, &offset, &len);
 	if (!image->storage_bdev || !diff_area_chunk_stored(area, n, &stored))
+		return 0;
+	run->bdev = image->storage_bdev;
+	run->sector = stored + (offset >> SECTOR_SHIFT);
+	run->first = 1;
+	run->last = 0;
+	return stored_run(area, iter, n, len, stored);
+}
+
+/* Start the read at @iter if it needs no waiting; true if started. */
+static bool image_read_nowait(struct image_io *io, struct bvec_iter *iter)
+{
+	struct image_run run;
+	size_t len = image_run_nowait(io->image, iter, &run);
+
+	if (!len)
 		return false;
-	image_read_clone(io, image->storage_bdev,
-			 stored + (offset >> SECTOR_SHIFT), iter,
-			 stored_run(area, iter, n, len, stored), 1, 0);
+	image_read_clone(io, &run, iter, len);
 	return true;
 }
 
-/*
- * Serve read @bio with one clone if one device holds all of it in one
- * piece: the original (no chunk copied) or the storage block device.
- * Return: true if the clone is on its way.
- */
-static bool image_read_whole(struct image *image, struct bio *bio)
+/* Serve read @bio, all of which @run holds, with one clone. */
+static void image_read_whole(struct image *image, struct bio *bio,
+			     const struct image_run *run)
 {
-	struct diff_area *area = image->area;
-	struct bvec_iter *iter = &bio->bi_iter;
-	struct block_device *bdev = area->bdev;
-	sector_t sector = iter->bi_sector, stored;
-	unsigned long n, first, last;
 	struct image_clone *clone;
 	struct bio *to;
-	size_t offset, len;
 
-	len = pin_original_run(area, iter, &first, &last);
-	if (len && len < iter->bi_size) {
-		/* Some chunks are copied: image_io_submit() sorts it out. */
-		diff_area_unpin_original(area, first, last);
-		return false;
-	}
-	if (!len) {
-		n = chunk_at(area, iter, &offset, &len);
-		if (!image->storage_bdev ||
-		    !diff_area_chunk_stored(area, n, &stored) ||
-		    stored_run(area, iter, n, len, stored) < iter->bi_size)
-			return false;
-		bdev = image->storage_bdev;
-		sector = stored + (offset >> SECTOR_SHIFT);
-		first = 1;
-		last = 0;
-	}
 	/* From a bio_set with GFP_NOIO: waits, never fails. */
-	to = bio_alloc_clone(bdev, bio, GFP_NOIO, &image_bio_set);
+	to = bio_alloc_clone(run->bdev, bio, GFP_NOIO, &image_bio_set);
 	clone = container_of(to, struct image_clone, bio);
 	clone->image = image;
-	clone->first = first;
-	clone->last = last;
-	to->bi_iter.bi_sector = sector;
+	clone->first = run->first;
+	clone->last = run->last;
+	to->bi_iter.bi_sector = run->sector;
 	to->bi_private = bio;
 	to->bi_end_io = image_whole_endio;
 	atomic_inc(&image->inflight);
 	submit_bio_noacct(to);
-	return true;
 }
 
 static void image_io_fn(struct work_struct *work)
@@ -375,7 +374,9 @@ static void image_io_fn(struct work_struct *work)
 void image_io_submit(struct image *image, struct bio *bio)
 {
 	struct diff_area *area = image->area;
+	struct image_run run;
 	struct image_io *io;
+	size_t len = 0;
 
 	/* Nothing is cached here: a flush has nothing to do. */
 	if (!bio_sectors(bio)) {
@@ -391,10 +392,17 @@ void image_io_submit(struct image *image, struct bio *bio)
 		bio_io_error(bio);
 		return;
 	}
-	if (bio_op(bio) == REQ_OP_READ && image_read_whole(image, bio))
-		return;
+	if (bio_op(bio) == REQ_OP_READ) {
+		len = image_run_nowait(image, &bio->bi_iter, &run);
+		if (len == bio->bi_iter.bi_size) {
+			image_read_whole(image, bio, &run);
+			return;
+		}
+	}
 	io = kmalloc(sizeof(*io), GFP_NOIO);
 	if (!io) {
+		if (len)
+			diff_area_unpin_original(area, run.first, run.last);
 		bio_io_error(bio);
 		return;
 	}
@@ -405,9 +413,11 @@ void image_io_submit(struct image *image, struct bio *bio)
 	atomic_inc(&image->inflight);
 	io->iter = bio->bi_iter;
 	/* Reads start here what needs no waiting; a worker does the rest. */
-	if (bio_op(bio) == REQ_OP_READ)
+	if (len) {
+		image_read_clone(io, &run, &io->iter, len);
 		while (io->iter.bi_size && image_read_nowait(io, &io->iter))
 			;
+	}
 	if (!io->iter.bi_size) {
 		image_io_put(io);
 		return;

@@ -358,6 +358,26 @@ void snapshot_destroy_all(void)
 	}
 }
 
+/*
+ * The end of a listing built under snapshots_mutex and released: copy the
+ * @n elements of @size bytes in @buf to @to if it has room for them (in
+ * *@count, which receives @n), and free @buf. A NULL @to asks for the
+ * number only. Return: 0, -ENODATA or -EFAULT.
+ */
+static int list_to_user(void __user *to, void *buf, size_t size,
+			unsigned int n, unsigned int *count)
+{
+	int ret = 0;
+
+	if (to && n > *count)
+		ret = -ENODATA;
+	else if (to && n && copy_to_user(to, buf, n * size))
+		ret = -EFAULT;
+	kfree(buf);
+	*count = n;
+	return ret;
+}
+
 /**
  * snapshot_collect() - list the snapshots' identifiers.
  * @count: in: room in @ids; out: number of snapshots.
@@ -373,7 +393,6 @@ int snapshot_collect(unsigned int *count, struct blksnap_uuid __user *ids)
 	struct blksnap_uuid *buf = NULL;
 	unsigned int room = 0, n;
 	struct snapshot *s;
-	int ret = 0;
 
 	for (;;) {
 		mutex_lock(&snapshots_mutex);
@@ -396,13 +415,7 @@ int snapshot_collect(unsigned int *count, struct blksnap_uuid __user *ids)
 			memcpy(buf[n++].b, s->id.b, UUID_SIZE);
 	}
 	mutex_unlock(&snapshots_mutex);
-	if (n > *count)
-		ret = -ENODATA;
-	else if (n && copy_to_user(ids, buf, n * sizeof(*buf)))
-		ret = -EFAULT;
-	kfree(buf);
-	*count = n;
-	return ret;
+	return list_to_user(ids, buf, sizeof(*buf), n, count);
 }
 
 /**
@@ -482,7 +495,6 @@ int snapshot_devices(const uuid_t *id, unsigned int *count,
 	struct snapshot_dev *sd;
 	unsigned int room = 0, n;
 	struct snapshot *s;
-	int ret = 0;
 
 	for (;;) {
 		mutex_lock(&snapshots_mutex);
@@ -514,13 +526,5 @@ int snapshot_devices(const uuid_t *id, unsigned int *count,
 		}
 	}
 	mutex_unlock(&snapshots_mutex);
-	if (!devs)
-		ret = 0;
-	else if (n > *count)
-		ret = -ENODATA;
-	else if (n && copy_to_user(devs, buf, n * sizeof(*buf)))
-		ret = -EFAULT;
-	kfree(buf);
-	*count = n;
-	return ret;
+	return list_to_user(devs, buf, sizeof(*buf), n, count);
 }
