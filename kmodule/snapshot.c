@@ -361,17 +361,17 @@ void snapshot_destroy_all(void)
 /*
  * The end of a listing built under snapshots_mutex and released: copy the
  * @n elements of @size bytes in @buf to @to if it has room for them (in
- * *@count, which receives @n), and free @buf. A NULL @to asks for the
- * number only. Return: 0, -ENODATA or -EFAULT.
+ * *@count, which receives @n), and free @buf.
+ * Return: 0, -ENODATA (no room, whatever @to is) or -EFAULT.
  */
 static int list_to_user(void __user *to, void *buf, size_t size,
 			unsigned int n, unsigned int *count)
 {
 	int ret = 0;
 
-	if (to && n > *count)
+	if (n > *count)
 		ret = -ENODATA;
-	else if (to && n && copy_to_user(to, buf, n * size))
+	else if (n && copy_to_user(to, buf, n * size))
 		ret = -EFAULT;
 	kfree(buf);
 	*count = n;
@@ -526,5 +526,10 @@ int snapshot_devices(const uuid_t *id, unsigned int *count,
 		}
 	}
 	mutex_unlock(&snapshots_mutex);
+	if (!devs) {
+		/* The number only; nothing was allocated. */
+		*count = n;
+		return 0;
+	}
 	return list_to_user(devs, buf, sizeof(*buf), n, count);
 }

@@ -449,6 +449,10 @@ int cmd_devices(Device& d, const char* dir) {
     };
     blksnap_uuid ids[8] = {};
     blksnap_snapshot_collect c{};
+    // The first call of the protocol, as the CLI makes it: no array, count 0.
+    expect("collect, NULL array, count 0: ENODATA", collect(c), {-ENODATA});
+    expect("collect, NULL array, count 0: the count needed", c.count >= 1 ? 0 : -1, {0});
+    c.count = 0;
     c.ids = reinterpret_cast<uintptr_t>(ids);
     expect("collect, count 0: ENODATA", collect(c), {-ENODATA});
     const unsigned needed = c.count;
