@@ -199,6 +199,39 @@ void ImageStream::drop_stale() {
     epoch_seen_ = now;
 }
 
+int ImageStream::ready_chunk(std::uint64_t index, bool sequential, Slot*& out) {
+    Slot* s = ensure(index);
+    while (!s) { // every slot is busy: let one finish
+        if (int ret = wait_one(); ret < 0)
+            return ret;
+        s = ensure(index);
+    }
+    if (sequential)
+        prefetch(index + 1);
+    if (int ret = wait_ready(*s); ret < 0) {
+        s->state = Slot::State::empty; // try again next time
+        // A failed image (corrupted: ENOSPC, destroyed: ENXIO...) reads as
+        // an I/O error, as any failed read does.
+        return ret == -ENOMEM || ret == -EINTR ? ret : -EIO;
+    }
+    // Move it to the back of the LRU list: most recently used.
+    lru_.erase(lru_.iterator_to(*s));
+    lru_.push_back(*s);
+    out = s;
+    return 0;
+}
+
+// Reads of a sequential reader may arrive a little out of order.
+bool ImageStream::sequential(std::uint64_t offset) const {
+    return offset == 0 || (offset + options_.chunk >= next_expected_ &&
+                           offset <= next_expected_ + 2ull * options_.chunk);
+}
+
+void ImageStream::note_read(std::uint64_t offset, std::uint64_t length, bool sequential) {
+    next_expected_ =
+        (offset == 0 || !sequential) ? offset + length : std::max(next_expected_, offset + length);
+}
+
 long ImageStream::read(std::span<std::byte> out, std::uint64_t offset) {
     std::lock_guard lock(mutex_);
     const std::uint64_t length = clamp_length(offset, out.size(), size_);
@@ -207,37 +240,45 @@ long ImageStream::read(std::span<std::byte> out, std::uint64_t offset) {
     try {
         drop_stale();
         const ChunkSpan span = chunks_covering(offset, length, options_.chunk);
-        // Reads of a sequential reader may arrive a little out of order.
-        const bool sequential = offset == 0 || (offset + options_.chunk >= next_expected_ &&
-                                                offset <= next_expected_ + 2ull * options_.chunk);
+        const bool seq = sequential(offset);
         std::uint64_t copied = 0;
         for (std::uint64_t i = span.first; i <= span.last; ++i) {
-            Slot* s = ensure(i);
-            while (!s) { // every slot is busy: let one finish
-                if (int ret = wait_one(); ret < 0)
-                    return ret;
-                s = ensure(i);
-            }
-            if (sequential)
-                prefetch(i + 1);
-            if (int ret = wait_ready(*s); ret < 0) {
-                s->state = Slot::State::empty; // try again next time
-                // A failed image (corrupted: ENOSPC, destroyed: ENXIO...)
-                // reads as an I/O error, as any failed read does.
-                return ret == -ENOMEM || ret == -EINTR ? ret : -EIO;
-            }
-            // Move it to the back of the LRU list: most recently used.
-            lru_.erase(lru_.iterator_to(*s));
-            lru_.push_back(*s);
+            Slot* s = nullptr;
+            if (int ret = ready_chunk(i, seq, s); ret < 0)
+                return ret;
             const std::uint64_t from = std::max(offset, s->offset);
             const std::uint64_t to = std::min(offset + length, s->offset + s->length);
             std::memcpy(out.data() + (from - offset), s->buffer.get() + (from - s->offset),
                         to - from);
             copied += to - from;
         }
-        next_expected_ = (offset == 0 || !sequential) ? offset + length
-                                                      : std::max(next_expected_, offset + length);
+        note_read(offset, length, seq);
         return static_cast<long>(copied);
+    } catch (const blksnap::Error& e) {
+        return -e.code();
+    }
+}
+
+long ImageStream::take_chunk(std::uint64_t offset, std::size_t size, Buffer& out) {
+    out.reset();
+    std::lock_guard lock(mutex_);
+    const std::uint64_t length = clamp_length(offset, size, size_);
+    const std::uint64_t index = offset / options_.chunk;
+    const ChunkRange r = chunk_range(index, options_.chunk, size_, alignment_);
+    if (length == 0 || offset != r.offset || length != std::min(r.length, size_ - r.offset))
+        return 0;
+    try {
+        drop_stale();
+        const bool seq = sequential(offset);
+        Slot* s = nullptr;
+        if (int ret = ready_chunk(index, seq, s); ret < 0)
+            return ret;
+        out = std::move(s->buffer); // the next read into this slot allocates anew
+        s->state = Slot::State::empty;
+        lru_.erase(lru_.iterator_to(*s));
+        lru_.push_front(*s); // the first to reuse
+        note_read(offset, length, seq);
+        return static_cast<long>(length);
     } catch (const blksnap::Error& e) {
         return -e.code();
     }

@@ -30,6 +30,12 @@ struct StreamOptions {
 
 class ImageStream {
 public:
+    struct FreeDeleter {
+        void operator()(std::byte* p) const noexcept;
+    };
+    // A buffer from malloc or aligned_alloc: what libfuse frees with free().
+    using Buffer = std::unique_ptr<std::byte[], FreeDeleter>;
+
     // Opens the image device PATH of SIZE bytes. Throws blksnap::Error.
     ImageStream(const std::string& path, std::uint64_t size, StreamOptions options = {});
     ~ImageStream();
@@ -38,6 +44,12 @@ public:
 
     // Bytes read into OUT from OFFSET (short only at the end), or -errno.
     long read(std::span<std::byte> out, std::uint64_t offset);
+    // A read of SIZE bytes at OFFSET that is exactly one whole chunk (cut at
+    // the end of the image) takes that chunk's buffer: OUT receives it, the
+    // reply needs no copy, and the chunk is read again if asked for again.
+    // Returns the bytes OUT holds; 0 with OUT empty for any other read (use
+    // read()); or -errno.
+    long take_chunk(std::uint64_t offset, std::size_t size, Buffer& out);
     // Bytes written from DATA at OFFSET, or -errno (-EROFS when not writable).
     long write(std::span<const std::byte> data, std::uint64_t offset);
     // fdatasync of what write() wrote; 0 or -errno.
@@ -46,13 +58,10 @@ public:
     std::uint64_t size() const { return size_; }
 
 private:
-    struct FreeDeleter {
-        void operator()(std::byte* p) const noexcept;
-    };
     // One chunk buffer: idle slots sit in the LRU list.
     struct Slot : boost::intrusive::list_base_hook<> {
         enum class State { empty, in_flight, ready, failed };
-        std::unique_ptr<std::byte[], FreeDeleter> buffer;
+        Buffer buffer;
         State state = State::empty;
         std::uint64_t index = 0;  // chunk number
         std::uint64_t offset = 0; // device offset of the chunk
@@ -71,6 +80,11 @@ private:
     void submit_tail(Slot& slot); // the rest of a short read
     int wait_one();               // reaps one completion; 0 or -errno
     int wait_ready(Slot& slot);   // 0 or the slot's -errno
+    // Chunk INDEX read and ready in OUT, most recently used; read-ahead after
+    // it when SEQUENTIAL. 0 or -errno.
+    int ready_chunk(std::uint64_t index, bool sequential, Slot*& out);
+    bool sequential(std::uint64_t offset) const;
+    void note_read(std::uint64_t offset, std::uint64_t length, bool sequential);
     void prefetch(std::uint64_t from);
     void drop_stale();
 

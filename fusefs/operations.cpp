@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <memory>
 #include <sys/stat.h>
 
 namespace blksnapfs {
@@ -214,28 +216,62 @@ int read_events(Handle& h, char* buf, size_t size) {
     return static_cast<int>(n);
 }
 
-int op_read(const char*, char* buf, size_t size, off_t offset, fuse_file_info* fi) {
+// Bytes of H read into BUF (SIZE bytes) from OFFSET, or -errno.
+long read_copy(Handle& h, char* buf, size_t size, off_t offset) {
+    switch (h.kind) {
+    case Handle::Kind::image:
+        return h.image->read(std::span(reinterpret_cast<std::byte*>(buf), size), offset);
+    case Handle::Kind::cbt_map:
+        return read_cbt_map(h, buf, size, offset);
+    case Handle::Kind::info: {
+        if (static_cast<std::uint64_t>(offset) >= h.text.size())
+            return 0;
+        const size_t n = std::min(size, h.text.size() - offset);
+        std::memcpy(buf, h.text.data() + offset, n);
+        return static_cast<long>(n);
+    }
+    case Handle::Kind::events:
+        return read_events(h, buf, size);
+    }
+    return -EIO;
+}
+
+struct FreeBufvec {
+    void operator()(fuse_bufvec* v) const noexcept { std::free(v); }
+};
+
+// Reads reply from a buffer libfuse frees: a whole chunk of image.raw is
+// the chunk's own buffer, read from the image device (no copy here; the
+// kernel copies it once, into the reader's pages). Other reads are copied
+// into a new buffer.
+int op_read_buf(const char*, fuse_bufvec** bufp, size_t size, off_t offset, fuse_file_info* fi) {
     return guarded([&] {
         Handle* h = daemon().handles.find(fi->fh);
         if (!h)
             return -EBADF;
-        switch (h->kind) {
-        case Handle::Kind::image:
-            return static_cast<int>(
-                h->image->read(std::span(reinterpret_cast<std::byte*>(buf), size), offset));
-        case Handle::Kind::cbt_map:
-            return read_cbt_map(*h, buf, size, offset);
-        case Handle::Kind::info: {
-            if (static_cast<std::uint64_t>(offset) >= h->text.size())
-                return 0;
-            const size_t n = std::min(size, h->text.size() - offset);
-            std::memcpy(buf, h->text.data() + offset, n);
+        std::unique_ptr<fuse_bufvec, FreeBufvec> vec(
+            static_cast<fuse_bufvec*>(std::malloc(sizeof(fuse_bufvec))));
+        if (!vec)
+            return -ENOMEM;
+        ImageStream::Buffer data;
+        long n = 0;
+        if (h->kind == Handle::Kind::image)
+            n = h->image->take_chunk(offset, size, data);
+        if (!data && n >= 0) {
+            data.reset(static_cast<std::byte*>(std::malloc(std::max<size_t>(size, 1))));
+            if (!data)
+                return -ENOMEM;
+            n = read_copy(*h, reinterpret_cast<char*>(data.get()), size, offset);
+        }
+        if (n < 0)
             return static_cast<int>(n);
-        }
-        case Handle::Kind::events:
-            return read_events(*h, buf, size);
-        }
-        return -EIO;
+        *vec = fuse_bufvec{};
+        vec->count = 1;
+        vec->buf[0].size = static_cast<size_t>(n);
+        vec->buf[0].mem = data.release();
+        vec->buf[0].fd = -1;
+        *bufp = vec.release();
+        return 0;
     });
 }
 
@@ -290,7 +326,7 @@ fuse_operations make_operations() {
     ops.getattr = op_getattr;
     ops.readdir = op_readdir;
     ops.open = op_open;
-    ops.read = op_read;
+    ops.read_buf = op_read_buf;
     ops.write = op_write;
     ops.truncate = op_truncate;
     ops.flush = op_flush;

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -319,6 +320,47 @@ TEST(FusefsImageStream, ReadsAnyOffsetAndLength) {
         ASSERT_EQ(static_cast<std::uint64_t>(n), std::min<std::uint64_t>(len, size - o));
         ASSERT_EQ(std::memcmp(buf.data(), img.data.data() + o, n), 0) << o;
     }
+}
+
+TEST(FusefsImageStream, HandsOverWholeChunks) {
+    const std::size_t chunk = 1u << 20;
+    const std::size_t size = 3 * chunk + 4096; // the last chunk is short
+    TempImage img(size);
+    ImageStream stream(img.path, size, StreamOptions{.chunk = chunk, .depth = 3});
+    ImageStream::Buffer buf;
+    // Whole chunks, in order, all kept: the stream never writes into a
+    // buffer it gave away (its later reads and read-ahead go elsewhere).
+    std::vector<std::pair<std::uint64_t, ImageStream::Buffer>> taken;
+    for (std::uint64_t off = 0; off < size; off += chunk) {
+        const long n = stream.take_chunk(off, chunk, buf);
+        ASSERT_EQ(static_cast<std::uint64_t>(n), std::min<std::uint64_t>(chunk, size - off));
+        ASSERT_TRUE(buf);
+        taken.emplace_back(n, std::move(buf));
+    }
+    for (std::size_t i = 0; i < taken.size(); ++i)
+        EXPECT_EQ(std::memcmp(taken[i].second.get(), img.data.data() + i * chunk, taken[i].first),
+                  0)
+            << i;
+    // The same chunk twice: read again, not a buffer already given away.
+    ASSERT_EQ(stream.take_chunk(chunk, chunk, buf), static_cast<long>(chunk));
+    ImageStream::Buffer again;
+    ASSERT_EQ(stream.take_chunk(chunk, chunk, again), static_cast<long>(chunk));
+    EXPECT_NE(buf.get(), again.get());
+    EXPECT_EQ(std::memcmp(again.get(), img.data.data() + chunk, chunk), 0);
+    // And read() still finds it.
+    std::vector<std::byte> copy(chunk);
+    ASSERT_EQ(stream.read(copy, chunk), static_cast<long>(chunk));
+    EXPECT_EQ(std::memcmp(copy.data(), img.data.data() + chunk, chunk), 0);
+    // Anything but a whole chunk is left to read(): not aligned, too short,
+    // longer than a chunk, past the end.
+    EXPECT_EQ(stream.take_chunk(4096, chunk, buf), 0);
+    EXPECT_FALSE(buf);
+    EXPECT_EQ(stream.take_chunk(0, chunk - 1, buf), 0);
+    EXPECT_FALSE(buf);
+    EXPECT_EQ(stream.take_chunk(0, 2 * chunk, buf), 0);
+    EXPECT_FALSE(buf);
+    EXPECT_EQ(stream.take_chunk(4 * chunk, chunk, buf), 0);
+    EXPECT_FALSE(buf);
 }
 
 TEST(FusefsImageStream, ReadOnlyUnlessWritable) {
