@@ -2,12 +2,14 @@
 #   make demo    install what is missing, build, show the main job in a guest
 #   make check   install what is missing, build, run every test
 # KERNELS narrows the guest kernels: make check KERNELS=stock-6.12
+# make soak runs tests/stress/soak.sh for SOAK_SECS on each of KERNELS.
 
 KERNELS ?= stock-6.1 stock-6.12 blkfilter-6.12
+SOAK_SECS ?= 300
 BUILD   := build
 MESON   := $(BUILD)/meson
 
-.PHONY: all deps userspace kernels kmod unit check demo bench lint clean
+.PHONY: all deps userspace kernels kmod unit check demo bench soak lint clean
 
 all: userspace kmod
 
@@ -38,6 +40,12 @@ demo: userspace
 bench: userspace
 	@$(MAKE) -s kmod KERNELS=stock-6.12
 	@bench/run
+
+soak: userspace kmod
+	@for k in $(KERNELS); do \
+		tests/vm/run $$k --disks 3 --timeout $$(($(SOAK_SECS) + 900)) \
+			--env SOAK_SECS=$(SOAK_SECS) -- tests/stress/soak.sh || exit 1; \
+	done
 
 lint: kernels
 	@scripts/lint.sh
