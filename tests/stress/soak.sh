@@ -38,6 +38,9 @@ piece() { # file skip count
 	dd if="$1" bs=1M skip="$2" count="$3" "${flag[@]}" status=none | xxhsum -H64 - | cut -d' ' -f1
 }
 
+# Has the snapshot of $d1 ended corrupted for want of storage?
+overflowed() { [ "$(blksnap snapshot_info -d "$d1" -f error_code)" = -28 ]; }
+
 end=$((SECONDS + secs))
 i=0 cut=0 whole=0
 while [ $SECONDS -lt $end ]; do
@@ -54,8 +57,7 @@ while [ $SECONDS -lt $end ]; do
 	if [ $tight = 1 ]; then
 		# More old data than 6 MiB holds.
 		dd if=/dev/zero of="$d1" bs=1M count=32 seek=$((RANDOM % (mb - 32))) oflag=direct status=none
-		wait_until test "$(blksnap snapshot_info -d "$d1" -f error_code)" = -28 ||
-			fail "cycle $i: a 6M snapshot did not overflow"
+		wait_until overflowed || fail "cycle $i: a 6M snapshot did not overflow"
 	else
 		skip=$((RANDOM % (mb - 32)))
 		expect_eq "cycle $i: image.raw and image device agree" \
