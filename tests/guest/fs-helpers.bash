@@ -4,10 +4,14 @@ snap=/snap
 # A failing test leaves no mount behind (the module could not be unloaded).
 trap 'mountpoint -q "$snap" && fusermount3 -u -z "$snap"; true' EXIT
 
-# xxh64 of a file or device, read in 1 MiB pieces (O_DIRECT for devices).
-xsum() {
-	if [ -b "$1" ]; then
-		dd if="$1" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1
+# xxh64 of a file or device, read in 1 MiB pieces (O_DIRECT for devices);
+# with SKIP and COUNT, of COUNT MiB from MiB SKIP only.
+xsum() { # file [skip count]
+	if [ -b "$1" ] || [ $# -eq 3 ]; then
+		local args=()
+		[ -b "$1" ] && args+=(iflag=direct)
+		[ $# -eq 3 ] && args+=(skip="$2" count="$3")
+		dd if="$1" bs=1M "${args[@]}" status=none | xxhsum -H64 - | cut -d' ' -f1
 	else
 		xxhsum -H64 - <"$1" | cut -d' ' -f1
 	fi

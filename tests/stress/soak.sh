@@ -31,13 +31,6 @@ w2=$!
 trap 'kill $w1 $w2 2>/dev/null || true; mountpoint -q "$snap" && fusermount3 -u -z "$snap"; true' EXIT
 fs_start
 
-# A piece of FILE as xxh64: COUNT MiB from MiB SKIP (O_DIRECT for devices).
-piece() { # file skip count
-	local flag=()
-	[ -b "$1" ] && flag=(iflag=direct)
-	dd if="$1" bs=1M skip="$2" count="$3" "${flag[@]}" status=none | xxhsum -H64 - | cut -d' ' -f1
-}
-
 # Has the snapshot of $d1 ended corrupted for want of storage?
 overflowed() { [ "$(blksnap snapshot_info -d "$d1" -f error_code)" = -28 ]; }
 
@@ -61,7 +54,7 @@ while [ $SECONDS -lt $end ]; do
 	else
 		skip=$((RANDOM % (mb - 32)))
 		expect_eq "cycle $i: image.raw and image device agree" \
-			"$(piece "$raw1" "$skip" 32)" "$(piece "$image1" "$skip" 32)"
+			"$(xsum "$raw1" "$skip" 32)" "$(xsum "$image1" "$skip" 32)"
 	fi
 	# Readers the destroy cuts short: any end but a hang will do.
 	pids=()
