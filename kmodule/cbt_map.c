@@ -38,6 +38,7 @@ struct cbt_map *cbt_map_create(sector_t capacity)
 	if (!map)
 		return ERR_PTR(-ENOMEM);
 	spin_lock_init(&map->lock);
+	mutex_init(&map->update_lock);
 	map->capacity = capacity;
 	map->blk_shift = cbt_block_shift(capacity);
 	count = DIV_ROUND_UP_ULL((u64)capacity << SECTOR_SHIFT,
@@ -126,11 +127,13 @@ void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count)
 
 	if (!cbt_blocks(map, sector, count, &first, &last))
 		return;
+	mutex_lock(&map->update_lock);
 	spin_lock_irqsave(&map->lock, flags);
 	memset(map->write_map + first, map->active, last - first);
 	if (map->held)
 		memset(map->read_map + first, map->previous, last - first);
 	spin_unlock_irqrestore(&map->lock, flags);
+	mutex_unlock(&map->update_lock);
 }
 
 /**
@@ -139,22 +142,31 @@ void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count)
  *
  * The active copy becomes the readable one and a new number starts. After
  * 255 takes the generation ends: a new identifier, and an empty map.
+ *
+ * Context: process context; the I/O path marks nothing meanwhile (the
+ * device's tracker is gated and idle), so the maps are copied with
+ * interrupts enabled.
  */
 void cbt_map_switch(struct cbt_map *map)
 {
 	unsigned long flags;
+	u8 active;
 
-	spin_lock_irqsave(&map->lock, flags);
-	if (map->active == U8_MAX) {
-		uuid_gen(&map->generation_id);
+	mutex_lock(&map->update_lock);
+	active = map->active;
+	if (active == U8_MAX) {
 		memset(map->write_map, 0, map->blk_count);
-		WRITE_ONCE(map->active, 1);
+		active = 1;
 	}
 	memcpy(map->read_map, map->write_map, map->blk_count);
-	map->previous = map->active;
-	WRITE_ONCE(map->active, map->active + 1);
+	spin_lock_irqsave(&map->lock, flags);
+	if (map->active == U8_MAX)
+		uuid_gen(&map->generation_id);
+	map->previous = active;
+	WRITE_ONCE(map->active, active + 1);
 	map->held = true;
 	spin_unlock_irqrestore(&map->lock, flags);
+	mutex_unlock(&map->update_lock);
 }
 
 /**
@@ -204,7 +216,6 @@ void cbt_map_info(struct cbt_map *map, struct blksnap_cbtinfo *info)
 long cbt_map_read_to_user(struct cbt_map *map, u32 offset, u32 length,
 			  u8 __user *ubuf)
 {
-	unsigned long flags;
 	long copied = 0;
 	u8 *bounce;
 
@@ -217,15 +228,17 @@ long cbt_map_read_to_user(struct cbt_map *map, u32 offset, u32 length,
 	while (copied < length) {
 		size_t n = min_t(size_t, PAGE_SIZE, length - copied);
 
-		spin_lock_irqsave(&map->lock, flags);
+		/* No fault with the lock held: the bounce page in between. */
+		mutex_lock(&map->update_lock);
 		memcpy(bounce, (map->held ? map->read_map : map->write_map) +
 				       offset + copied, n);
-		spin_unlock_irqrestore(&map->lock, flags);
+		mutex_unlock(&map->update_lock);
 		if (copy_to_user(ubuf + copied, bounce, n)) {
 			copied = -EFAULT;
 			break;
 		}
 		copied += n;
+		cond_resched();
 	}
 	kfree(bounce);
 	return copied;

@@ -3,6 +3,7 @@
 #define __BLKSNAP_CBT_MAP_H
 
 #include <linux/blkdev.h>
+#include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/uuid.h>
 
@@ -10,7 +11,10 @@ struct blksnap_cbtinfo;
 
 /**
  * struct cbt_map - the change map of one block device.
- * @lock:          protects the maps and the numbers.
+ * @lock:          orders marks from the I/O path with the numbers; taken
+ *                 in any context, for O(1) work only.
+ * @update_lock:   serialises the switch, user marks and readers, which
+ *                 copy whole maps (sleeps).
  * @blk_shift:     tracking block size, as a power of two in bytes.
  * @blk_count:     number of tracking blocks (bytes in each map).
  * @capacity:      device size in sectors when the map was made.
@@ -27,6 +31,7 @@ struct blksnap_cbtinfo;
  */
 struct cbt_map {
 	spinlock_t lock; /* see @lock above */
+	struct mutex update_lock; /* see @update_lock above */
 	unsigned int blk_shift;
 	unsigned long blk_count;
 	sector_t capacity;

@@ -193,6 +193,15 @@ static long ctl_unlocked_ioctl(struct file *filp, unsigned int cmd,
 	void __user *uarg = (void __user *)arg;
 
 	switch (cmd) {
+	case IOCTL_BLKSNAP_SNAPSHOT_TAKE:
+	case IOCTL_BLKSNAP_FILTER_ATTACH:
+	case IOCTL_BLKSNAP_FILTER_DETACH:
+	case IOCTL_BLKSNAP_FILTER_CTL:
+		/* Trackers of partitions deleted meanwhile go first. */
+		hook_ftrace_purge();
+		break;
+	}
+	switch (cmd) {
 	case IOCTL_BLKSNAP_VERSION:
 		return ioctl_version(uarg);
 	case IOCTL_BLKSNAP_SNAPSHOT_CREATE:
@@ -222,6 +231,7 @@ static long ctl_unlocked_ioctl(struct file *filp, unsigned int cmd,
 static ssize_t attached_show(struct device *dev, struct device_attribute *attr,
 			     char *buf)
 {
+	hook_ftrace_purge();
 	return tracker_list(buf, PAGE_SIZE);
 }
 static DEVICE_ATTR_RO(attached);

@@ -16,6 +16,7 @@ int hook_ftrace_init(void);
 void hook_ftrace_done(void);
 int hook_ftrace_attach(dev_t dev_id);
 int hook_ftrace_detach(dev_t dev_id);
+void hook_ftrace_purge(void);
 
 #ifdef BLKSNAP_HAVE_BLKFILTER
 int hook_blkfilter_init(void);

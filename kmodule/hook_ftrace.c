@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Interception on stock kernels: ftrace redirects three exported block layer
+ * Interception on stock kernels: ftrace redirects four exported block layer
  * functions to blksnap's wrappers, the way livepatch replaces functions.
  *
  *  submit_bio_noacct()  every bio. The ftrace handler looks the device up
- *                       without a lock and marks a write to a tracked
- *                       device in its change map; only while a snapshot
- *                       is held does such a write leave the original
- *                       function, for copy-on-write. Other bios never do.
+ *                       without a lock, counts a write to a tracked device
+ *                       until it completes and marks it in its change map;
+ *                       only while a snapshot is held (copy-on-write) or
+ *                       being taken (the gate) does such a write leave the
+ *                       original function. Other bios never do.
  *  del_gendisk()        a removed disk loses its trackers.
  *  bdev_disk_changed()  a partition rescan drops the partitions' trackers.
+ *  disk_force_media_change()  a new medium (a loop device's backing file
+ *                       cleared or changed) loses every tracker of the disk.
  *
  * A call made from this module's own code is never redirected: that is how
  * a wrapper reaches the original function, and how bios the module submits
@@ -63,10 +66,11 @@ struct hook {
 };
 
 /*
- * A write to a tracked device is marked in its change map right here, in
- * the handler; only a write that must wait for copy-on-write leaves
- * submit_bio_noacct(). Tracking alone, or a rewrite of chunks already
- * saved, thus costs one lookup and lockless scans of the map and chunks.
+ * A write to a tracked device is counted and marked in its change map
+ * right here, in the handler; only a write that must wait (for copy-on-
+ * write, or for a take to switch the map) leaves submit_bio_noacct().
+ * Tracking alone, or a rewrite of chunks already saved, thus costs one
+ * lookup, a count and lockless scans of the map and chunks.
  */
 static bool notrace submit_bio_wanted(struct ftrace_regs *fregs)
 {
@@ -78,10 +82,8 @@ static bool notrace submit_bio_wanted(struct ftrace_regs *fregs)
 		return false;
 	rcu_read_lock();
 	tracker = tracker_find_by_bio(bio);
-	if (tracker) {
-		tracker_mark_bio(tracker, bio);
-		wanted = tracker_wants_cow(tracker, bio);
-	}
+	if (tracker)
+		wanted = tracker_admit_bio(tracker, bio) != TRACKER_PASS;
 	rcu_read_unlock();
 	return wanted;
 }
@@ -111,35 +113,45 @@ static void blksnap_submit_bio_noacct(struct bio *bio)
 	bool taken = false;
 
 	/*
-	 * The handler has marked the change map. The tracker is freed after
-	 * a grace period; copy-on-write does not sleep here.
+	 * The handler has counted and marked the write, or found the gate
+	 * closed. The tracker is freed after a grace period; nothing here
+	 * sleeps.
 	 */
 	rcu_read_lock();
 	tracker = tracker_find_by_bio(bio);
 	if (tracker)
-		taken = tracker_cow_bio(tracker, bio);
+		taken = tracker_take_bio(tracker, bio);
 	rcu_read_unlock();
 	if (!taken)
 		submit_bio_noacct(bio);
 	srcu_read_unlock(&hook_srcu, idx);
 }
 
-/* Detach the trackers of @disk whose device is gone. */
-static void detach_stale(struct gendisk *disk)
+/*
+ * Detach the trackers of @disk (NULL: of any disk) whose device is gone, or
+ * all of them.
+ */
+static void detach_disk(struct gendisk *disk, bool all, const char *why)
 {
 	struct tracker *tracker;
 	unsigned long index;
 
 	mutex_lock(&trackers_mutex);
 	xa_for_each(&trackers, index, tracker) {
-		if (tracker->bdev->bd_disk != disk || !tracker_is_stale(tracker))
+		if ((disk && tracker->bdev->bd_disk != disk) ||
+		    !(all || tracker_is_stale(tracker)))
 			continue;
-		pr_info("device %u:%u is gone, detached\n",
-			MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
+		pr_info("device %u:%u %s, detached\n", MAJOR(tracker->dev_id),
+			MINOR(tracker->dev_id), why);
 		tracker_unregister(tracker->dev_id);
 		tracker_detached(tracker);
 	}
 	mutex_unlock(&trackers_mutex);
+}
+
+static void detach_stale(struct gendisk *disk)
+{
+	detach_disk(disk, false, "is gone");
 }
 
 static void blksnap_del_gendisk(struct gendisk *disk)
@@ -162,6 +174,31 @@ static int blksnap_bdev_disk_changed(struct gendisk *disk, bool invalidate)
 	return ret;
 }
 
+/* What the trackers knew of the old medium no longer applies. */
+#ifdef BLKSNAP_HAVE_MEDIA_CHANGE_EVENTS
+static bool blksnap_disk_force_media_change(struct gendisk *disk,
+					    unsigned int events)
+{
+	int idx = srcu_read_lock(&hook_srcu);
+	bool changed;
+
+	changed = disk_force_media_change(disk, events);
+	if (changed)
+		detach_disk(disk, true, "changed its medium");
+	srcu_read_unlock(&hook_srcu, idx);
+	return changed;
+}
+#else
+static void blksnap_disk_force_media_change(struct gendisk *disk)
+{
+	int idx = srcu_read_lock(&hook_srcu);
+
+	disk_force_media_change(disk);
+	detach_disk(disk, true, "changed its medium");
+	srcu_read_unlock(&hook_srcu, idx);
+}
+#endif
+
 #define HOOK(fn, decide)                                               \
 	{                                                              \
 		.name = #fn, .orig = (unsigned long)fn,                \
@@ -172,6 +209,7 @@ static struct hook hooks[] = {
 	HOOK(submit_bio_noacct, submit_bio_wanted),
 	HOOK(del_gendisk, NULL),
 	HOOK(bdev_disk_changed, NULL),
+	HOOK(disk_force_media_change, NULL),
 };
 
 static int hook_register(struct hook *hook)
@@ -266,6 +304,19 @@ int hook_ftrace_detach(dev_t dev_id)
 }
 
 /**
+ * hook_ftrace_purge() - detach the trackers whose device is gone.
+ *
+ * A partition deleted with BLKPG goes without a call blksnap can redirect:
+ * its tracker is detached (a snapshot holding it corrupted) at the next
+ * control request or listing, where the patched kernel does it at once.
+ */
+void hook_ftrace_purge(void)
+{
+	if (hook_ftrace_active)
+		detach_disk(NULL, false, "is gone");
+}
+
+/**
  * hook_ftrace_init() - start intercepting.
  *
  * Return: 0 or a negative errno.
@@ -335,6 +386,10 @@ int hook_ftrace_attach(dev_t dev_id)
 int hook_ftrace_detach(dev_t dev_id)
 {
 	return -EOPNOTSUPP;
+}
+
+void hook_ftrace_purge(void)
+{
 }
 
 #endif

@@ -23,14 +23,16 @@
  * struct snapshot_dev - a device of a snapshot.
  * @link:    entry in &snapshot.devices.
  * @tracker: its tracker (a reference is held).
- * @area:    its copy-on-write state once taken.
+ * @area:    its copy-on-write state, made at the take.
  * @image:   its image once taken.
+ * @started: its change map was switched and copy-on-write started.
  */
 struct snapshot_dev {
 	struct list_head link;
 	struct tracker *tracker;
 	struct diff_area *area;
 	struct image *image;
+	bool started;
 };
 
 /**
@@ -146,7 +148,8 @@ int snapshot_create(unsigned int fd, sector_t limit, uuid_t *id)
  * @tracker: the device's tracker.
  *
  * Return: 0; -ENOENT (no such snapshot), -EBUSY (the device is in a
- * snapshot, or this one was taken), -EINVAL (the device holds the
+ * snapshot, or this one was taken, or it is a whole disk with
+ * partitions), -EINVAL (the device holds the
  * snapshot's difference storage).
  */
 int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
@@ -166,6 +169,8 @@ int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
 		ret = -EBUSY;
 	else if (s->ds->disk == tracker->bdev->bd_disk)
 		ret = -EINVAL;
+	else if (tracker_partitioned(tracker))
+		ret = -EBUSY;
 	if (ret) {
 		mutex_unlock(&snapshots_mutex);
 		kfree(sd);
@@ -179,32 +184,93 @@ int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
 	return 0;
 }
 
-/* Undo a take, or tear down a taken device at destroy. */
+/*
+ * Undo a take, or tear down a taken device at destroy. The image goes
+ * first, while copy-on-write still keeps its data: a read in flight ends
+ * with the data of the take or an error, never with newer data. Only this
+ * snapshot's copy-on-write is stopped: the tracker may have lost it to a
+ * detach already.
+ */
 static void snapshot_dev_release(struct snapshot_dev *sd)
 {
 	struct tracker *tracker = sd->tracker;
+	struct image *image = sd->image;
 
-	if (sd->area) {
-		tracker_stop_cow(tracker, 0);
-		if (sd->image)
-			image_free(sd->image);
-		diff_area_free(sd->area);
-		cbt_map_release(tracker->cbt_map);
-	}
+	/* snapshot_info() looks at the image under the mutex. */
+	mutex_lock(&snapshots_mutex);
 	sd->image = NULL;
+	mutex_unlock(&snapshots_mutex);
+	if (image)
+		image_free(image);
+	if (!sd->area)
+		return;
+	tracker_stop_cow(tracker, sd->area, 0);
+	if (sd->started)
+		cbt_map_release(tracker->cbt_map);
+	sd->started = false;
+	diff_area_free(sd->area);
 	sd->area = NULL;
+}
+
+/* Longest wait for the writes in flight at a take to complete. */
+#define SNAPSHOT_TAKE_IDLE_TIMEOUT (30 * HZ)
+
+/*
+ * The instant of the take, with the file systems frozen: close every
+ * device's gate, wait for the writes admitted before it to complete, then
+ * switch the change maps and start copy-on-write, and open the gates. A
+ * write is thus either complete before the switch (in the image, marked
+ * with the old number) or admitted after it (copied on write, marked with
+ * the new number), on every device at once.
+ */
+static int snapshot_switch(struct snapshot *s)
+{
+	struct snapshot_dev *sd;
+	int ret = 0;
+
+	list_for_each_entry(sd, &s->devices, link) {
+		ret = tracker_gate(sd->tracker);
+		if (ret)
+			goto open;
+	}
+	/* Writes that saw the gate open are counted now. */
+	synchronize_rcu();
+	list_for_each_entry(sd, &s->devices, link) {
+		ret = tracker_wait_idle(sd->tracker,
+					SNAPSHOT_TAKE_IDLE_TIMEOUT);
+		if (ret)
+			goto open;
+	}
+	list_for_each_entry(sd, &s->devices, link) {
+		if (tracker_partitioned(sd->tracker)) {
+			ret = -EBUSY;
+			goto open;
+		}
+	}
+	list_for_each_entry(sd, &s->devices, link) {
+		ret = tracker_start_cow(sd->tracker, sd->area);
+		if (ret)
+			goto open;
+		sd->started = true;
+	}
+open:
+	list_for_each_entry(sd, &s->devices, link)
+		tracker_ungate(sd->tracker);
+	return ret;
 }
 
 /**
  * snapshot_take() - take a snapshot: all its devices at one instant.
  * @id: the snapshot.
  *
- * The file systems on every device are frozen, the change maps switched
- * and copy-on-write started on all of them, then they are thawed and the
- * images created.
+ * The file systems on every device are frozen, the writes in flight
+ * completed, the change maps switched and copy-on-write started on all of
+ * them, then they are thawed and the images created.
  *
- * Return: 0; -ENOENT, -EALREADY (taken), -ENODEV (no device), or an error
- * from freezing or from creating the images.
+ * Return: 0; -ENOENT, -EALREADY (taken), -ENODEV (no device, or a device
+ * was detached since it was added), -EBUSY (a whole disk has partitions
+ * now), -ETIMEDOUT (writes in flight did not
+ * complete), or an error from freezing or from creating the images.
  */
 int snapshot_take(const uuid_t *id)
 {
@@ -243,10 +309,7 @@ int snapshot_take(const uuid_t *id)
 			goto thaw;
 		frozen = sd;
 	}
-	list_for_each_entry(sd, &s->devices, link) {
-		cbt_map_switch(sd->tracker->cbt_map);
-		tracker_start_cow(sd->tracker, sd->area);
-	}
+	ret = snapshot_switch(s);
 thaw:
 	list_for_each_entry(sd, &s->devices, link) {
 		if (!frozen)
@@ -274,13 +337,8 @@ thaw:
 	mutex_unlock(&snapshots_mutex);
 	goto out;
 undo:
-	list_for_each_entry(sd, &s->devices, link) {
-		if (sd->area && !rcu_access_pointer(sd->tracker->diff_area)) {
-			diff_area_free(sd->area);
-			sd->area = NULL;
-		}
+	list_for_each_entry(sd, &s->devices, link)
 		snapshot_dev_release(sd);
-	}
 	mutex_lock(&snapshots_mutex);
 	s->busy = false;
 	mutex_unlock(&snapshots_mutex);
@@ -292,7 +350,9 @@ out:
 
 /*
  * Tear down a snapshot taken off the list: its devices leave it, its
- * images and storage go, its event readers return -ENOENT.
+ * images and storage go, its event readers return -ENOENT. A device joins
+ * another snapshot only once this one has let go of its copy-on-write and
+ * change map: &tracker.snapshot is cleared last.
  */
 static void snapshot_teardown(struct snapshot *s)
 {
@@ -301,15 +361,17 @@ static void snapshot_teardown(struct snapshot *s)
 	mutex_lock(&s->lock);
 	mutex_lock(&snapshots_mutex);
 	s->destroyed = true;
-	list_for_each_entry(sd, &s->devices, link)
-		sd->tracker->snapshot = NULL;
 	mutex_unlock(&snapshots_mutex);
 
 	event_queue_close(&s->events);
 	list_for_each_entry_safe(sd, tmp, &s->devices, link) {
 		snapshot_dev_release(sd);
-		tracker_put(sd->tracker);
+		mutex_lock(&snapshots_mutex);
+		if (sd->tracker->snapshot == s)
+			sd->tracker->snapshot = NULL;
 		list_del(&sd->link);
+		mutex_unlock(&snapshots_mutex);
+		tracker_put(sd->tracker);
 		kfree(sd);
 	}
 	diff_storage_free(s->ds);
@@ -461,7 +523,7 @@ void snapshot_info(struct tracker *tracker, struct blksnap_snapshotinfo *info)
 	memset(info, 0, sizeof(*info));
 	mutex_lock(&snapshots_mutex);
 	s = tracker->snapshot;
-	if (s && s->taken) {
+	if (s && s->taken && !s->destroyed) {
 		list_for_each_entry(sd, &s->devices, link) {
 			if (sd->tracker != tracker || !sd->area)
 				continue;

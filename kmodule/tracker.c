@@ -8,6 +8,9 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/blk-integrity.h>
 #include <linux/capability.h>
+#include <linux/mempool.h>
+#include <linux/module.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/xarray.h>
@@ -24,14 +27,22 @@ DEFINE_MUTEX(trackers_mutex);
 DEFINE_XARRAY(trackers);
 
 static struct workqueue_struct *tracker_wq;
+static struct workqueue_struct *tracker_defer_wq;
+
+static void tracker_defer_fn(struct work_struct *work);
 
 static void tracker_free(struct work_struct *work)
 {
 	struct tracker *tracker =
 		container_of(to_rcu_work(work), struct tracker, free_work);
 
+	/* Held writes are admitted; admitted writes refer to it until done. */
+	flush_work(&tracker->defer_work);
+	wait_var_event(&tracker->inflight, !atomic_read(&tracker->inflight));
 	cbt_map_destroy(tracker->cbt_map);
+	/* The last put of a removed disk runs its driver's ->free_disk. */
 	put_device(&tracker->bdev->bd_device);
+	module_put(tracker->owner);
 	kfree(tracker);
 }
 
@@ -56,20 +67,46 @@ void tracker_put(struct tracker *tracker)
 }
 
 /**
+ * tracker_partitioned() - is the tracker's device a whole disk that has
+ * partitions?
+ * @tracker: the tracker.
+ *
+ * Writes sent through a partition reach the filter of the partition only,
+ * in both interception flavours: the change map and the snapshot of the
+ * whole disk would miss them. Such a whole disk is refused at attach; one
+ * that gains partitions later can no longer be read or taken (-EBUSY).
+ *
+ * Context: any.
+ */
+bool tracker_partitioned(struct tracker *tracker)
+{
+	struct block_device *bdev = tracker->bdev;
+	unsigned long index = 1;
+
+	if (bdev_is_partition(bdev))
+		return false;
+	return xa_find(&bdev->bd_disk->part_tbl, &index, ULONG_MAX,
+		       XA_PRESENT) != NULL;
+}
+
+/**
  * tracker_create() - make a tracker for a block device.
  * @bdev: the device.
  *
  * Refuses devices whose data the module cannot copy faithfully: inline
- * encryption and integrity metadata travel outside the bio data.
+ * encryption and integrity metadata travel outside the bio data, and a
+ * zoned device's writes cannot be held back and reordered. A whole disk
+ * with partitions is refused too (tracker_partitioned()).
  *
- * Return: the tracker with one reference, or an ERR_PTR.
+ * Return: the tracker with one reference, or an ERR_PTR: -EOPNOTSUPP,
+ * -EBUSY (partitions), -ENOMEM.
  */
 struct tracker *tracker_create(struct block_device *bdev)
 {
 	struct tracker *tracker;
 	struct cbt_map *map;
 
-	if (blk_get_integrity(bdev->bd_disk))
+	if (blk_get_integrity(bdev->bd_disk) || bdev_is_zoned(bdev))
 		return ERR_PTR(-EOPNOTSUPP);
 #ifdef CONFIG_BLK_INLINE_ENCRYPTION
 	if (bdev_get_queue(bdev)->crypto_profile)
@@ -78,13 +115,31 @@ struct tracker *tracker_create(struct block_device *bdev)
 	tracker = kzalloc(sizeof(*tracker), GFP_KERNEL);
 	if (!tracker)
 		return ERR_PTR(-ENOMEM);
+	tracker->bdev = bdev;
+	if (tracker_partitioned(tracker)) {
+		pr_info("%pg has partitions: attach them instead of the whole disk\n",
+			bdev);
+		kfree(tracker);
+		return ERR_PTR(-EBUSY);
+	}
+	/* The driver's code must outlive the reference to its disk. */
+	tracker->owner = bdev->bd_disk->fops->owner;
+	if (!try_module_get(tracker->owner)) {
+		kfree(tracker);
+		return ERR_PTR(-ENODEV);
+	}
 	map = cbt_map_create(bdev_nr_sectors(bdev));
 	if (IS_ERR(map)) {
+		module_put(tracker->owner);
 		kfree(tracker);
 		return ERR_CAST(map);
 	}
 	kref_init(&tracker->kref);
 	mutex_init(&tracker->cow_lock);
+	atomic_set(&tracker->inflight, 0);
+	spin_lock_init(&tracker->gate_lock);
+	bio_list_init(&tracker->deferred);
+	INIT_WORK(&tracker->defer_work, tracker_defer_fn);
 	INIT_RCU_WORK(&tracker->free_work, tracker_free);
 	get_device(&bdev->bd_device);
 	tracker->bdev = bdev;
@@ -98,13 +153,15 @@ struct tracker *tracker_create(struct block_device *bdev)
  * @tracker: the tracker; the registry takes over its reference.
  *
  * Context: trackers_mutex held.
- * Return: 0, or -EALREADY if the device has a tracker.
+ * Return: 0, -EALREADY if the device has a tracker, or -ENOMEM.
  */
 int tracker_register(struct tracker *tracker)
 {
+	int ret;
+
 	lockdep_assert_held(&trackers_mutex);
-	return xa_insert(&trackers, tracker->dev_id, tracker, GFP_NOIO) ==
-			       -EBUSY ? -EALREADY : 0;
+	ret = xa_insert(&trackers, tracker->dev_id, tracker, GFP_NOIO);
+	return ret == -EBUSY ? -EALREADY : ret;
 }
 
 /**
@@ -196,48 +253,173 @@ int tracker_list(char *buf, size_t size)
 	return len;
 }
 
-/**
- * tracker_mark_bio() - the change tracking half of the I/O path.
- * @tracker: the tracker of the bio's device.
- * @bio:     a write, write-zeroes or discard with data sectors.
- *
- * Context: any; does not sleep.
+/*
+ * Admitted writes. The I/O path counts every write it lets pass in
+ * &tracker.inflight until the write completes, by putting itself in front
+ * of the bio's completion: the block layer lets a stacking driver save and
+ * restore bi_end_io (see bio_endio()). A take waits for the count to drain
+ * with the gate closed (tracker_gate()), so that no write admitted before
+ * the switch of the change map lands after copy-on-write has started.
  */
-void tracker_mark_bio(struct tracker *tracker, struct bio *bio)
+struct tracker_write {
+	bio_end_io_t *end_io;
+	void *private;
+	struct tracker *tracker;
+};
+
+/* Counting a write never waits for memory on the I/O path: the reserve. */
+#define TRACKER_WRITE_RESERVE 256
+
+static struct kmem_cache *tracker_write_cache;
+static mempool_t tracker_write_pool;
+
+static void tracker_write_endio(struct bio *bio)
 {
-	cbt_map_mark(tracker->cbt_map, tracker_bio_sector(bio),
-		     bio_sectors(bio));
+	struct tracker_write *tw = bio->bi_private;
+	struct tracker *tracker = tw->tracker;
+
+	bio->bi_end_io = tw->end_io;
+	bio->bi_private = tw->private;
+	mempool_free(tw, &tracker_write_pool);
+	bio_endio(bio);
+	/*
+	 * Last: the tracker may be freed once the count is zero, and
+	 * wake_up_var() only hashes the address.
+	 */
+	if (atomic_dec_and_test(&tracker->inflight))
+		wake_up_var(&tracker->inflight);
+}
+
+/* Is @bio counted in @tracker's writes in flight? */
+static bool tracker_counts(struct tracker *tracker, struct bio *bio)
+{
+	return bio->bi_end_io == tracker_write_endio &&
+	       ((struct tracker_write *)bio->bi_private)->tracker == tracker;
+}
+
+static void tracker_count(struct tracker *tracker, struct bio *bio,
+			  struct tracker_write *tw)
+{
+	tw->end_io = bio->bi_end_io;
+	tw->private = bio->bi_private;
+	tw->tracker = tracker;
+	bio->bi_end_io = tracker_write_endio;
+	bio->bi_private = tw;
+	atomic_inc(&tracker->inflight);
 }
 
 /**
- * tracker_cow_bio() - the copy-on-write half of the I/O path.
+ * tracker_admit_bio() - the lockless half of the write path.
  * @tracker: the tracker of the bio's device.
  * @bio:     a write, write-zeroes or discard with data sectors.
  *
- * Context: rcu_read_lock() held.
- * Return: true if copy-on-write took the bio, false to let it go on.
+ * A write not yet counted is counted until it completes, unless the gate
+ * is closed or no memory is at hand without waiting: it must then wait in
+ * tracker_take_bio(). A counted write is marked in the change map and
+ * passes, unless copy-on-write must save its chunks first.
+ *
+ * Context: rcu_read_lock() held, any context; does not sleep.
+ * Return: &enum tracker_verdict.
  */
-bool tracker_cow_bio(struct tracker *tracker, struct bio *bio)
+enum tracker_verdict tracker_admit_bio(struct tracker *tracker,
+				       struct bio *bio)
 {
-	struct diff_area *area = rcu_dereference(tracker->diff_area);
+	struct diff_area *area;
 
+	if (!tracker_counts(tracker, bio)) {
+		struct tracker_write *tw;
+
+		/*
+		 * Pairs with the release in tracker_ungate(): once the gate
+		 * is seen open, the new map number and copy-on-write are seen.
+		 */
+		if (smp_load_acquire(&tracker->gated))
+			return TRACKER_DEFER;
+		tw = mempool_alloc(&tracker_write_pool,
+				   GFP_NOWAIT | __GFP_NOWARN);
+		if (!tw)
+			return TRACKER_DEFER;
+		tracker_count(tracker, bio, tw);
+	}
+	cbt_map_mark(tracker->cbt_map, tracker_bio_sector(bio),
+		     bio_sectors(bio));
+	area = rcu_dereference(tracker->diff_area);
+	return area && diff_area_wants_bio(area, bio) ? TRACKER_COW :
+							TRACKER_PASS;
+}
+
+/* Hold @bio until the gate opens; tracker_defer_fn() admits it then. */
+static void tracker_defer(struct tracker *tracker, struct bio *bio)
+{
+	unsigned long flags;
+	bool gated;
+
+	spin_lock_irqsave(&tracker->gate_lock, flags);
+	bio_list_add(&tracker->deferred, bio);
+	gated = tracker->gated;
+	spin_unlock_irqrestore(&tracker->gate_lock, flags);
+	if (!gated)
+		queue_work(tracker_defer_wq, &tracker->defer_work);
+}
+
+/**
+ * tracker_take_bio() - hold a write that tracker_admit_bio() did not pass.
+ * @tracker: the tracker of the bio's device.
+ * @bio:     the write.
+ *
+ * A write not counted waits for the gate; a counted one goes to
+ * copy-on-write, if a snapshot still holds the device.
+ *
+ * Context: rcu_read_lock() held, any context; does not sleep.
+ * Return: true if the bio was taken (it goes on later), false to let it go.
+ */
+bool tracker_take_bio(struct tracker *tracker, struct bio *bio)
+{
+	struct diff_area *area;
+
+	if (!tracker_counts(tracker, bio)) {
+		tracker_defer(tracker, bio);
+		return true;
+	}
+	area = rcu_dereference(tracker->diff_area);
 	return area && diff_area_submit_bio(area, bio);
 }
 
-/**
- * tracker_wants_cow() - must a write go through copy-on-write?
- * @tracker: the tracker of the bio's device.
- * @bio:     a write, write-zeroes or discard with data sectors.
- *
- * False with no snapshot taken, and for a write whose chunks are all saved.
- *
- * Context: rcu_read_lock() held; lockless.
- */
-bool tracker_wants_cow(struct tracker *tracker, struct bio *bio)
+/* Admit the writes held while the gate was closed, in process context. */
+static void tracker_defer_fn(struct work_struct *work)
 {
-	struct diff_area *area = rcu_dereference(tracker->diff_area);
+	struct tracker *tracker =
+		container_of(work, struct tracker, defer_work);
+	unsigned int noio = memalloc_noio_save();
+	struct tracker_write *tw = NULL;
+	struct bio *bio;
+	bool taken;
 
-	return area && diff_area_wants_bio(area, bio);
+	for (;;) {
+		/* A mempool allocation that may wait never fails. */
+		if (!tw)
+			tw = mempool_alloc(&tracker_write_pool, GFP_NOIO);
+		rcu_read_lock();
+		spin_lock_irq(&tracker->gate_lock);
+		bio = tracker->gated ? NULL : bio_list_pop(&tracker->deferred);
+		spin_unlock_irq(&tracker->gate_lock);
+		if (!bio) {
+			rcu_read_unlock();
+			break;
+		}
+		if (!tracker_counts(tracker, bio)) {
+			tracker_count(tracker, bio, tw);
+			tw = NULL;
+		}
+		taken = tracker_admit_bio(tracker, bio) == TRACKER_COW &&
+			tracker_take_bio(tracker, bio);
+		rcu_read_unlock();
+		if (!taken)
+			tracker_resubmit_bio(tracker, bio);
+	}
+	if (tw)
+		mempool_free(tw, &tracker_write_pool);
+	memalloc_noio_restore(noio);
 }
 
 /**
@@ -245,21 +427,21 @@ bool tracker_wants_cow(struct tracker *tracker, struct bio *bio)
  * @tracker: the tracker of the bio's device.
  * @bio:     a bio submitted to that device.
  *
- * Writes, write-zeroes and discards mark the change map and, while a
- * snapshot is held, pass through copy-on-write; reads and flushes pass
- * untouched.
+ * Writes, write-zeroes and discards are counted, mark the change map and,
+ * while a snapshot is held, pass through copy-on-write; reads and flushes
+ * pass untouched.
  *
  * Return: true if the tracker took the bio, false to let it go on.
  */
 bool tracker_submit_bio(struct tracker *tracker, struct bio *bio)
 {
-	bool taken;
+	bool taken = false;
 
 	if (!tracker_bio_changes(bio))
 		return false;
-	tracker_mark_bio(tracker, bio);
 	rcu_read_lock();
-	taken = tracker_cow_bio(tracker, bio);
+	if (tracker_admit_bio(tracker, bio) != TRACKER_PASS)
+		taken = tracker_take_bio(tracker, bio);
 	rcu_read_unlock();
 	return taken;
 }
@@ -282,36 +464,108 @@ void tracker_resubmit_bio(struct tracker *tracker, struct bio *bio)
 }
 
 /**
- * tracker_start_cow() - start copy-on-write (snapshot take).
+ * tracker_gate() - close the gate: new writes wait (snapshot take).
  * @tracker: the tracker.
- * @area:    the copy-on-write state; the snapshot owns it.
+ *
+ * Writes admitted before are still in flight: call synchronize_rcu(), then
+ * tracker_wait_idle(). Writes that arrive meanwhile are held until
+ * tracker_ungate().
+ *
+ * Return: 0, or -ENODEV if the device lost the tracker.
  */
-void tracker_start_cow(struct tracker *tracker, struct diff_area *area)
+int tracker_gate(struct tracker *tracker)
 {
+	int ret = 0;
+
 	mutex_lock(&tracker->cow_lock);
-	rcu_assign_pointer(tracker->diff_area, area);
+	if (tracker->detached) {
+		ret = -ENODEV;
+	} else {
+		spin_lock_irq(&tracker->gate_lock);
+		WRITE_ONCE(tracker->gated, true);
+		spin_unlock_irq(&tracker->gate_lock);
+	}
 	mutex_unlock(&tracker->cow_lock);
+	return ret;
+}
+
+/**
+ * tracker_wait_idle() - wait for the writes admitted before the gate.
+ * @tracker: the tracker, gated, after a grace period.
+ * @timeout: longest wait, in jiffies.
+ *
+ * Return: 0, or -ETIMEDOUT if writes were still in flight (for instance
+ * a loop device whose backing file lies on a frozen file system).
+ */
+int tracker_wait_idle(struct tracker *tracker, unsigned long timeout)
+{
+	if (!wait_var_event_timeout(&tracker->inflight,
+				    !atomic_read(&tracker->inflight), timeout))
+		return -ETIMEDOUT;
+	return 0;
+}
+
+/**
+ * tracker_ungate() - open the gate; the writes held meanwhile go on.
+ * @tracker: the tracker.
+ */
+void tracker_ungate(struct tracker *tracker)
+{
+	bool held;
+
+	spin_lock_irq(&tracker->gate_lock);
+	/* Pairs with the acquire in tracker_admit_bio(). */
+	smp_store_release(&tracker->gated, false);
+	held = !bio_list_empty(&tracker->deferred);
+	spin_unlock_irq(&tracker->gate_lock);
+	if (held)
+		queue_work(tracker_defer_wq, &tracker->defer_work);
+}
+
+/**
+ * tracker_start_cow() - switch the change map and start copy-on-write.
+ * @tracker: the tracker, gated and idle (snapshot take).
+ * @area:    the copy-on-write state; the snapshot owns it.
+ *
+ * Return: 0, or -ENODEV if the device lost the tracker.
+ */
+int tracker_start_cow(struct tracker *tracker, struct diff_area *area)
+{
+	int ret = 0;
+
+	mutex_lock(&tracker->cow_lock);
+	if (tracker->detached) {
+		ret = -ENODEV;
+	} else {
+		cbt_map_switch(tracker->cbt_map);
+		rcu_assign_pointer(tracker->diff_area, area);
+	}
+	mutex_unlock(&tracker->cow_lock);
+	return ret;
 }
 
 /**
  * tracker_stop_cow() - stop copy-on-write; the writes it holds go on.
  * @tracker: the tracker.
+ * @area:    stop only this area's copy-on-write; NULL: whichever runs.
  * @error:   0 (snapshot destroyed), or why the snapshot is lost.
  *
  * Context: may be called with the disk's open_mutex held (detach).
  */
-void tracker_stop_cow(struct tracker *tracker, int error)
+void tracker_stop_cow(struct tracker *tracker, struct diff_area *area,
+		      int error)
 {
-	struct diff_area *area;
+	struct diff_area *cur;
 
 	mutex_lock(&tracker->cow_lock);
-	area = rcu_replace_pointer(tracker->diff_area, NULL,
-				   lockdep_is_held(&tracker->cow_lock));
-	if (area) {
+	cur = rcu_dereference_protected(tracker->diff_area,
+					lockdep_is_held(&tracker->cow_lock));
+	if (cur && (!area || cur == area)) {
+		RCU_INIT_POINTER(tracker->diff_area, NULL);
 		if (error)
-			diff_area_corrupt(area, error);
+			diff_area_corrupt(cur, error);
 		synchronize_rcu();
-		diff_area_drain(area);
+		diff_area_drain(cur);
 	}
 	mutex_unlock(&tracker->cow_lock);
 }
@@ -320,11 +574,16 @@ void tracker_stop_cow(struct tracker *tracker, int error)
  * tracker_detached() - the device lost its tracker.
  * @tracker: the tracker, out of the registry; the caller's reference.
  *
- * A snapshot holding the device is corrupted: the device is gone.
+ * A snapshot holding the device is corrupted, and one not taken yet can
+ * no longer be: the device is gone, or another tracker may see its writes.
  */
 void tracker_detached(struct tracker *tracker)
 {
-	tracker_stop_cow(tracker, -ENODEV);
+	mutex_lock(&tracker->cow_lock);
+	tracker->detached = true;
+	mutex_unlock(&tracker->cow_lock);
+	tracker_stop_cow(tracker, NULL, -ENODEV);
+	tracker_ungate(tracker);
 	tracker_put(tracker);
 }
 
@@ -334,6 +593,8 @@ static int ctl_cbtinfo(struct tracker *tracker, u8 __user *ubuf, u32 *plen)
 
 	if (*plen < sizeof(info))
 		return -EINVAL;
+	if (tracker_partitioned(tracker))
+		return -EBUSY;
 	cbt_map_info(tracker->cbt_map, &info);
 	if (copy_to_user(ubuf, &info, sizeof(info)))
 		return -EFAULT;
@@ -347,6 +608,8 @@ static int ctl_cbtmap(struct tracker *tracker, u8 __user *ubuf, u32 *plen)
 
 	if (*plen < sizeof(arg))
 		return -EINVAL;
+	if (tracker_partitioned(tracker))
+		return -EBUSY;
 	if (copy_from_user(&arg, ubuf, sizeof(arg)))
 		return -EFAULT;
 	return cbt_map_read_to_user(tracker->cbt_map, arg.offset, arg.length,
@@ -395,6 +658,7 @@ static int ctl_cbtdirty(struct tracker *tracker, u8 __user *ubuf, u32 *plen)
 		}
 		if (fatal_signal_pending(current))
 			ret = -EINTR;
+		cond_resched();
 	}
 	kfree(batch);
 	return ret;
@@ -465,8 +729,32 @@ int tracker_ctl(struct tracker *tracker, unsigned int cmd, u8 __user *ubuf,
  */
 int tracker_init(void)
 {
+	int ret;
+
+	tracker_write_cache = KMEM_CACHE(tracker_write, 0);
+	if (!tracker_write_cache)
+		return -ENOMEM;
+	ret = mempool_init_slab_pool(&tracker_write_pool,
+				     TRACKER_WRITE_RESERVE,
+				     tracker_write_cache);
+	if (ret)
+		goto fail_cache;
+	ret = -ENOMEM;
 	tracker_wq = alloc_workqueue("blksnap-tracker", WQ_MEM_RECLAIM, 0);
-	return tracker_wq ? 0 : -ENOMEM;
+	if (!tracker_wq)
+		goto fail_pool;
+	/* Held writes are writeback: they have a rescuer of their own. */
+	tracker_defer_wq = alloc_workqueue("blksnap-defer", WQ_MEM_RECLAIM, 0);
+	if (!tracker_defer_wq)
+		goto fail_wq;
+	return 0;
+fail_wq:
+	destroy_workqueue(tracker_wq);
+fail_pool:
+	mempool_exit(&tracker_write_pool);
+fail_cache:
+	kmem_cache_destroy(tracker_write_cache);
+	return ret;
 }
 
 /**
@@ -478,5 +766,9 @@ void tracker_done(void)
 {
 	WARN_ON_ONCE(!xa_empty(&trackers));
 	rcu_barrier();
+	/* Every tracker is freed, so every write it admitted completed. */
 	destroy_workqueue(tracker_wq);
+	destroy_workqueue(tracker_defer_wq);
+	mempool_exit(&tracker_write_pool);
+	kmem_cache_destroy(tracker_write_cache);
 }

@@ -19,16 +19,34 @@ struct snapshot;
  * @filter:    the block layer's handle (kernels with the device filter).
  * @kref:      the registry holds one reference; lookups take more.
  * @bdev:      the device; a reference to its struct device is held.
+ * @owner:     the module of the device's driver; a reference is held, as
+ *             the last put of a removed disk runs the driver's code.
  * @dev_id:    its device number, the registry key.
  * @cbt_map:   its change map.
  * @snapshot:  the snapshot it belongs to, or NULL (snapshots_mutex).
  * @diff_area: copy-on-write state while its snapshot is taken (RCU).
- * @cow_lock:  serialises starting and stopping copy-on-write.
+ * @cow_lock:  serialises starting and stopping copy-on-write, the gate and
+ *             @detached.
+ * @detached:  the device lost this tracker: it can no longer be taken.
+ * @inflight:  writes admitted by the I/O path and not completed yet.
+ * @gate_lock: protects @gated and @deferred; taken in any context.
+ * @gated:     a take is switching the device: new writes wait in @deferred.
+ * @deferred:  writes held while gated, or that could not be admitted on the
+ *             spot (no memory to count them without sleeping).
+ * @defer_work: admits @deferred once the gate is open.
  * @free_work: frees the tracker in process context after a grace period.
  *
  * Created by attach, removed from the registry by detach (by the user, on
  * device removal, on partition rescan, or on module unload) and freed when
- * the last reference goes.
+ * the last reference goes and its last admitted write has completed.
+ *
+ * Every write the tracker admits is counted in @inflight until it
+ * completes, and marked in the change map with the number current when it
+ * was admitted. A take closes the gate, waits for @inflight to drain, then
+ * switches the change map and starts copy-on-write, and opens the gate:
+ * every write is thus either complete before the switch (in the image,
+ * marked with the old number) or admitted after it (copied on write,
+ * marked with the new number). See docs/snapshot-io.md.
  */
 struct tracker {
 #ifdef BLKSNAP_HAVE_BLKFILTER
@@ -36,11 +54,18 @@ struct tracker {
 #endif
 	struct kref kref;
 	struct block_device *bdev;
+	struct module *owner;
 	dev_t dev_id;
 	struct cbt_map *cbt_map;
 	struct snapshot *snapshot;
 	struct diff_area __rcu *diff_area;
 	struct mutex cow_lock; /* see @cow_lock above */
+	bool detached;
+	atomic_t inflight;
+	spinlock_t gate_lock; /* see @gate_lock above */
+	bool gated;
+	struct bio_list deferred;
+	struct work_struct defer_work;
 	struct rcu_work free_work;
 };
 
@@ -52,18 +77,35 @@ void tracker_put(struct tracker *tracker);
 struct tracker *tracker_get_by_dev(dev_t dev_id);
 struct tracker *tracker_find_by_bio(struct bio *bio);
 bool tracker_is_stale(struct tracker *tracker);
+bool tracker_partitioned(struct tracker *tracker);
 
 int tracker_register(struct tracker *tracker);
 struct tracker *tracker_unregister(dev_t dev_id);
 int tracker_list(char *buf, size_t size);
 
+/**
+ * enum tracker_verdict - what the I/O path does with a write.
+ * @TRACKER_PASS:  it goes on to the device.
+ * @TRACKER_COW:   it must wait for copy-on-write (tracker_take_bio()).
+ * @TRACKER_DEFER: it must wait for the gate (tracker_take_bio()).
+ */
+enum tracker_verdict {
+	TRACKER_PASS,
+	TRACKER_COW,
+	TRACKER_DEFER,
+};
+
 bool tracker_submit_bio(struct tracker *tracker, struct bio *bio);
-void tracker_mark_bio(struct tracker *tracker, struct bio *bio);
-bool tracker_wants_cow(struct tracker *tracker, struct bio *bio);
-bool tracker_cow_bio(struct tracker *tracker, struct bio *bio);
+enum tracker_verdict tracker_admit_bio(struct tracker *tracker,
+				       struct bio *bio);
+bool tracker_take_bio(struct tracker *tracker, struct bio *bio);
 void tracker_resubmit_bio(struct tracker *tracker, struct bio *bio);
-void tracker_start_cow(struct tracker *tracker, struct diff_area *area);
-void tracker_stop_cow(struct tracker *tracker, int error);
+int tracker_gate(struct tracker *tracker);
+int tracker_wait_idle(struct tracker *tracker, unsigned long timeout);
+void tracker_ungate(struct tracker *tracker);
+int tracker_start_cow(struct tracker *tracker, struct diff_area *area);
+void tracker_stop_cow(struct tracker *tracker, struct diff_area *area,
+		      int error);
 void tracker_detached(struct tracker *tracker);
 
 /* Does a bio change data (write, write-zeroes, discard with sectors)? */

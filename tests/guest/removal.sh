@@ -22,6 +22,22 @@ python3 -c "import fcntl,os,sys; fd=os.open('/dev/loop-control', os.O_RDWR); fcn
 grep -qx "7:$num" /sys/class/misc/blksnap-control/attached 2>/dev/null &&
 	fail "deleted loop device still listed"
 
+step "a loop device that loses its backing file loses its filter and snapshot"
+# LOOP_CLR_FD changes the medium: what the tracker and the snapshot knew
+# of the old backing file no longer applies (both interception flavours).
+truncate -s 64M "$tmp/img2"
+loop=$(losetup -f --show "$tmp/img2")
+dd if=/dev/urandom of="$loop" bs=1M count=8 oflag=direct status=none
+id=$(blksnap snapshot_create -d "$loop" -f "$tmp" -l 64M)
+blksnap snapshot_take -i "$id"
+image=$(blksnap snapshot_info -d "$loop" -f image)
+dd if="$image" of=/dev/null bs=1M count=1 iflag=direct status=none
+losetup -d "$loop"
+is_attached "$loop" && fail "$loop still attached after LOOP_CLR_FD"
+dd if="$image" of=/dev/null bs=1M count=1 iflag=direct status=none 2>/dev/null &&
+	fail "image readable after its device lost its medium"
+blksnap snapshot_destroy -i "$id"
+
 step "null_blk device removed while attached and written"
 nb=/sys/kernel/config/nullb/probe
 dev=$(nullb_create probe 256)
@@ -37,30 +53,75 @@ rmdir "$nb"
 grep -qx "$devnum" /sys/class/misc/blksnap-control/attached 2>/dev/null &&
 	fail "removed null_blk device still listed"
 
-step "partition rescan drops the partition's filter"
+step "a driver stays loaded while a tracker holds its disk"
+# The last reference to a removed disk runs its driver's code: a tracker
+# pins the driver's module (null_blk is a module on stock kernels only).
+if [ -e /sys/module/null_blk/refcnt ]; then
+	[ -d /sys/kernel/config/nullb ] && rmdir /sys/kernel/config/nullb/* 2>/dev/null
+	rmmod null_blk
+	modprobe null_blk nr_devices=1 gb=1
+	wait_for_dev /dev/nullb0
+	blksnap-probe attach /dev/nullb0
+	rmmod null_blk 2>/dev/null && fail "null_blk unloaded under an attached tracker"
+	blksnap-probe detach /dev/nullb0
+	# The tracker is freed after a grace period.
+	for i in $(seq 50); do
+		rmmod null_blk 2>/dev/null && break
+		sleep 0.1
+	done
+	[ ! -e /sys/module/null_blk/refcnt ] || fail "null_blk still loaded after detach"
+fi
+
+step "a whole disk that gains partitions can no longer be read or taken"
+# Writes through a partition never reach the whole disk's filter: its
+# change map and snapshot would silently miss them.
 disk=$(disk 1)
+blksnap-probe attach "$disk"
+id=$(blksnap snapshot_create -d "$disk" -f /tmp -l 64M)
 parted -s "$disk" mklabel gpt mkpart a 1MiB 100MiB mkpart b 100MiB 200MiB
 wait_for_dev "${disk}1"
+out=$(blksnap snapshot_take -i "$id" 2>&1) && fail "whole disk with partitions taken"
+echo "$out"
+[[ $out == *"busy"* ]] || fail "take: unclear error: $out"
+blksnap snapshot_destroy -i "$id"
+out=$(blksnap cbtinfo -d "$disk" 2>&1) && fail "change map of a whole disk with partitions read"
+echo "$out"
+blksnap-probe detach "$disk"
+
+step "a whole disk with partitions is refused at attach"
+out=$(blksnap-probe attach "$disk" 2>&1) && fail "whole disk with partitions attached"
+echo "$out"
+[[ $out == *"busy"* ]] || fail "attach: unclear error: $out"
+is_attached "$disk" && fail "whole disk listed as attached"
+
+step "partition rescan drops the partition's filter"
 blksnap-probe attach "${disk}1"
-blksnap-probe attach "$disk"
 is_attached "${disk}1" || fail "${disk}1 not attached"
 blockdev --rereadpt "$disk"
 wait_for_dev "${disk}1"
 is_attached "${disk}1" && fail "${disk}1 still attached after rescan"
-is_attached "$disk" || fail "whole disk lost its filter on rescan"
 # The new partition can be attached again.
 blksnap-probe attach "${disk}1"
 dd if=/dev/zero of="${disk}1" bs=64k count=4 oflag=direct status=none
 blksnap-probe detach "${disk}1"
 
+step "a partition deleted with BLKPG loses its filter"
+blksnap-probe attach "${disk}2"
+devnum=$(cat "/sys/class/block/$(basename "$disk")2/dev")
+delpart "$disk" 2
+grep -qx "$devnum" /sys/class/misc/blksnap-control/attached 2>/dev/null &&
+	fail "deleted partition still listed as attached"
+[ ! -e "/sys/class/block/$(basename "$disk")2" ] || fail "partition 2 not deleted"
+
 step "unload with a filter attached"
+blksnap-probe attach "${disk}1"
 if [ "$(flavour)" = blkfilter ]; then
 	rmmod blksnap 2>/dev/null && fail "rmmod succeeded with a filter attached"
-	blksnap-probe detach "$disk"
+	blksnap-probe detach "${disk}1"
 	rmmod blksnap
 else
 	rmmod blksnap
-	dd if=/dev/zero of="$disk" bs=64k count=4 oflag=direct status=none
+	dd if=/dev/zero of="${disk}1" bs=64k count=4 oflag=direct status=none
 fi
 [ ! -e /dev/blksnap-control ] || fail "control device left behind"
 insmod "$BLKSNAP_KO" ${BLKSNAP_MODPARAMS:-}
