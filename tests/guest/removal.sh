@@ -57,7 +57,6 @@ step "a driver stays loaded while a tracker holds its disk"
 # The last reference to a removed disk runs its driver's code: a tracker
 # pins the driver's module (null_blk is a module on stock kernels only).
 if [ -e /sys/module/null_blk/refcnt ]; then
-	[ -d /sys/kernel/config/nullb ] && rmdir /sys/kernel/config/nullb/* 2>/dev/null
 	rmmod null_blk
 	modprobe null_blk nr_devices=1 gb=1
 	wait_for_dev /dev/nullb0

@@ -70,11 +70,11 @@ step "raw writes in flight at each take: the change map explains every change"
 # The difference storage is disk b, so that /tmp holds only the images.
 blksnap detach -d "$b"
 bs=$(blksnap cbtinfo -d "$a" | sed -n 's/^block_size=//p')
-# A sequential writer with many writes in flight over the first 64 MiB of
+# A sequential writer with many writes in flight over the first 32 MiB of
 # a: the writes around a take share chunks, and, at 1 MiB/s, it comes back
-# to a block only after a lap of about 64 s: a block it wrote just before a
+# to a block only after a lap of about 32 s: a block it wrote just before a
 # take keeps its mark until the next take, where the check looks at it.
-span=$((64 << 20))
+span=$((32 << 20))
 fio --name=seq --filename="$a" --size=$span --rw=write --bs=4k \
 	--ioengine=libaio --iodepth=64 --iodepth_batch_submit=16 --direct=1 \
 	--rate=1m --refill_buffers --time_based --runtime=3600 --eta=never \
@@ -82,7 +82,7 @@ fio --name=seq --filename="$a" --size=$span --rw=write --bs=4k \
 w=$!
 sleep 1
 prev=""
-for k in $(seq 1 "${RACE_TAKES:-8}"); do
+for k in $(seq 1 "${RACE_TAKES:-6}"); do
 	step "take $k ($SECONDS s)"
 	id=$(blksnap snapshot_create -d "$a" -f "$b" -l 256M)
 	blksnap snapshot_take -i "$id"
