@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run every test: host unit tests, static checks, and the guest integration
-# tests on each kernel given (default: all three). Ends with one line
-# "N passed, N failed" and exits non-zero on any failure.
+# tests on each kernel given (default: all three). Ends with a line
+# "reruns: N (KERNEL:TEST, ...)" (guest tests run again after the emulation
+# failed, tests/vm/run exit 5) and then one line "N passed, N failed"; exits
+# non-zero on any failure.
 #   tests/check.sh [KERNEL...]        TESTS="name ..." narrows guest tests
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +13,7 @@ kernels=("$@")
 passed=0
 failed=0
 failures=()
+reruns=()
 logdir=build/check
 mkdir -p "$logdir"
 
@@ -52,7 +55,7 @@ if [ -n "${TESTS:-}" ]; then
 fi
 jobs_max=${CHECK_JOBS:-2}
 run_guest() { # kernel test
-	local k=$1 t=$2 name log start rc
+	local k=$1 t=$2 name log start rc reran=0
 	name=$(basename "$t" .sh)
 	log=$logdir/$k-$name.log
 	read -r -a args <<<"$(sed -n 's/^# vm: //p' "$t" | head -n1)"
@@ -63,12 +66,13 @@ run_guest() { # kernel test
 	# the host, or the kernel died in its own boot: TCG flaws, each seen
 	# once in several hundred boots): not a result; run the test once more.
 	if [ $rc = 5 ]; then
+		reran=1
 		mv "$log" "$log.emulation"
 		tests/vm/run "$k" --timeout 1200 "${args[@]}" -- "$t" >"$log" 2>&1
 		rc=$?
 		echo "(run again after the emulation failed: $log.emulation)" >>"$log"
 	fi
-	echo "$rc $((SECONDS - start))" >"$logdir/$k-$name.rc"
+	echo "$rc $((SECONDS - start)) $reran" >"$logdir/$k-$name.rc"
 }
 # Build what the guests load before starting them in parallel.
 for k in "${kernels[@]}"; do
@@ -97,14 +101,24 @@ for k in "${kernels[@]}"; do
 	for t in "${guest_tests[@]}"; do
 		runs_on "$k" "$t" || continue
 		name=$(basename "$t" .sh)
-		read -r rc secs <"$logdir/$k-$name.rc" 2>/dev/null || { rc=1 secs=0; }
-		record "$k:$name (${secs}s)" "$rc" "$logdir/$k-$name.log"
+		read -r rc secs reran <"$logdir/$k-$name.rc" 2>/dev/null || { rc=1 secs=0 reran=0; }
+		if [ "${reran:-0}" = 1 ]; then
+			reruns+=("$k:$name")
+			record "$k:$name (${secs}s, run twice: emulation failed)" "$rc" "$logdir/$k-$name.log"
+		else
+			record "$k:$name (${secs}s)" "$rc" "$logdir/$k-$name.log"
+		fi
 	done
 done
 
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "failed:"
 	printf '  %s\n' "${failures[@]}"
+fi
+if [ ${#reruns[@]} -gt 0 ]; then
+	echo "reruns: ${#reruns[@]} ($(printf '%s, ' "${reruns[@]}" | sed 's/, $//'))"
+else
+	echo "reruns: 0"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
