@@ -82,23 +82,79 @@ static struct chunk *chunk_get(struct diff_area *area, unsigned long n)
 	return chunk;
 }
 
-/* Read @len sectors at @sector of the original device into @buf. */
+/**
+ * struct original_read - the bios reading one chunk of the original.
+ * @pending: bios not yet completed, plus one held by the submitter.
+ * @status:  a failed bio's status, or BLK_STS_OK.
+ * @done:    completed when @pending drops to zero.
+ */
+struct original_read {
+	atomic_t pending;
+	blk_status_t status;
+	struct completion done;
+};
+
+static void original_read_put(struct original_read *rd)
+{
+	if (atomic_dec_and_test(&rd->pending))
+		complete(&rd->done);
+}
+
+static void original_read_endio(struct bio *bio)
+{
+	struct original_read *rd = bio->bi_private;
+
+	if (bio->bi_status)
+		WRITE_ONCE(rd->status, bio->bi_status);
+	bio_put(bio);
+	original_read_put(rd);
+}
+
+/**
+ * read_original() - read part of the original device into a chunk buffer.
+ * @area:   the device's area.
+ * @sector: where on the device.
+ * @buf:    the buffer; it receives the data from its start.
+ * @len:    sectors, at most the buffer's size.
+ *
+ * A bio holds at most BIO_MAX_VECS pages, a chunk may have many more: the
+ * read is cut into bios of that many pages. Each is submitted before the
+ * next is allocated, as bio_alloc() wants for its reserve to guarantee
+ * progress, and all of them are waited for, even after a failure.
+ *
+ * Context: process context; sleeps.
+ * Return: 0 or a negative errno.
+ */
 static int read_original(struct diff_area *area, sector_t sector,
 			 struct diff_buffer *buf, sector_t len)
 {
-	size_t bytes = len << SECTOR_SHIFT, done;
-	unsigned int i;
+	size_t bytes = len << SECTOR_SHIFT, done = 0;
+	struct original_read rd;
+	unsigned int i = 0;
 	struct bio *bio;
-	int ret;
 
-	bio = bio_alloc(area->bdev, buf->nr_pages, REQ_OP_READ, GFP_NOIO);
-	bio->bi_iter.bi_sector = sector;
-	for (i = 0, done = 0; done < bytes; i++, done += PAGE_SIZE)
-		__bio_add_page(bio, buf->bvec[i].bv_page,
-			       min_t(size_t, PAGE_SIZE, bytes - done), 0);
-	ret = submit_bio_wait(bio);
-	bio_put(bio);
-	return ret;
+	atomic_set(&rd.pending, 1);
+	rd.status = BLK_STS_OK;
+	init_completion(&rd.done);
+	while (done < bytes) {
+		unsigned int nr = min_t(size_t, BIO_MAX_VECS,
+					DIV_ROUND_UP(bytes - done, PAGE_SIZE));
+		unsigned int j;
+
+		/* GFP_NOIO from fs_bio_set: waits for its reserve, never fails. */
+		bio = bio_alloc(area->bdev, nr, REQ_OP_READ, GFP_NOIO);
+		bio->bi_iter.bi_sector = sector + (done >> SECTOR_SHIFT);
+		bio->bi_private = &rd;
+		bio->bi_end_io = original_read_endio;
+		for (j = 0; j < nr; j++, i++, done += PAGE_SIZE)
+			__bio_add_page(bio, buf->bvec[i].bv_page,
+				       min_t(size_t, PAGE_SIZE, bytes - done), 0);
+		atomic_inc(&rd.pending);
+		submit_bio(bio);
+	}
+	original_read_put(&rd);
+	wait_for_completion_io(&rd.done);
+	return blk_status_to_errno(READ_ONCE(rd.status));
 }
 
 /* Queue @work of one of @workers; any idle one will do, each takes

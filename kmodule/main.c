@@ -75,7 +75,8 @@ static bool __init params_valid(void)
 		return false;
 	if (chunk_minimum_shift < PAGE_SHIFT ||
 	    chunk_minimum_shift > chunk_maximum_shift ||
-	    chunk_maximum_shift > 31 || chunk_maximum_count_shift > 63)
+	    chunk_maximum_shift > CHUNK_SHIFT_MAX ||
+	    chunk_maximum_count_shift > 63)
 		return false;
 	return chunk_maximum_in_queue && diff_storage_minimum;
 }
