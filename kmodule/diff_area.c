@@ -178,6 +178,17 @@ static void store_enqueue(struct diff_area *area, struct chunk *chunk)
 }
 
 /*
+ * Do chunk_maximum_in_queue chunks wait for storing? The parameter may
+ * change at any time, never to 0 (main.c): the store workers, which take
+ * the count down, wake the waiters.
+ */
+static bool store_queue_full(struct diff_area *area)
+{
+	return READ_ONCE(area->store_count) >=
+	       READ_ONCE(chunk_maximum_in_queue);
+}
+
+/*
  * Take the chunk's place in the storage, unless it has one: when it is
  * copied, not when it is stored, and for copy-on-write already when its
  * write is taken from the queue (place_range()).
@@ -236,8 +247,7 @@ static int chunk_copy(struct diff_area *area, struct chunk *chunk,
 
 	/* Bound the memory: wait while too many chunks wait for storing. */
 	wait_event(area->store_wait,
-		   READ_ONCE(area->store_count) < chunk_maximum_in_queue ||
-			   READ_ONCE(area->error));
+		   !store_queue_full(area) || READ_ONCE(area->error));
 	if (READ_ONCE(area->error))
 		return area->error;
 	ret = chunk_place(area, chunk);

@@ -21,5 +21,7 @@ extern unsigned int diff_storage_minimum;
  * one request (which may not exceed MAX_RW_COUNT, 2 GiB less a page).
  */
 #define CHUNK_SHIFT_MAX 26
+/* Largest chunk_maximum_in_queue: far more than four store workers drain. */
+#define CHUNK_IN_QUEUE_MAX 1024
 
 #endif /* __BLKSNAP_PARAMS_H */

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # vm: --disks 2 --disk-size 160M
 # Limits of copy-on-write. Module parameters out of range are refused at
-# load (insmod fails with EINVAL, nothing else happens). Chunks of more
-# than one bio's worth of pages work: 4 MiB chunks, and 64 MiB ones grown by
-# a small chunk_maximum_count_shift.
+# load (insmod fails with EINVAL, nothing else happens) and, for those
+# writable at run time, when written. Chunks of more than one bio's worth of
+# pages work: 4 MiB chunks, and 64 MiB ones grown by a small
+# chunk_maximum_count_shift.
 # Parts (arguments, default all): params bigchunks.
 . "$(dirname "$0")/lib.sh"
 dev=$(disk 1)
@@ -37,7 +38,8 @@ if want params; then
 	step "parameters out of range are refused at load"
 	for p in chunk_minimum_shift=40 chunk_minimum_shift=11 chunk_maximum_shift=27 \
 		chunk_maximum_shift=31 "chunk_minimum_shift=20 chunk_maximum_shift=19" \
-		chunk_maximum_count_shift=64 chunk_maximum_in_queue=0 diff_storage_minimum=0; do
+		chunk_maximum_count_shift=64 chunk_maximum_in_queue=0 \
+		chunk_maximum_in_queue=1025 diff_storage_minimum=0; do
 		rmmod blksnap
 		# shellcheck disable=SC2086
 		if out=$(insmod "$BLKSNAP_KO" $p 2>&1); then
@@ -53,6 +55,31 @@ if want params; then
 	reload chunk_minimum_shift=12 chunk_maximum_shift=12 chunk_maximum_count_shift=0 \
 		chunk_maximum_in_queue=1 free_diff_buffer_pool_size=0
 	reload
+
+	step "run-time writable parameters refuse values out of range"
+	for p in chunk_maximum_in_queue=0 chunk_maximum_in_queue=1025 \
+		chunk_maximum_in_queue=x diff_storage_minimum=0 diff_storage_minimum=-1; do
+		name=${p%%=*}
+		was=$(cat "$params/$name")
+		if out=$( (echo "${p#*=}" >"$params/$name") 2>&1); then
+			echo "$was" >"$params/$name"
+			fail "writing $p was accepted"
+		fi
+		grep -q "Invalid argument" <<<"$out" || fail "writing $p: $out"
+		expect_eq "$name after refused $p" "$(cat "$params/$name")" "$was"
+	done
+	echo 8 >"$params/chunk_maximum_in_queue"
+	expect_eq chunk_maximum_in_queue "$(cat "$params/chunk_maximum_in_queue")" 8
+	echo 16 >"$params/chunk_maximum_in_queue"
+	echo 4096 >"$params/diff_storage_minimum"
+	expect_eq diff_storage_minimum "$(cat "$params/diff_storage_minimum")" 4096
+	echo 2097152 >"$params/diff_storage_minimum"
+	for name in chunk_minimum_shift chunk_maximum_shift chunk_maximum_count_shift; do
+		if out=$( (echo 20 >"$params/$name") 2>&1); then
+			fail "$name is writable at run time"
+		fi
+		grep -q "Permission denied" <<<"$out" || fail "writing $name: $out"
+	done
 fi
 
 # big_chunk CHUNK_BYTES PARAM=VALUE...: with the module loaded so that the
