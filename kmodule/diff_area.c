@@ -169,10 +169,10 @@ static void queue_worker(struct diff_area_worker *workers, unsigned int count,
 /* Queue a chunk whose old data is in memory for storing. */
 static void store_enqueue(struct diff_area *area, struct chunk *chunk)
 {
-	spin_lock(&area->lock);
+	spin_lock_irq(&area->lock);
 	list_add_tail(&chunk->store_link, &area->store_queue);
 	area->store_count++;
-	spin_unlock(&area->lock);
+	spin_unlock_irq(&area->lock);
 	queue_worker(area->store_workers, DIFF_AREA_STORE_WORKERS,
 		     &area->store_next);
 }
@@ -326,9 +326,9 @@ static void cow_work_fn(struct work_struct *work)
 
 	for (;;) {
 		mutex_lock(&area->order_lock);
-		spin_lock(&area->lock);
+		spin_lock_irq(&area->lock);
 		bio = bio_list_pop(&area->pending);
-		spin_unlock(&area->lock);
+		spin_unlock_irq(&area->lock);
 		if (bio) {
 			sector = tracker_bio_sector(bio);
 			count = min_t(sector_t, bio_sectors(bio),
@@ -357,12 +357,12 @@ static void store_work_fn(struct work_struct *work)
 	int ret;
 
 	for (;;) {
-		spin_lock(&area->lock);
+		spin_lock_irq(&area->lock);
 		chunk = list_first_entry_or_null(&area->store_queue,
 						 struct chunk, store_link);
 		if (chunk)
 			list_del_init(&chunk->store_link);
-		spin_unlock(&area->lock);
+		spin_unlock_irq(&area->lock);
 		if (!chunk)
 			break;
 
@@ -387,9 +387,9 @@ static void store_work_fn(struct work_struct *work)
 		chunk->buf = NULL;
 		mutex_unlock(&chunk->lock);
 
-		spin_lock(&area->lock);
+		spin_lock_irq(&area->lock);
 		area->store_count--;
-		spin_unlock(&area->lock);
+		spin_unlock_irq(&area->lock);
 		wake_up_all(&area->store_wait);
 	}
 	memalloc_noio_restore(noio);
@@ -521,17 +521,20 @@ bool diff_area_wants_bio(struct diff_area *area, struct bio *bio)
  * @area: the device's area.
  * @bio:  a write; its sector is relative to the device.
  *
- * Context: the bio submission path, any context.
+ * Context: the bio submission path, any context: process, softirq or
+ * hardirq, interrupts on or off (see &diff_area.lock).
  * Return: true if the bio was taken: it is resubmitted once the old data
  * of its chunks is saved.
  */
 bool diff_area_submit_bio(struct diff_area *area, struct bio *bio)
 {
+	unsigned long flags;
+
 	if (!diff_area_wants_bio(area, bio))
 		return false;
-	spin_lock(&area->lock);
+	spin_lock_irqsave(&area->lock, flags);
 	bio_list_add(&area->pending, bio);
-	spin_unlock(&area->lock);
+	spin_unlock_irqrestore(&area->lock, flags);
 	queue_worker(area->cow_workers, DIFF_AREA_COW_WORKERS, &area->cow_next);
 	return true;
 }
