@@ -82,23 +82,79 @@ static struct chunk *chunk_get(struct diff_area *area, unsigned long n)
 	return chunk;
 }
 
-/* Read @len sectors at @sector of the original device into @buf. */
+/**
+ * struct original_read - the bios reading one chunk of the original.
+ * @pending: bios not yet completed, plus one held by the submitter.
+ * @status:  a failed bio's status, or BLK_STS_OK.
+ * @done:    completed when @pending drops to zero.
+ */
+struct original_read {
+	atomic_t pending;
+	blk_status_t status;
+	struct completion done;
+};
+
+static void original_read_put(struct original_read *rd)
+{
+	if (atomic_dec_and_test(&rd->pending))
+		complete(&rd->done);
+}
+
+static void original_read_endio(struct bio *bio)
+{
+	struct original_read *rd = bio->bi_private;
+
+	if (bio->bi_status)
+		WRITE_ONCE(rd->status, bio->bi_status);
+	bio_put(bio);
+	original_read_put(rd);
+}
+
+/**
+ * read_original() - read part of the original device into a chunk buffer.
+ * @area:   the device's area.
+ * @sector: where on the device.
+ * @buf:    the buffer; it receives the data from its start.
+ * @len:    sectors, at most the buffer's size.
+ *
+ * A bio holds at most BIO_MAX_VECS pages, a chunk may have many more: the
+ * read is cut into bios of that many pages. Each is submitted before the
+ * next is allocated, as bio_alloc() wants for its reserve to guarantee
+ * progress, and all of them are waited for, even after a failure.
+ *
+ * Context: process context; sleeps.
+ * Return: 0 or a negative errno.
+ */
 static int read_original(struct diff_area *area, sector_t sector,
 			 struct diff_buffer *buf, sector_t len)
 {
-	size_t bytes = len << SECTOR_SHIFT, done;
-	unsigned int i;
+	size_t bytes = len << SECTOR_SHIFT, done = 0;
+	struct original_read rd;
+	unsigned int i = 0;
 	struct bio *bio;
-	int ret;
 
-	bio = bio_alloc(area->bdev, buf->nr_pages, REQ_OP_READ, GFP_NOIO);
-	bio->bi_iter.bi_sector = sector;
-	for (i = 0, done = 0; done < bytes; i++, done += PAGE_SIZE)
-		__bio_add_page(bio, buf->bvec[i].bv_page,
-			       min_t(size_t, PAGE_SIZE, bytes - done), 0);
-	ret = submit_bio_wait(bio);
-	bio_put(bio);
-	return ret;
+	atomic_set(&rd.pending, 1);
+	rd.status = BLK_STS_OK;
+	init_completion(&rd.done);
+	while (done < bytes) {
+		unsigned int nr = min_t(size_t, BIO_MAX_VECS,
+					DIV_ROUND_UP(bytes - done, PAGE_SIZE));
+		unsigned int j;
+
+		/* GFP_NOIO from fs_bio_set: waits for its reserve, never fails. */
+		bio = bio_alloc(area->bdev, nr, REQ_OP_READ, GFP_NOIO);
+		bio->bi_iter.bi_sector = sector + (done >> SECTOR_SHIFT);
+		bio->bi_private = &rd;
+		bio->bi_end_io = original_read_endio;
+		for (j = 0; j < nr; j++, i++, done += PAGE_SIZE)
+			__bio_add_page(bio, buf->bvec[i].bv_page,
+				       min_t(size_t, PAGE_SIZE, bytes - done), 0);
+		atomic_inc(&rd.pending);
+		submit_bio(bio);
+	}
+	original_read_put(&rd);
+	wait_for_completion_io(&rd.done);
+	return blk_status_to_errno(READ_ONCE(rd.status));
 }
 
 /* Queue @work of one of @workers; any idle one will do, each takes
@@ -113,12 +169,23 @@ static void queue_worker(struct diff_area_worker *workers, unsigned int count,
 /* Queue a chunk whose old data is in memory for storing. */
 static void store_enqueue(struct diff_area *area, struct chunk *chunk)
 {
-	spin_lock(&area->lock);
+	spin_lock_irq(&area->lock);
 	list_add_tail(&chunk->store_link, &area->store_queue);
 	area->store_count++;
-	spin_unlock(&area->lock);
+	spin_unlock_irq(&area->lock);
 	queue_worker(area->store_workers, DIFF_AREA_STORE_WORKERS,
 		     &area->store_next);
+}
+
+/*
+ * Do chunk_maximum_in_queue chunks wait for storing? The parameter may
+ * change at any time, never to 0 (main.c): the store workers, which take
+ * the count down, wake the waiters.
+ */
+static bool store_queue_full(struct diff_area *area)
+{
+	return READ_ONCE(area->store_count) >=
+	       READ_ONCE(chunk_maximum_in_queue);
 }
 
 /*
@@ -180,8 +247,7 @@ static int chunk_copy(struct diff_area *area, struct chunk *chunk,
 
 	/* Bound the memory: wait while too many chunks wait for storing. */
 	wait_event(area->store_wait,
-		   READ_ONCE(area->store_count) < chunk_maximum_in_queue ||
-			   READ_ONCE(area->error));
+		   !store_queue_full(area) || READ_ONCE(area->error));
 	if (READ_ONCE(area->error))
 		return area->error;
 	ret = chunk_place(area, chunk);
@@ -260,9 +326,9 @@ static void cow_work_fn(struct work_struct *work)
 
 	for (;;) {
 		mutex_lock(&area->order_lock);
-		spin_lock(&area->lock);
+		spin_lock_irq(&area->lock);
 		bio = bio_list_pop(&area->pending);
-		spin_unlock(&area->lock);
+		spin_unlock_irq(&area->lock);
 		if (bio) {
 			sector = tracker_bio_sector(bio);
 			count = min_t(sector_t, bio_sectors(bio),
@@ -291,12 +357,12 @@ static void store_work_fn(struct work_struct *work)
 	int ret;
 
 	for (;;) {
-		spin_lock(&area->lock);
+		spin_lock_irq(&area->lock);
 		chunk = list_first_entry_or_null(&area->store_queue,
 						 struct chunk, store_link);
 		if (chunk)
 			list_del_init(&chunk->store_link);
-		spin_unlock(&area->lock);
+		spin_unlock_irq(&area->lock);
 		if (!chunk)
 			break;
 
@@ -321,9 +387,9 @@ static void store_work_fn(struct work_struct *work)
 		chunk->buf = NULL;
 		mutex_unlock(&chunk->lock);
 
-		spin_lock(&area->lock);
+		spin_lock_irq(&area->lock);
 		area->store_count--;
-		spin_unlock(&area->lock);
+		spin_unlock_irq(&area->lock);
 		wake_up_all(&area->store_wait);
 	}
 	memalloc_noio_restore(noio);
@@ -455,17 +521,20 @@ bool diff_area_wants_bio(struct diff_area *area, struct bio *bio)
  * @area: the device's area.
  * @bio:  a write; its sector is relative to the device.
  *
- * Context: the bio submission path, any context.
+ * Context: the bio submission path, any context: process, softirq or
+ * hardirq, interrupts on or off (see &diff_area.lock).
  * Return: true if the bio was taken: it is resubmitted once the old data
  * of its chunks is saved.
  */
 bool diff_area_submit_bio(struct diff_area *area, struct bio *bio)
 {
+	unsigned long flags;
+
 	if (!diff_area_wants_bio(area, bio))
 		return false;
-	spin_lock(&area->lock);
+	spin_lock_irqsave(&area->lock, flags);
 	bio_list_add(&area->pending, bio);
-	spin_unlock(&area->lock);
+	spin_unlock_irqrestore(&area->lock, flags);
 	queue_worker(area->cow_workers, DIFF_AREA_COW_WORKERS, &area->cow_next);
 	return true;
 }

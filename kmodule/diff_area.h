@@ -74,7 +74,14 @@ struct diff_area_worker {
  * @chunk_count: number of chunks.
  * @capacity:    device size in sectors at the take.
  * @chunks:      chunk number -> &struct chunk, made on first use.
- * @lock:        protects @pending, @store_queue and @store_count.
+ * @lock:        protects @pending, @store_queue and @store_count. Taken with
+ *               interrupts off: diff_area_submit_bio() takes it in whatever
+ *               context a bio is submitted from, softirq or hardirq
+ *               included (with spin_lock_irqsave(), as interrupts may be off
+ *               already), and a holder it interrupted on the same CPU would
+ *               never release it. The workers, in process context with
+ *               interrupts on, use spin_lock_irq(). Only list and counter
+ *               updates run under it.
  * @pending:     writes to the original waiting for their chunks to be saved.
  * @order_lock:  a worker holds it while it takes a write from @pending and
  *               places the write's chunks in the storage: chunks lie in the

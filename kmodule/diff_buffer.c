@@ -7,6 +7,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/highmem.h>
+#include <linux/mm.h>
 #include <linux/slab.h>
 #include "diff_buffer.h"
 #include "params.h"
@@ -30,7 +31,7 @@ static void diff_buffer_free(struct diff_buffer *buf)
 
 	for (i = 0; i < buf->nr_pages; i++)
 		__free_page(buf->bvec[i].bv_page);
-	kfree(buf);
+	kvfree(buf);
 }
 
 /**
@@ -69,7 +70,8 @@ struct diff_buffer *diff_buffer_get(struct diff_buffer_pool *pool)
 	if (buf)
 		return buf;
 
-	buf = kzalloc(struct_size(buf, bvec, pool->nr_pages), GFP_NOIO);
+	/* 16 bytes a page: 256 KiB for a 64 MiB chunk, vmalloc may serve. */
+	buf = kvzalloc(struct_size(buf, bvec, pool->nr_pages), GFP_NOIO);
 	if (!buf)
 		return NULL;
 	for (i = 0; i < pool->nr_pages; i++) {

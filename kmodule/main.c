@@ -6,6 +6,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/limits.h>
 #include <linux/string.h>
 #include "ctl.h"
 #include "diff_area.h"
@@ -57,15 +58,45 @@ MODULE_PARM_DESC(chunk_maximum_shift,
 module_param(chunk_maximum_count_shift, uint, 0444);
 MODULE_PARM_DESC(chunk_maximum_count_shift,
 		 "Largest number of chunks per device, as a power of two");
-module_param(chunk_maximum_in_queue, uint, 0644);
+
+/*
+ * The parameters writable at run time are checked whenever they are set,
+ * at load as in sysfs: copy-on-write waits for chunk_maximum_in_queue to
+ * exceed the chunks waiting for storing, so 0 would stop every first write
+ * to a chunk for good, and a difference storage file could not grow by 0
+ * sectors. Any free_diff_buffer_pool_size works (0 keeps no free buffer).
+ */
+static int in_queue_set(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 1, CHUNK_IN_QUEUE_MAX);
+}
+
+static const struct kernel_param_ops in_queue_ops = {
+	.set = in_queue_set,
+	.get = param_get_uint,
+};
+
+static int storage_minimum_set(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 1, UINT_MAX);
+}
+
+static const struct kernel_param_ops storage_minimum_ops = {
+	.set = storage_minimum_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(chunk_maximum_in_queue, &in_queue_ops,
+		&chunk_maximum_in_queue, 0644);
 MODULE_PARM_DESC(chunk_maximum_in_queue,
-		 "Largest number of chunks being stored at once");
+		 "Largest number of chunks being stored at once, 1 to 1024");
 module_param(free_diff_buffer_pool_size, uint, 0644);
 MODULE_PARM_DESC(free_diff_buffer_pool_size,
 		 "Number of free chunk buffers kept for reuse");
-module_param(diff_storage_minimum, uint, 0644);
+module_param_cb(diff_storage_minimum, &storage_minimum_ops,
+		&diff_storage_minimum, 0644);
 MODULE_PARM_DESC(diff_storage_minimum,
-		 "Difference storage growth step, in sectors");
+		 "Difference storage growth step, in sectors, at least 1");
 
 static bool __init params_valid(void)
 {
@@ -75,7 +106,8 @@ static bool __init params_valid(void)
 		return false;
 	if (chunk_minimum_shift < PAGE_SHIFT ||
 	    chunk_minimum_shift > chunk_maximum_shift ||
-	    chunk_maximum_shift > 31 || chunk_maximum_count_shift > 63)
+	    chunk_maximum_shift > CHUNK_SHIFT_MAX ||
+	    chunk_maximum_count_shift > 63)
 		return false;
 	return chunk_maximum_in_queue && diff_storage_minimum;
 }

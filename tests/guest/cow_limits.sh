@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# vm: --disks 2 --disk-size 160M
+# Limits of copy-on-write. Module parameters out of range are refused at
+# load (insmod fails with EINVAL, nothing else happens) and, for those
+# writable at run time, when written. Chunks of more than one bio's worth of
+# pages work: 4 MiB chunks, and 64 MiB ones grown by a small
+# chunk_maximum_count_shift.
+# Parts (arguments, default all): params bigchunks.
+. "$(dirname "$0")/lib.sh"
+dev=$(disk 1)
+store_dev=$(disk 2)
+tmp=$(mktemp -d)
+params=/sys/module/blksnap/parameters
+need_modules ext4
+# The OOM killer must pick the hog, never the test.
+echo -1000 >/proc/self/oom_score_adj
+sum() { dd if="$1" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1; }
+# gen SEED BYTES: reproducible pseudo-random data (openssl ends on SIGPIPE).
+gen() {
+	{ openssl enc -aes-128-ctr -K "$(printf %032x "$1")" -iv 0 -in /dev/zero 2>/dev/null ||
+		true; } | head -c "$2"
+}
+# region DEV OFFSET_MB SIZE_MB: that part of DEV.
+region() { dd if="$1" bs=1M skip="$2" count="$3" iflag=direct status=none; }
+# reload [PARAM=VALUE...]: the module afresh, with these parameters.
+reload() {
+	local d
+	for d in "$dev" "$store_dev"; do
+		! is_attached "$d" || blksnap detach -d "$d"
+	done
+	rmmod blksnap
+	insmod "$BLKSNAP_KO" "$@"
+}
+parts=${*:-params bigchunks}
+want() { [[ " $parts " == *" $1 "* ]]; }
+
+if want params; then
+	step "parameters out of range are refused at load"
+	for p in chunk_minimum_shift=40 chunk_minimum_shift=11 chunk_maximum_shift=27 \
+		chunk_maximum_shift=31 "chunk_minimum_shift=20 chunk_maximum_shift=19" \
+		chunk_maximum_count_shift=64 chunk_maximum_in_queue=0 \
+		chunk_maximum_in_queue=1025 diff_storage_minimum=0; do
+		rmmod blksnap
+		# shellcheck disable=SC2086
+		if out=$(insmod "$BLKSNAP_KO" $p 2>&1); then
+			fail "insmod with $p loaded"
+		fi
+		grep -q "Invalid param" <<<"$out" || fail "insmod with $p: $out"
+		[ ! -d /sys/module/blksnap ] || fail "module left loaded after $p"
+		insmod "$BLKSNAP_KO"
+	done
+	step "the largest documented values load"
+	reload chunk_minimum_shift=26 chunk_maximum_shift=26 chunk_maximum_count_shift=63 \
+		chunk_maximum_in_queue=1024
+	reload chunk_minimum_shift=12 chunk_maximum_shift=12 chunk_maximum_count_shift=0 \
+		chunk_maximum_in_queue=1 free_diff_buffer_pool_size=0
+	reload
+
+	step "run-time writable parameters refuse values out of range"
+	for p in chunk_maximum_in_queue=0 chunk_maximum_in_queue=1025 \
+		chunk_maximum_in_queue=x diff_storage_minimum=0 diff_storage_minimum=-1; do
+		name=${p%%=*}
+		was=$(cat "$params/$name")
+		if out=$( (echo "${p#*=}" >"$params/$name") 2>&1); then
+			echo "$was" >"$params/$name"
+			fail "writing $p was accepted"
+		fi
+		grep -q "Invalid argument" <<<"$out" || fail "writing $p: $out"
+		expect_eq "$name after refused $p" "$(cat "$params/$name")" "$was"
+	done
+	echo 8 >"$params/chunk_maximum_in_queue"
+	expect_eq chunk_maximum_in_queue "$(cat "$params/chunk_maximum_in_queue")" 8
+	echo 16 >"$params/chunk_maximum_in_queue"
+	echo 4096 >"$params/diff_storage_minimum"
+	expect_eq diff_storage_minimum "$(cat "$params/diff_storage_minimum")" 4096
+	echo 2097152 >"$params/diff_storage_minimum"
+	for name in chunk_minimum_shift chunk_maximum_shift chunk_maximum_count_shift; do
+		if out=$( (echo 20 >"$params/$name") 2>&1); then
+			fail "$name is writable at run time"
+		fi
+		grep -q "Permission denied" <<<"$out" || fail "writing $name: $out"
+	done
+fi
+
+# big_chunk CHUNK_BYTES PARAM=VALUE...: with the module loaded so that the
+# chunks of $dev have CHUNK_BYTES, a snapshot keeps the old data of partial
+# writes to the first chunk, across chunk boundaries and to the short last
+# chunk, and each copied chunk takes CHUNK_BYTES of the storage.
+big_chunk() {
+	local chunk=$1 size id image before want_size
+	shift
+	step "chunks of $((chunk >> 20)) MiB ($*)"
+	# The storage grows in 1 MiB portions: its size is the chunks it
+	# holds, plus one portion kept ahead.
+	reload diff_storage_minimum=2048 "$@"
+	size=$(blockdev --getsize64 "$dev")
+	before=$(sum "$dev")
+	: >"$tmp/s/store"
+	id=$(blksnap snapshot_create -d "$dev" -f "$tmp/s/store" -l 150M)
+	blksnap snapshot_take -i "$id"
+	image=$(blksnap snapshot_info -d "$dev" -f image)
+	gen 1 4096 >"$tmp/w1"
+	dd if="$tmp/w1" of="$dev" bs=4k seek=3 oflag=direct conv=notrunc status=none
+	expect_eq "storage after one chunk" "$(stat -c %s "$tmp/s/store")" \
+		$((chunk + (1 << 20)))
+	expect_eq "image after a write to the first chunk" "$(sum "$image")" "$before"
+	want_size=$((chunk + (1 << 20)))
+	if [ $((3 * chunk)) -lt "$size" ]; then
+		# 12 KiB over the boundary of chunks 1 and 2, through the page
+		# cache.
+		gen 2 12288 >"$tmp/w2"
+		dd if="$tmp/w2" of="$dev" bs=4k seek=$((2 * chunk / 4096 - 1)) \
+			conv=notrunc,fsync status=none
+		dd if="$dev" bs=4k skip=$((2 * chunk / 4096 - 1)) count=3 iflag=direct \
+			status=none | cmp -s - "$tmp/w2" ||
+			fail "write over a chunk boundary did not land"
+		want_size=$((want_size + 2 * chunk))
+	fi
+	# The last 12 KiB of the device, in its last chunk (a short one if
+	# the size is not a multiple of the chunk).
+	gen 3 12288 >"$tmp/w3"
+	dd if="$tmp/w3" of="$dev" bs=4k seek=$((size / 4096 - 3)) oflag=direct \
+		conv=notrunc status=none
+	want_size=$((want_size + chunk))
+	dd if="$dev" bs=4k skip=$((size / 4096 - 3)) iflag=direct status=none |
+		cmp -s - "$tmp/w3" || fail "write to the last chunk did not land"
+	dd if="$dev" bs=4k skip=3 count=1 iflag=direct status=none |
+		cmp -s - "$tmp/w1" || fail "write to the first chunk did not land"
+	expect_eq "storage after the writes" "$(stat -c %s "$tmp/s/store")" "$want_size"
+	expect_eq "image after the writes" "$(sum "$image")" "$before"
+	expect_eq "error code" "$(blksnap snapshot_info -d "$dev" -f error_code)" 0
+	blksnap snapshot_destroy -i "$id"
+	rm "$tmp/s/store"
+}
+
+if want bigchunks; then
+	step "fill the device"
+	mkfs.ext4 -q -F "$store_dev"
+	mkdir -p "$tmp/s"
+	mount "$store_dev" "$tmp/s"
+	gen 10 $((160 << 20)) | dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none
+	big_chunk $((4 << 20)) chunk_minimum_shift=22 chunk_maximum_shift=22
+	# 160 MiB in at most 2^1 chunks: the chunk grows to the largest, 64 MiB,
+	# and the last one is short (32 MiB).
+	big_chunk $((64 << 20)) chunk_maximum_count_shift=1 free_diff_buffer_pool_size=0
+	umount "$tmp/s"
+	reload
+fi
+
+for d in "$dev" "$store_dev"; do
+	! is_attached "$d" || blksnap detach -d "$d"
+done
+echo "cow_limits: all checks passed"
