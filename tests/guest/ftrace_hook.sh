@@ -14,7 +14,7 @@ insmod "$BLKSNAP_KO" interception=ftrace
 expect_eq interception "$(flavour)" ftrace
 "$here/cbt_raw.sh"
 "$here/snapshot_multi.sh"
-RACE_TAKES=3 "$here/snapshot_races.sh"
+RACE_TAKES=2 "$here/snapshot_races.sh"
 BLKSNAP_MODPARAMS=interception=ftrace "$here/removal.sh"
 expect_eq "interception after removal's reload" "$(flavour)" ftrace
 echo "ftrace_hook: all checks passed"

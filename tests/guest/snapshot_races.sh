@@ -85,7 +85,7 @@ fio --name=seq --filename="$a" --size=$span --rw=write --bs=4k \
 w=$!
 sleep 1
 prev=""
-for k in $(seq 1 "${RACE_TAKES:-4}"); do
+for k in $(seq 1 "${RACE_TAKES:-3}"); do
 	step "take $k ($SECONDS s)"
 	id=$(blksnap snapshot_create -d "$a" -f "$b" -l 256M)
 	blksnap snapshot_take -i "$id"
