@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vm: --disks 2 --disk-size 96M
+# vm: --disks 2 --disk-size 160M
 # kernels: stock-6.1 blkfilter-6.12
 # Limits of copy-on-write. Module parameters out of range are refused at
 # load (insmod fails with EINVAL, nothing else happens) and, for those
@@ -139,9 +139,9 @@ if want bigchunks; then
 	mkfs.ext4 -q -F "$store_dev"
 	mkdir -p "$tmp/s"
 	mount "$store_dev" "$tmp/s"
-	gen 10 $((96 << 20)) | dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none
+	gen 10 $((160 << 20)) | dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none
 	big_chunk $((4 << 20)) chunk_minimum_shift=22 chunk_maximum_shift=22
-	# 96 MiB in at most 2^1 chunks: the chunk grows to the largest, 64 MiB,
+	# 160 MiB in at most 2^1 chunks: the chunk grows to the largest, 64 MiB,
 	# and the last one is short (32 MiB).
 	big_chunk $((64 << 20)) chunk_maximum_count_shift=1 free_diff_buffer_pool_size=0
 	umount "$tmp/s"
