@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vm: --disks 2 --disk-size 160M
-# kernels: stock-6.1 blkfilter-6.12
+# kernels: stock-6.1 stock-6.12
 # Limits of copy-on-write. Module parameters out of range are refused at
 # load (insmod fails with EINVAL, nothing else happens) and, for those
 # writable at run time, when written. Chunks of more than one bio's worth of
