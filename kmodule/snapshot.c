@@ -148,9 +148,8 @@ int snapshot_create(unsigned int fd, sector_t limit, uuid_t *id)
  * @tracker: the device's tracker.
  *
  * Return: 0; -ENOENT (no such snapshot), -EBUSY (the device is in a
- * snapshot, or this one was taken, or it is a whole disk with
- * partitions), -EINVAL (the device holds the
- * snapshot's difference storage).
+ * snapshot, or this one was taken, or it is a whole disk with partitions),
+ * -EINVAL (the device holds the snapshot's difference storage).
  */
 int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
 {
@@ -242,12 +241,6 @@ static int snapshot_switch(struct snapshot *s)
 			goto open;
 	}
 	list_for_each_entry(sd, &s->devices, link) {
-		if (tracker_partitioned(sd->tracker)) {
-			ret = -EBUSY;
-			goto open;
-		}
-	}
-	list_for_each_entry(sd, &s->devices, link) {
 		ret = tracker_start_cow(sd->tracker, sd->area);
 		if (ret)
 			goto open;
@@ -269,8 +262,8 @@ open:
  *
  * Return: 0; -ENOENT, -EALREADY (taken), -ENODEV (no device, or a device
  * was detached since it was added), -EBUSY (a whole disk has partitions
- * now), -ETIMEDOUT (writes in flight did not
- * complete), or an error from freezing or from creating the images.
+ * now), -ETIMEDOUT (writes in flight did not complete), or an error from
+ * freezing or from creating the images.
  */
 int snapshot_take(const uuid_t *id)
 {

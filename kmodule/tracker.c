@@ -471,7 +471,8 @@ void tracker_resubmit_bio(struct tracker *tracker, struct bio *bio)
  * tracker_wait_idle(). Writes that arrive meanwhile are held until
  * tracker_ungate().
  *
- * Return: 0, or -ENODEV if the device lost the tracker.
+ * Return: 0, -ENODEV if the device lost the tracker, or -EBUSY if it is a
+ * whole disk that has partitions now.
  */
 int tracker_gate(struct tracker *tracker)
 {
@@ -480,6 +481,8 @@ int tracker_gate(struct tracker *tracker)
 	mutex_lock(&tracker->cow_lock);
 	if (tracker->detached) {
 		ret = -ENODEV;
+	} else if (tracker_partitioned(tracker)) {
+		ret = -EBUSY;
 	} else {
 		spin_lock_irq(&tracker->gate_lock);
 		WRITE_ONCE(tracker->gated, true);
