@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every test: host unit tests, static checks, and the guest integration
 # tests on each kernel given (default: all three). Ends with a line
-# "reruns: N (KERNEL:TEST, ...)" (guest tests run again after the emulation
+# "reruns: N (KERNEL:batchI, ...)" (guests run again after the emulation
 # failed, tests/vm/run exit 5) and then one line "N passed, N failed"; exits
 # non-zero on any failure.
 #   tests/check.sh [KERNEL...]        TESTS="name ..." narrows guest tests
@@ -45,70 +45,113 @@ log=$logdir/lint.log
 scripts/lint.sh >"$log" 2>&1
 record "lint" $? "$log"
 
-# Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives runner options,
-# a line "# kernels: K..." limits a test to those kernels.
-# Guests run CHECK_JOBS at a time (default 2): TCG guests are CPU-bound and
-# mostly single-threaded, so two share the machine's two cores well.
+# Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives its disks
+# (runner options), a line "# kernels: K..." limits it to those kernels, a
+# line "# cost: SECONDS" is its time on a stock kernel (three times that on a
+# debug one), used to plan. The tests of a kernel run in batches, several in
+# one guest boot (tests/vm/batch: each with its own fresh disks, the module
+# loaded afresh, its leftovers undone, splats while it ran failing it), so
+# that boots and kmemleak scans are paid once a batch; tests/plan-batches
+# groups them. Guests run CHECK_JOBS at a time (default 2): TCG guests are
+# CPU-bound and mostly single-threaded, so two share two cores well.
 mapfile -t guest_tests < <(ls tests/guest/*.sh 2>/dev/null | grep -v '/lib\.sh$')
 if [ -n "${TESTS:-}" ]; then
 	mapfile -t guest_tests < <(for t in $TESTS; do echo "tests/guest/$t.sh"; done)
 fi
 jobs_max=${CHECK_JOBS:-2}
-run_guest() { # kernel test
-	local k=$1 t=$2 name log start rc reran=0
-	name=$(basename "$t" .sh)
-	log=$logdir/$k-$name.log
-	read -r -a args <<<"$(sed -n 's/^# vm: //p' "$t" | head -n1)"
-	start=$SECONDS
-	tests/vm/run "$k" --timeout 1200 "${args[@]}" -- "$t" >"$log" 2>&1
-	rc=$?
-	# Exit 5: the emulation failed before the test started (QEMU crashed on
-	# the host, or the kernel died in its own boot: TCG flaws, each seen
-	# once in several hundred boots): not a result; run the test once more.
-	if [ $rc = 5 ]; then
-		reran=1
-		mv "$log" "$log.emulation"
-		tests/vm/run "$k" --timeout 1200 "${args[@]}" -- "$t" >"$log" 2>&1
-		rc=$?
-		echo "(run again after the emulation failed: $log.emulation)" >>"$log"
-	fi
-	echo "$rc $((SECONDS - start)) $reran" >"$logdir/$k-$name.rc"
+per_test_timeout=1200
+header() { sed -n "s/^# $1: //p" "$2" | head -n1; }
+runs_on() { # kernel test
+	local only
+	only=$(header kernels "$2")
+	[ -z "$only" ] || [[ " $only " == *" $1 "* ]]
 }
+# A kernel built with KASAN and lockdep runs the tests about three times
+# slower.
+slowdown() { grep -qx 'CONFIG_KASAN=y' "build/kernels/$1/kdir/.config" 2>/dev/null && echo 3 || echo 1; }
+# run_batch KERNEL INDEX TEST=SIZE,... : one guest for these tests.
+run_batch() {
+	local k=$1 i=$2 t name sizes args=() specs=() first=1 log res rc start
+	shift 2
+	for t in "$@"; do
+		name=${t%%=*} sizes=${t#*=}
+		local n=0 s
+		for s in ${sizes//,/ }; do args+=(--disk "$s"); n=$((n + 1)); done
+		specs+=("$name=$first+$n")
+		first=$((first + n))
+	done
+	log=$logdir/$k-batch$i.log
+	res=$logdir/$k-batch$i.results
+	start=$SECONDS
+	for attempt in 1 2; do
+		rm -rf "$res"
+		tests/vm/run "$k" --timeout $((per_test_timeout * $# + 300)) --results "$res" \
+			"${args[@]}" -- tests/vm/batch "$per_test_timeout" "${specs[@]}" >"$log" 2>&1
+		rc=$?
+		# Exit 5: the emulation failed before any test started (QEMU
+		# crashed on the host, or the kernel died in its own boot: TCG
+		# flaws, each seen once in several hundred boots): not a
+		# result; run the batch once more.
+		[ $rc = 5 ] && [ $attempt = 1 ] || break
+		mv "$log" "$log.emulation"
+		echo "reran" >"$logdir/$k-batch$i.reran"
+	done
+	echo "$rc $((SECONDS - start))" >"$logdir/$k-batch$i.rc"
+}
+pairs=()
+for t in "${guest_tests[@]}"; do
+	name=$(basename "$t" .sh)
+	for k in "${kernels[@]}"; do
+		runs_on "$k" "$t" || continue
+		cost=$(header cost "$t")
+		pairs+=("$k:$name:$(header vm "$t"):$((${cost:-120} * $(slowdown "$k")))")
+	done
+done
+batches=()
+if [ ${#pairs[@]} -gt 0 ]; then
+	plan=$(tests/plan-batches "${pairs[@]}") && [ -n "$plan" ] ||
+		record "plan of the guest batches" 1 tests/plan-batches
+	[ -z "$plan" ] || mapfile -t batches <<<"$plan"
+fi
 # Build what the guests load before starting them in parallel.
 for k in "${kernels[@]}"; do
 	scripts/build-kmod.sh "$k" >/dev/null || record "$k:kmod" 1 "build/kmod/$k/build.log"
 done
-echo "== guest tests on ${kernels[*]} ($jobs_max at a time)"
-pairs=()
-runs_on() { # kernel test
-	local only
-	only=$(sed -n 's/^# kernels: //p' "$2" | head -n1)
-	[ -z "$only" ] || [[ " $only " == *" $1 "* ]]
-}
-for t in "${guest_tests[@]}"; do
-	for k in "${kernels[@]}"; do
-		runs_on "$k" "$t" && pairs+=("$k $t")
-	done
-done
-for p in "${pairs[@]}"; do
-	read -r k t <<<"$p"
-	rm -f "$logdir/$k-$(basename "$t" .sh)".{rc,log.emulation}
+echo "== guest tests on ${kernels[*]} (${#batches[@]} guests, $jobs_max at a time)"
+rm -rf "$logdir"/*-batch*
+i=0
+for b in "${batches[@]}"; do
+	read -r k _cost members <<<"$b"
+	i=$((i + 1))
 	while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
-	run_guest "$k" "$t" &
+	# shellcheck disable=SC2086
+	run_batch "$k" "$i" $members &
 done
 wait
-for k in "${kernels[@]}"; do
-	for t in "${guest_tests[@]}"; do
-		runs_on "$k" "$t" || continue
-		name=$(basename "$t" .sh)
-		read -r rc secs reran <"$logdir/$k-$name.rc" 2>/dev/null || { rc=1 secs=0 reran=0; }
-		if [ "${reran:-0}" = 1 ]; then
-			reruns+=("$k:$name")
-			record "$k:$name (${secs}s, run twice: emulation failed)" "$rc" "$logdir/$k-$name.log"
+i=0
+for b in "${batches[@]}"; do
+	read -r k _cost members <<<"$b"
+	i=$((i + 1))
+	read -r rc secs <"$logdir/$k-batch$i.rc" 2>/dev/null || { rc=1 secs=0; }
+	if [ -e "$logdir/$k-batch$i.reran" ]; then
+		reruns+=("$k:batch$i")
+	fi
+	names=()
+	for t in $members; do
+		name=${t%%=*}
+		names+=("$name")
+		log=$logdir/$k-$name.log
+		if read -r st tsecs <"$logdir/$k-batch$i.results/batch/$name.status" 2>/dev/null; then
+			cp "$logdir/$k-batch$i.results/batch/$name.log" "$log"
+			record "$k:$name (${tsecs}s)" "$st" "$log"
 		else
-			record "$k:$name (${secs}s)" "$rc" "$logdir/$k-$name.log"
+			echo "not run to its end: the guest of batch $i ended (see $logdir/$k-batch$i.log)" >"$log"
+			record "$k:$name (not run to its end)" 1 "$log"
 		fi
 	done
+	# The runner's own verdict on the guest: kmemleak, a splat outside any
+	# test, insmod/rmmod, a guest that did not finish.
+	record "$k:guest $i of ${names[*]} (${secs}s)" "$rc" "$logdir/$k-batch$i.log"
 done
 
 if [ ${#failures[@]} -gt 0 ]; then
