@@ -46,9 +46,15 @@ scripts/lint.sh >"$log" 2>&1
 record "lint" $? "$log"
 
 # Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives its disks
-# (runner options), a line "# kernels: K..." limits it to those kernels, a
+# (runner options), a line "# columns: C..." limits it to those columns, a
 # line "# cost: SECONDS" is its time on a stock kernel (three times that on a
-# debug one), used to plan. The tests of a kernel run in batches, several in
+# debug one), used to plan. Columns: one per kernel, and for a kernel with
+# the block device filter (blkfilter-*) a second one, KERNEL+ftrace, where
+# the module runs with interception=ftrace: the stock kernels' interception
+# under KASAN, lockdep and kmemleak. As that column runs the 6.12 source
+# with every test, stock-6.12 runs only the tests whose header has a line
+# "# smoke" (load, change map, snapshot, image.raw); CHECK_ALL=1 runs them
+# all there too. The tests of a kernel run in batches, several in
 # one guest boot (tests/vm/batch: each with its own fresh disks, the module
 # loaded afresh, its leftovers undone, splats while it ran failing it), so
 # that boots and kmemleak scans are paid once a batch; tests/plan-batches
@@ -61,17 +67,28 @@ fi
 jobs_max=${CHECK_JOBS:-2}
 per_test_timeout=1200
 header() { sed -n "s/^# $1: //p" "$2" | head -n1; }
-runs_on() { # kernel test
+columns=()
+for k in "${kernels[@]}"; do
+	columns+=("$k")
+	[[ $k != blkfilter-* ]] || columns+=("$k+ftrace")
+done
+runs_on() { # column test
 	local only
-	only=$(header kernels "$2")
+	only=$(header columns "$2")
+	if [ "$1" = stock-6.12 ] && [ -z "${CHECK_ALL:-}" ] && ! grep -qx '# smoke' "$2"; then
+		return 1
+	fi
 	[ -z "$only" ] || [[ " $only " == *" $1 "* ]]
 }
 # A kernel built with KASAN and lockdep runs the tests about three times
 # slower.
 slowdown() { grep -qx 'CONFIG_KASAN=y' "build/kernels/$1/kdir/.config" 2>/dev/null && echo 3 || echo 1; }
-# run_batch KERNEL INDEX TEST=SIZE,... : one guest for these tests.
+# run_batch COLUMN INDEX TEST=SIZE,... : one guest for these tests.
 run_batch() {
 	local k=$1 i=$2 t name sizes args=() specs=() first=1 log res rc start
+	if [[ $k == *+ftrace ]]; then
+		args+=(--modparams interception=ftrace)
+	fi
 	shift 2
 	for t in "$@"; do
 		name=${t%%=*} sizes=${t#*=}
@@ -85,7 +102,7 @@ run_batch() {
 	start=$SECONDS
 	for attempt in 1 2; do
 		rm -rf "$res"
-		tests/vm/run "$k" --timeout $((per_test_timeout * $# + 300)) --results "$res" \
+		tests/vm/run "${k%+ftrace}" --timeout $((per_test_timeout * $# + 300)) --results "$res" \
 			"${args[@]}" -- tests/vm/batch "$per_test_timeout" "${specs[@]}" >"$log" 2>&1
 		rc=$?
 		# Exit 5: the emulation failed before any test started (QEMU
@@ -101,10 +118,10 @@ run_batch() {
 pairs=()
 for t in "${guest_tests[@]}"; do
 	name=$(basename "$t" .sh)
-	for k in "${kernels[@]}"; do
+	for k in "${columns[@]}"; do
 		runs_on "$k" "$t" || continue
 		cost=$(header cost "$t")
-		pairs+=("$k:$name:$(header vm "$t"):$((${cost:-120} * $(slowdown "$k")))")
+		pairs+=("$k:$name:$(header vm "$t"):$((${cost:-120} * $(slowdown "${k%+ftrace}")))")
 	done
 done
 batches=()
@@ -117,7 +134,7 @@ fi
 for k in "${kernels[@]}"; do
 	scripts/build-kmod.sh "$k" >/dev/null || record "$k:kmod" 1 "build/kmod/$k/build.log"
 done
-echo "== guest tests on ${kernels[*]} (${#batches[@]} guests, $jobs_max at a time)"
+echo "== guest tests in columns ${columns[*]} (${#batches[@]} guests, $jobs_max at a time)"
 rm -rf "$logdir"/*-batch*
 i=0
 for b in "${batches[@]}"; do

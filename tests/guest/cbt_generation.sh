@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# cost: 90
 # vm: --disks 1 --disk-size 256M
 # The changes number counts takes; the map tells which blocks changed since
 # any earlier take of the generation. After take 254 the number written for

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
+# cost: 100
 # vm: --disks 1 --disk-size 256M
+# smoke
 # Change tracking on a raw virtio disk: the map marks exactly the tracking
 # blocks that were written, discarded or zeroed, and no other; reads and
 # flushes mark nothing; cbtdirty marks exactly its ranges; reattach starts

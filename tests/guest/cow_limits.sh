@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# vm: --disks 2 --disk-size 96M
+# cost: 150
+# vm: --disk 96M --disk 192M
 # Limits of copy-on-write. Module parameters out of range are refused at
 # load (insmod fails with EINVAL, nothing else happens) and, for those
 # writable at run time, when written. Chunks of more than one bio's worth of
@@ -29,7 +30,7 @@ reload() {
 		! is_attached "$d" || blksnap detach -d "$d"
 	done
 	rmmod blksnap
-	insmod "$BLKSNAP_KO" "$@"
+	load_module "$@"
 }
 parts=${*:-params bigchunks}
 want() { [[ " $parts " == *" $1 "* ]]; }
@@ -42,12 +43,12 @@ if want params; then
 		chunk_maximum_in_queue=1025 diff_storage_minimum=0; do
 		rmmod blksnap
 		# shellcheck disable=SC2086
-		if out=$(insmod "$BLKSNAP_KO" $p 2>&1); then
+		if out=$(load_module $p 2>&1); then
 			fail "insmod with $p loaded"
 		fi
 		grep -q "Invalid param" <<<"$out" || fail "insmod with $p: $out"
 		[ ! -d /sys/module/blksnap ] || fail "module left loaded after $p"
-		insmod "$BLKSNAP_KO"
+		load_module
 	done
 	step "the largest documented values load"
 	reload chunk_minimum_shift=26 chunk_maximum_shift=26 chunk_maximum_count_shift=63 \
@@ -85,13 +86,13 @@ fi
 # expect_storage WHAT BYTES: the difference storage grows to BYTES, never
 # past it. It grows in a worker after the copy: a write returns before the
 # store, so the size is watched until it is reached (60 s at most), then
-# once more a second later to see it stay.
+# once more a second later to see it stay. (The storage disk is twice the
+# device: a full one would end the snapshot with ENOSPC.)
 expect_storage() {
-	local what=$1 want=$2 got i
-	for ((i = 0; i < 600; i++)); do
-		got=$(stat -c %s "$tmp/s/store")
-		[ "$got" -lt "$want" ] || break
-		sleep 0.1
+	local what=$1 want=$2 got end=$((SECONDS + 60))
+	while got=$(stat -c %s "$tmp/s/store") && [ "$got" -lt "$want" ] &&
+		[ $SECONDS -lt $end ]; do
+		sleep 0.2
 	done
 	expect_eq "$what" "$got" "$want"
 	sleep 1

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# cost: 60
 # vm: --disks 1 --disk-size 256M
 # The events file of a snapshot: `cat events` blocks until the difference
 # storage overflows (small -l limit, heavy writes), prints the corrupted

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# vm: --disks 2 --disk-size 256M
+# cost: 120
+# vm: --disks 2 --disk-size 96M
 # blksnapfs life cycle: restarted while snapshots exist it shows them again;
 # a lazy unmount while readers are active lets them finish, then the daemon
 # ends; a snapshot destroyed while image.raw is open gives EIO, not a hang;
@@ -14,7 +15,7 @@ name2=$(basename "$dev2")
 tmp=$(mktemp -d)
 
 step "a snapshot of $dev with known content"
-dd if=/dev/urandom of="$dev" bs=1M count=256 oflag=direct status=none
+dd if=/dev/urandom of="$dev" bs=1M count=96 oflag=direct status=none
 want=$(xsum "$dev")
 id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 300M)
 blksnap snapshot_take -i "$id"
@@ -51,7 +52,7 @@ fs_start
 exec 3<"$snap/$id/$name/image.raw"
 dd bs=1M count=2 iflag=direct status=none <&3 >/dev/null
 blksnap snapshot_destroy -i "$id"
-if out=$(timeout 30 dd bs=1M count=8 skip=100 iflag=direct status=none <&3 2>&1 >/dev/null); then
+if out=$(timeout 30 dd bs=1M count=8 skip=64 iflag=direct status=none <&3 2>&1 >/dev/null); then
 	fail "read after destroy succeeded"
 fi
 grep -q "Input/output error" <<<"$out" || fail "not EIO after destroy: $out"

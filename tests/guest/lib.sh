@@ -12,6 +12,14 @@ expect_eq() { # what got want
 	[ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
 }
 
+# load_module [PARAM=VALUE...]: insmod the module under test with the
+# parameters of this run ($BLKSNAP_MODPARAMS: interception=ftrace in the
+# ftrace column of make check) and these.
+load_module() {
+	# shellcheck disable=SC2086
+	insmod "$BLKSNAP_KO" ${BLKSNAP_MODPARAMS:-} "$@"
+}
+
 # The interception flavour the module runs with: blkfilter or ftrace.
 flavour() { cat /sys/module/blksnap/parameters/interception; }
 

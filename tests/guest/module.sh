@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# cost: 5
+# smoke
 # The module loads, answers on its control device, and unloads cleanly.
 . "$(dirname "$0")/lib.sh"
 
@@ -10,7 +12,8 @@ want_version=$(modinfo -F version "$BLKSNAP_KO")
 expect_eq version "$(blksnap-probe version)" "$want_version"
 
 step "interception flavour"
-case "$BLKSNAP_KERNEL" in
+case "$BLKSNAP_KERNEL ${BLKSNAP_MODPARAMS:-}" in
+*interception=ftrace*) want=ftrace ;;
 blkfilter-*) want=blkfilter ;;
 *) want=ftrace ;;
 esac
@@ -19,5 +22,5 @@ expect_eq interception "$(flavour)" "$want"
 step "unload and reload"
 rmmod blksnap
 [ ! -e /dev/blksnap-control ] || fail "control device left behind"
-insmod "$BLKSNAP_KO"
+load_module
 expect_eq "version after reload" "$(blksnap-probe version)" "$want_version"

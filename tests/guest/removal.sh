@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# cost: 60
 # vm: --disks 1 --disk-size 256M
 # Devices that go away while attached lose their filter cleanly: a deleted
 # loop device, a removed null_blk device, a partition rescan; unloading the
@@ -123,5 +124,5 @@ else
 	dd if=/dev/zero of="${disk}1" bs=64k count=4 oflag=direct status=none
 fi
 [ ! -e /dev/blksnap-control ] || fail "control device left behind"
-insmod "$BLKSNAP_KO" ${BLKSNAP_MODPARAMS:-}
+load_module
 echo "removal: all checks passed"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
+# cost: 60
 # vm: --disks 1 --disk-size 128M
+# smoke
 # A snapshot's image holds the device's content at the take, byte for byte,
 # while the original is overwritten; the original ends up holding exactly
 # the new writes; destroy removes the image and keeps tracking.

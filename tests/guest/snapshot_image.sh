@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# cost: 120
 # vm: --disks 2 --disk-size 320M
 # Images are writable (writes land in the difference storage, never on the
 # original) and mountable: ext4, and xfs with nouuid. A snapshot survives
@@ -86,5 +87,5 @@ fi
 [ ! -e /dev/blksnap-image_$(cat /sys/class/block/$(basename "$dev")/dev) ] ||
 	fail "image left after unload"
 dd if=/dev/zero of="$dev" bs=64k count=16 oflag=direct status=none
-insmod "$BLKSNAP_KO"
+load_module
 echo "snapshot_image: all checks passed"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# cost: 180
 # vm: --disks 3 --disk-size 128M
 # Several devices are taken at one instant; two snapshots live side by side;
 # a snapshot destroyed while its image and original are busy goes cleanly.
@@ -31,8 +32,11 @@ import sys
 data = open(sys.argv[1], "rb").read()
 print(max(int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data), 4096)))
 PY
-dd if=/dev/zero of="$a" bs=1M count=128 oflag=direct status=none
-dd if=/dev/zero of="$b" bs=1M count=128 oflag=direct status=none
+# Zeroed whole, so that every nonzero block of an image is a record.
+for d in "$a" "$b"; do
+	dd if=/dev/zero of="$d" bs=1M count=$(($(blockdev --getsize64 "$d") >> 20)) \
+		oflag=direct status=none
+done
 python3 "$tmp/lockstep.py" "$a" "$b" 12 >"$tmp/count" &
 writer=$!
 sleep 4

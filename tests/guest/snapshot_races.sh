@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
+# cost: 90
 # vm: --disks 2 --disk-size 256M
-# kernels: stock-6.1 blkfilter-6.12
 # Races between snapshot operations and the I/O path that could leave an
 # image or a change map wrong without any error:
 #  - a device detached (or detached and attached again) between
@@ -11,8 +11,6 @@
 #    many takes, the change map read under each snapshot explains every
 #    difference between its image and the previous one (what an incremental
 #    backup relies on), and each image stays as it was at its take.
-# stock-6.12 runs the same 6.12 source as blkfilter-6.12, whose ftrace_hook
-# test runs this under interception=ftrace with the kernel's checkers.
 . "$(dirname "$0")/lib.sh"
 a=$(disk 1)
 b=$(disk 2)

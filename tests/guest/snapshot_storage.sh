@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# cost: 100
 # vm: --disks 2 --disk-size 256M
 # Difference storage: a file grows in portions up to the limit; tmpfs files,
 # O_TMPFILE and a block device all work; overflow corrupts the snapshot,
@@ -12,7 +13,7 @@ sum() { dd if="$1" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f
 
 step "reload with a 4 MiB growth step"
 rmmod blksnap
-insmod "$BLKSNAP_KO" diff_storage_minimum=8192
+load_module diff_storage_minimum=8192
 
 step "wrong storage is refused"
 expect_eq "character device" "$(blksnap-probe create /dev/null rw 8192)" EINVAL

@@ -1,0 +1,519 @@
+// blksnap-fuzz: random and malformed requests to the blksnap module, from
+// two threads at once, for the guest test tests/guest/fuzz.sh.
+//
+//   blksnap-fuzz CALLS SEED DIR DEV...
+//
+// Makes CALLS ioctl calls in all (half per thread) on /dev/blksnap-control
+// and on the block devices DEV (BLKFILTER_* where the module uses the block
+// device filter): the module's own commands with well-formed, random and
+// truncated arguments; unknown command numbers and sizes; pointers that are
+// NULL, in the kernel, non-canonical, misaligned, to a page that cannot be
+// read, or to a structure that runs into one; known and random snapshot
+// ids; storage fds that are files, directories, devices, the control device
+// itself, closed or made up. Valid creates, takes and destroys keep
+// snapshots coming and going (at most 6 alive), so that the malformed
+// requests meet every state. DIR takes the difference storage files.
+// Returns 0 once every call has returned (the module's answers are counted,
+// not judged: the guest test judges the kernel log, the unload and the state
+// left); prints the count of calls and of each command's answers.
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/blksnap.h>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+std::string name_of(unsigned long cmd) {
+    switch (cmd) {
+    case IOCTL_BLKSNAP_VERSION:
+        return "version";
+    case IOCTL_BLKSNAP_SNAPSHOT_CREATE:
+        return "snapshot_create";
+    case IOCTL_BLKSNAP_SNAPSHOT_DESTROY:
+        return "snapshot_destroy";
+    case IOCTL_BLKSNAP_SNAPSHOT_TAKE:
+        return "snapshot_take";
+    case IOCTL_BLKSNAP_SNAPSHOT_COLLECT:
+        return "snapshot_collect";
+    case IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT:
+        return "snapshot_wait_event";
+    case IOCTL_BLKSNAP_SNAPSHOT_DEVICES:
+        return "snapshot_devices";
+    case IOCTL_BLKSNAP_FILTER_ATTACH:
+    case BLKFILTER_ATTACH:
+        return "attach";
+    case IOCTL_BLKSNAP_FILTER_DETACH:
+    case BLKFILTER_DETACH:
+        return "detach";
+    case IOCTL_BLKSNAP_FILTER_CTL:
+    case BLKFILTER_CTL:
+        return "filter_ctl";
+    default:
+        return "unknown command";
+    }
+}
+
+[[noreturn]] void die(const std::string& what, int err) {
+    std::fprintf(stderr, "blksnap-fuzz: %s: %s\n", what.c_str(), std::strerror(err));
+    std::exit(1);
+}
+
+class Fd {
+public:
+    explicit Fd(int fd = -1) : fd_(fd) {}
+    Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+    Fd& operator=(Fd&& o) noexcept {
+        std::swap(fd_, o.fd_);
+        return *this;
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd() {
+        if (fd_ >= 0)
+            close(fd_);
+    }
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+Fd open_or_die(const std::string& path, int flags) {
+    Fd fd(open(path.c_str(), flags, 0600));
+    if (fd.get() < 0)
+        die(path, errno);
+    return fd;
+}
+
+// Three pages: two readable and writable, then one that cannot be touched.
+class Arena {
+public:
+    static constexpr size_t page = 4096;
+    Arena() {
+        void* p =
+            mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            die("mmap", errno);
+        base_ = static_cast<uint8_t*>(p);
+        if (mprotect(base_ + 2 * page, page, PROT_NONE))
+            die("mprotect", errno);
+    }
+    Arena(const Arena&) = delete;
+    Arena& operator=(const Arena&) = delete;
+    ~Arena() { munmap(base_, 3 * page); }
+    uint8_t* data() { return base_; }
+    uint8_t* guard() { return base_ + 2 * page; }
+
+private:
+    uint8_t* base_;
+};
+
+struct Target {
+    std::string path;
+    Fd fd;
+    uint32_t major, minor;
+};
+
+// What both threads share: the files and devices, the snapshots alive.
+struct Shared {
+    Fd ctl;
+    Fd dir;
+    std::string dir_path;
+    std::vector<Target> devs;
+    bool blkfilter = false;
+    std::mutex lock;
+    std::vector<blksnap_uuid> ids; // snapshots believed alive
+    std::atomic<uint64_t> calls{0};
+    std::map<std::pair<std::string, int>, uint64_t> answers; // (command, answer), under lock
+};
+
+class Fuzzer {
+public:
+    Fuzzer(Shared& s, uint64_t seed) : s_(s), rng_(seed) {}
+
+    void run(uint64_t calls) {
+        for (uint64_t i = 0; i < calls; i++) {
+            one();
+            uint64_t n = s_.calls.load();
+            if (n % 10000 == 0)
+                std::fprintf(stderr, "blksnap-fuzz: %llu calls\n",
+                             static_cast<unsigned long long>(n));
+        }
+    }
+
+private:
+    uint64_t pick(uint64_t n) { return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng_); }
+    bool chance(unsigned percent) { return pick(100) < percent; }
+    void fill_random(void* p, size_t n) {
+        auto* b = static_cast<uint8_t*>(p);
+        for (size_t i = 0; i < n; i++)
+            b[i] = static_cast<uint8_t>(rng_());
+    }
+
+    // A user pointer for an argument of SIZE bytes whose good content is
+    // GOOD: mostly a copy of it in the arena (now and then with a byte
+    // changed), else one of the bad kinds.
+    uintptr_t pointer(const void* good, size_t size) {
+        if (chance(50))
+            return bad_pointer(good, size);
+        uint8_t* a = arena_.data();
+        std::memcpy(a, good, size);
+        if (chance(10))
+            a[pick(size)] = static_cast<uint8_t>(rng_());
+        return reinterpret_cast<uintptr_t>(a);
+    }
+
+    // A pointer the kernel cannot read SIZE bytes of GOOD from, or reads
+    // random bytes from.
+    uintptr_t bad_pointer(const void* good, size_t size) {
+        uint8_t* a = arena_.data();
+        switch (pick(7)) {
+        case 0:
+            return 0;
+        case 1:
+            return 0xffffffff81000000ull; // kernel text
+        case 2:
+            return 0x8000000000000000ull; // non-canonical
+        case 3:
+            return reinterpret_cast<uintptr_t>(arena_.guard());
+        case 4: { // runs into the page that cannot be read
+            size_t cut = size > 1 ? 1 + pick(size - 1) : 1;
+            uint8_t* p = arena_.guard() - cut;
+            std::memcpy(p, good, cut);
+            return reinterpret_cast<uintptr_t>(p);
+        }
+        case 5:
+            return rng_();
+        default: // misaligned, random content
+            fill_random(a + 1, size);
+            return reinterpret_cast<uintptr_t>(a + 1);
+        }
+    }
+
+    blksnap_uuid some_id() {
+        blksnap_uuid id{};
+        {
+            std::lock_guard g(s_.lock);
+            if (!s_.ids.empty() && chance(80))
+                return s_.ids[pick(s_.ids.size())];
+        }
+        if (chance(50))
+            fill_random(&id, sizeof(id));
+        return id;
+    }
+
+    uint32_t some_len(uint32_t good) {
+        switch (pick(8)) {
+        case 0:
+            return 0;
+        case 1:
+            return good ? good - 1 : 0;
+        case 2:
+            return good + 1 + pick(64);
+        case 3:
+            return static_cast<uint32_t>(rng_());
+        default:
+            return good;
+        }
+    }
+
+    int call(int fd, unsigned long cmd, uintptr_t arg) {
+        int ret = ioctl(fd, cmd, arg);
+        int answer = ret < 0 ? -errno : (ret > 0 ? 1 : 0);
+        s_.calls++;
+        std::lock_guard g(s_.lock);
+        s_.answers[{name_of(cmd), answer}]++;
+        return ret < 0 ? -errno : ret;
+    }
+
+    const Target& some_dev() { return s_.devs[pick(s_.devs.size())]; }
+
+    // A filter command (cbtinfo .. snapshotinfo) with its option.
+    void filter_ctl() {
+        const Target& d = some_dev();
+        uint32_t cmd = chance(90) ? pick(5) : static_cast<uint32_t>(rng_());
+        std::array<uint8_t, 256> opt{};
+        uint32_t good = 0;
+        std::vector<blksnap_sectors> ranges;
+        switch (cmd) {
+        case blkfilter_ctl_blksnap_cbtinfo:
+            good = sizeof(blksnap_cbtinfo);
+            break;
+        case blkfilter_ctl_blksnap_cbtmap: {
+            blksnap_cbtmap m{};
+            m.offset = chance(70) ? pick(4096) : static_cast<uint32_t>(rng_());
+            m.length = chance(70) ? pick(8192) : static_cast<uint32_t>(rng_());
+            m.buffer = pointer(opt.data(), 64);
+            good = sizeof(m);
+            std::memcpy(opt.data(), &m, good);
+            break;
+        }
+        case blkfilter_ctl_blksnap_cbtdirty: {
+            blksnap_cbtdirty c{};
+            ranges.resize(1 + pick(8));
+            for (auto& r : ranges) {
+                r.offset = chance(80) ? pick(1 << 19) : rng_();
+                r.count = chance(80) ? pick(1 << 12) : rng_();
+            }
+            c.count = chance(80) ? ranges.size() : static_cast<uint32_t>(pick(1 << 20));
+            c.dirty_sectors = chance(80) ? reinterpret_cast<uintptr_t>(ranges.data())
+                                         : pointer(ranges.data(), sizeof(blksnap_sectors));
+            good = sizeof(c);
+            std::memcpy(opt.data(), &c, good);
+            break;
+        }
+        case blkfilter_ctl_blksnap_snapshotadd: {
+            blksnap_snapshotadd a{some_id()};
+            good = sizeof(a);
+            std::memcpy(opt.data(), &a, good);
+            break;
+        }
+        case blkfilter_ctl_blksnap_snapshotinfo:
+            good = sizeof(blksnap_snapshotinfo);
+            break;
+        default:
+            good = pick(64);
+            fill_random(opt.data(), good);
+        }
+        // The option goes through pointer(), so it may be bad itself.
+        uintptr_t optp = pointer(opt.data(), std::max<uint32_t>(good, 1));
+        uint32_t optlen = some_len(good);
+        char name[BLKFILTER_NAME_LENGTH] = BLKSNAP_FILTER_NAME;
+        if (chance(5))
+            fill_random(name, sizeof(name));
+        if (s_.blkfilter && chance(70)) {
+            blkfilter_ctl c{};
+            std::memcpy(c.name, name, sizeof(c.name));
+            c.cmd = cmd;
+            c.optlen = optlen;
+            c.opt = optp;
+            call(d.fd.get(), BLKFILTER_CTL, pointer(&c, sizeof(c)));
+        } else {
+            blksnap_filter_ctl c{};
+            c.dev_major = chance(95) ? d.major : static_cast<uint32_t>(rng_());
+            c.dev_minor = chance(95) ? d.minor : static_cast<uint32_t>(rng_());
+            std::memcpy(c.ctl.name, name, sizeof(c.ctl.name));
+            c.ctl.cmd = cmd;
+            c.ctl.optlen = optlen;
+            c.ctl.opt = optp;
+            call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_CTL, pointer(&c, sizeof(c)));
+        }
+    }
+
+    void attach_detach() {
+        const Target& d = some_dev();
+        bool attach = chance(60);
+        char name[BLKFILTER_NAME_LENGTH] = BLKSNAP_FILTER_NAME;
+        if (chance(5))
+            fill_random(name, sizeof(name));
+        if (s_.blkfilter && chance(70)) {
+            blkfilter_name n{};
+            std::memcpy(n.name, name, sizeof(n.name));
+            call(d.fd.get(), attach ? BLKFILTER_ATTACH : BLKFILTER_DETACH, pointer(&n, sizeof(n)));
+        } else {
+            blksnap_filter_name n{};
+            n.dev_major = chance(95) ? d.major : static_cast<uint32_t>(rng_());
+            n.dev_minor = chance(95) ? d.minor : static_cast<uint32_t>(rng_());
+            std::memcpy(n.name.name, name, sizeof(n.name.name));
+            call(s_.ctl.get(), attach ? IOCTL_BLKSNAP_FILTER_ATTACH : IOCTL_BLKSNAP_FILTER_DETACH,
+                 pointer(&n, sizeof(n)));
+        }
+    }
+
+    // A storage fd of some kind; *owned keeps it open for the call.
+    int storage_fd(Fd& owned) {
+        switch (pick(8)) {
+        case 0:
+            return -1;
+        case 1:
+            return static_cast<int>(rng_());
+        case 2:
+            return s_.dir.get();
+        case 3:
+            return s_.ctl.get();
+        case 4:
+            return some_dev().fd.get();
+        case 5: { // a closed fd number
+            int fd = dup(0);
+            close(fd);
+            return fd;
+        }
+        default:
+            owned = Fd(open(s_.dir_path.c_str(), O_TMPFILE | O_RDWR, 0600));
+            return owned.get();
+        }
+    }
+
+    void create() {
+        {
+            std::lock_guard g(s_.lock);
+            if (s_.ids.size() >= 6) {
+                blksnap_uuid victim = s_.ids.front();
+                s_.ids.erase(s_.ids.begin());
+                ioctl(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &victim);
+            }
+        }
+        Fd storage;
+        blksnap_snapshot_create c{};
+        c.diff_storage_fd = static_cast<uint32_t>(storage_fd(storage));
+        switch (pick(4)) {
+        case 0:
+            c.diff_storage_limit_sect = 0;
+            break;
+        case 1:
+            c.diff_storage_limit_sect = rng_();
+            break;
+        default:
+            c.diff_storage_limit_sect = (8 + pick(56)) << 11; // 8..64 MiB
+        }
+        uintptr_t p = pointer(&c, sizeof(c));
+        if (call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_CREATE, p) == 0) {
+            blksnap_snapshot_create done{};
+            std::memcpy(&done, reinterpret_cast<void*>(p), sizeof(done));
+            std::lock_guard g(s_.lock);
+            s_.ids.push_back(done.id);
+        }
+    }
+
+    void by_id(unsigned long cmd) {
+        blksnap_uuid id = some_id();
+        int ret = call(s_.ctl.get(), cmd, pointer(&id, sizeof(id)));
+        if (cmd == IOCTL_BLKSNAP_SNAPSHOT_DESTROY && ret == 0) {
+            std::lock_guard g(s_.lock);
+            std::erase_if(s_.ids, [&](const blksnap_uuid& x) { return !memcmp(&x, &id, 16); });
+        }
+    }
+
+    void collect() {
+        std::array<blksnap_uuid, 8> ids{};
+        blksnap_snapshot_collect c{};
+        c.count = chance(70) ? pick(9) : static_cast<uint32_t>(rng_());
+        c.ids = chance(20) ? 0 : pointer(ids.data(), sizeof(ids));
+        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_COLLECT, pointer(&c, sizeof(c)));
+    }
+
+    void devices() {
+        std::array<blksnap_bdev, 8> devs{};
+        blksnap_snapshot_devices d{};
+        d.id = some_id();
+        d.count = chance(70) ? pick(9) : static_cast<uint32_t>(rng_());
+        d.reserved = chance(90) ? 0 : static_cast<uint32_t>(rng_());
+        d.devices = chance(20) ? 0 : pointer(devs.data(), sizeof(devs));
+        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_DEVICES, pointer(&d, sizeof(d)));
+    }
+
+    void wait_event() {
+        // The event is 4 KiB: either whole in the arena (two pages) or a bad
+        // pointer; never a changed byte, which could make the timeout of a
+        // known snapshot days long.
+        blksnap_snapshot_event e{};
+        e.id = some_id();
+        e.timeout_ms = pick(3);
+        uintptr_t p;
+        if (chance(70)) {
+            std::memcpy(arena_.data(), &e, sizeof(e));
+            p = reinterpret_cast<uintptr_t>(arena_.data());
+        } else {
+            p = bad_pointer(&e, 32);
+        }
+        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, p);
+    }
+
+    // An unknown command: another number, direction or size.
+    void unknown() {
+        unsigned dir = pick(4);
+        unsigned nr = chance(50) ? 10 + pick(246) : pick(10);
+        unsigned size = pick(1 << 14);
+        uint8_t buf[64];
+        fill_random(buf, sizeof(buf));
+        int fd = chance(70) ? s_.ctl.get() : some_dev().fd.get();
+        unsigned type = fd == s_.ctl.get() ? BLKSNAP : 0x12;
+        if (type == 0x12 && nr < 140) // leave the block layer's own ioctls alone
+            nr = 143 + pick(100);
+        call(fd, _IOC(dir, type, nr, size), pointer(buf, sizeof(buf)));
+    }
+
+    void one() {
+        unsigned r = pick(100);
+        if (r < 30)
+            filter_ctl();
+        else if (r < 38)
+            attach_detach();
+        else if (r < 44)
+            create();
+        else if (r < 52)
+            by_id(IOCTL_BLKSNAP_SNAPSHOT_TAKE);
+        else if (r < 56)
+            by_id(IOCTL_BLKSNAP_SNAPSHOT_DESTROY);
+        else if (r < 64)
+            collect();
+        else if (r < 72)
+            devices();
+        else if (r < 80)
+            wait_event();
+        else if (r < 85) {
+            blksnap_version v{};
+            call(s_.ctl.get(), IOCTL_BLKSNAP_VERSION, pointer(&v, sizeof(v)));
+        } else
+            unknown();
+    }
+
+    Shared& s_;
+    std::mt19937_64 rng_;
+    Arena arena_;
+};
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 5) {
+        std::fprintf(stderr, "usage: blksnap-fuzz CALLS SEED DIR DEV...\n");
+        return 2;
+    }
+    uint64_t calls = std::strtoull(argv[1], nullptr, 0);
+    uint64_t seed = std::strtoull(argv[2], nullptr, 0);
+    Shared s;
+    s.dir_path = argv[3];
+    s.ctl = open_or_die("/dev/" BLKSNAP_CTL, O_RDWR);
+    s.dir = open_or_die(s.dir_path, O_RDONLY | O_DIRECTORY);
+    {
+        Fd f = open_or_die("/sys/module/blksnap/parameters/interception", O_RDONLY);
+        char mode[16] = {};
+        if (read(f.get(), mode, sizeof(mode) - 1) < 0)
+            die("interception", errno);
+        s.blkfilter = std::strncmp(mode, "blkfilter", 9) == 0;
+    }
+    for (int i = 4; i < argc; i++) {
+        Fd fd = open_or_die(argv[i], O_RDONLY);
+        struct stat st {};
+        if (fstat(fd.get(), &st) || !S_ISBLK(st.st_mode))
+            die(argv[i], ENOTBLK);
+        s.devs.push_back({argv[i], std::move(fd), major(st.st_rdev), minor(st.st_rdev)});
+    }
+    {
+        std::jthread other([&] { Fuzzer(s, seed * 2 + 1).run(calls - calls / 2); });
+        Fuzzer(s, seed * 2).run(calls / 2);
+    }
+    std::printf("calls=%llu\n", static_cast<unsigned long long>(s.calls.load()));
+    for (auto& [key, n] : s.answers)
+        std::printf("%s: %s: %llu\n", key.first.c_str(),
+                    key.second < 0 ? std::strerror(-key.second) : "ok",
+                    static_cast<unsigned long long>(n));
+    return s.calls.load() == calls ? 0 : 1;
+}
