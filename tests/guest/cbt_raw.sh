@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# interception
 # cost: 100
 # vm: --disks 1 --disk-size 256M
 # smoke

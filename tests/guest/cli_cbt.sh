@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# columns: stock-6.1
 # cost: 140
 # vm: --disks 1 --disk-size 256M
 # The change tracking commands of blksnap(8), through the CLI only, checked

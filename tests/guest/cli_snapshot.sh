@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# columns: stock-6.1
 # cost: 250
 # vm: --disks 3 --disk-size 256M
 # The snapshot commands of blksnap(8), through the CLI only, checked by

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# columns: stock-6.1
 # cost: 60
 # vm: --disks 1 --disk-size 256M
 # The events file of a snapshot: `cat events` blocks until the difference

@@ -35,8 +35,10 @@ expect_eq "device dir" "$(ls "$dir" | tr '\n' ' ')" "cbt.map image.raw info "
 expect_eq "image.raw size" "$(stat -c %s "$dir/image.raw")" "$(blockdev --getsize64 "$dev")"
 
 step "a writer changes the original meanwhile"
+# At a bounded rate: the writer is there to change the original under the
+# readers, not to take the guest's CPU from them.
 fio --name=w --filename="$orig/data/blob8.bin" --rw=randwrite --bs=4k-256k --direct=1 \
-	--time_based --runtime=600 --eta=never --output=/dev/null &
+	--rate_iops=20 --time_based --runtime=600 --eta=never --output=/dev/null &
 writer=$!
 for i in $(seq 1 8); do seq 5 $((i * 3000)) >"$orig/docs/list$i.txt"; done
 sync

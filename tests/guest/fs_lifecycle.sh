@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# columns: stock-6.1
 # cost: 120
 # vm: --disks 2 --disk-size 96M
 # blksnapfs life cycle: restarted while snapshots exist it shows them again;

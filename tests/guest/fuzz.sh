@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
+# interception
 # vm: --disks 2 --disk-size 64M
 # cost: 120
-# columns: stock-6.1 blkfilter-6.12 blkfilter-6.12+ftrace
+# columns: blkfilter-6.12 blkfilter-6.12+ftrace
 # The module under random and malformed requests (tests/tools/blksnap-fuzz):
 # FUZZ_CALLS ioctl calls (default 100000) from two threads, mixing valid and
 # random commands, lengths, pointers, snapshot ids and storage fds, on the
@@ -9,8 +10,7 @@
 # written, and taken in snapshots. Then everything the fuzzer left is undone
 # with the ordinary commands, the devices work as usual (a snapshot of each
 # holds its content at the take), and the module unloads (the batch checks
-# that, and the kernel log). On stock-6.1 (its own ftrace hooks) and on the
-# debug kernel in both interceptions.
+# that, and the kernel log). On the debug kernel, in both interceptions.
 . "$(dirname "$0")/lib.sh"
 a=$(disk 1)
 b=$(disk 2)

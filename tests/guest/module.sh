@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# interception
 # cost: 5
 # smoke
 # The module loads, answers on its control device, and unloads cleanly.

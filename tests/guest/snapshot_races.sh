@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# interception
 # cost: 90
 # vm: --disks 2 --disk-size 256M
 # Races between snapshot operations and the I/O path that could leave an

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# columns: stock-6.1
 # cost: 120
 # vm: --disks 2 --disk-size 512M
 # The ways old data reaches and leaves the difference storage: a file on

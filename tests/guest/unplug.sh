@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# interception
 # vm: --disks 3 --disk-size 96M
 # cost: 60
 # Virtio disks hot-unplugged under the module: an attached disk goes with

@@ -167,14 +167,17 @@ private:
     }
 
     // A user pointer for an argument of SIZE bytes whose good content is
-    // GOOD: mostly a copy of it in the arena (now and then with a byte
-    // changed), else one of the bad kinds.
-    uintptr_t pointer(const void* good, size_t size) {
+    // GOOD: mostly a copy of it in the arena, else one of the bad kinds.
+    // Now and then a byte of the copy is changed, unless the argument holds
+    // a pointer the kernel writes through (!MAY_CHANGE): a changed byte
+    // there could point it at this program's own heap or stack, which the
+    // kernel would then rightly overwrite.
+    uintptr_t pointer(const void* good, size_t size, bool may_change = true) {
         if (chance(50))
             return bad_pointer(good, size);
         uint8_t* a = arena_.data();
         std::memcpy(a, good, size);
-        if (chance(10))
+        if (may_change && chance(10))
             a[pick(size)] = static_cast<uint8_t>(rng_());
         return reinterpret_cast<uintptr_t>(a);
     }
@@ -292,7 +295,8 @@ private:
             fill_random(opt.data(), good);
         }
         // The option goes through pointer(), so it may be bad itself.
-        uintptr_t optp = pointer(opt.data(), std::max<uint32_t>(good, 1));
+        uintptr_t optp =
+            pointer(opt.data(), std::max<uint32_t>(good, 1), cmd != blkfilter_ctl_blksnap_cbtmap);
         uint32_t optlen = some_len(good);
         char name[BLKFILTER_NAME_LENGTH] = BLKSNAP_FILTER_NAME;
         if (chance(5))
@@ -303,7 +307,7 @@ private:
             c.cmd = cmd;
             c.optlen = optlen;
             c.opt = optp;
-            call(d.fd.get(), BLKFILTER_CTL, pointer(&c, sizeof(c)));
+            call(d.fd.get(), BLKFILTER_CTL, pointer(&c, sizeof(c), false));
         } else {
             blksnap_filter_ctl c{};
             c.dev_major = chance(95) ? d.major : static_cast<uint32_t>(rng_());
@@ -312,7 +316,7 @@ private:
             c.ctl.cmd = cmd;
             c.ctl.optlen = optlen;
             c.ctl.opt = optp;
-            call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_CTL, pointer(&c, sizeof(c)));
+            call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_CTL, pointer(&c, sizeof(c), false));
         }
     }
 
@@ -360,15 +364,18 @@ private:
         }
     }
 
-    void create() {
-        {
-            std::lock_guard g(s_.lock);
-            if (s_.ids.size() >= 6) {
-                blksnap_uuid victim = s_.ids.front();
-                s_.ids.erase(s_.ids.begin());
-                ioctl(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &victim);
-            }
+    // At most 6 snapshots alive: the oldest one goes.
+    void evict() {
+        std::lock_guard g(s_.lock);
+        if (s_.ids.size() >= 6) {
+            blksnap_uuid victim = s_.ids.front();
+            s_.ids.erase(s_.ids.begin());
+            ioctl(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &victim);
         }
+    }
+
+    void create() {
+        evict();
         Fd storage;
         blksnap_snapshot_create c{};
         c.diff_storage_fd = static_cast<uint32_t>(storage_fd(storage));
@@ -405,7 +412,7 @@ private:
         blksnap_snapshot_collect c{};
         c.count = chance(70) ? pick(9) : static_cast<uint32_t>(rng_());
         c.ids = chance(20) ? 0 : pointer(ids.data(), sizeof(ids));
-        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_COLLECT, pointer(&c, sizeof(c)));
+        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_COLLECT, pointer(&c, sizeof(c), false));
     }
 
     void devices() {
@@ -415,7 +422,7 @@ private:
         d.count = chance(70) ? pick(9) : static_cast<uint32_t>(rng_());
         d.reserved = chance(90) ? 0 : static_cast<uint32_t>(rng_());
         d.devices = chance(20) ? 0 : pointer(devs.data(), sizeof(devs));
-        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_DEVICES, pointer(&d, sizeof(d)));
+        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_DEVICES, pointer(&d, sizeof(d), false));
     }
 
     void wait_event() {
@@ -449,9 +456,66 @@ private:
         call(fd, _IOC(dir, type, nr, size), pointer(buf, sizeof(buf)));
     }
 
+    // A well-formed ctl of DEV (the flavour's way), for the setup below.
+    int good_ctl(const Target& d, uint32_t cmd, void* opt, uint32_t len) {
+        if (s_.blkfilter) {
+            blkfilter_ctl c{};
+            std::memcpy(c.name, BLKSNAP_FILTER_NAME, sizeof(BLKSNAP_FILTER_NAME));
+            c.cmd = cmd;
+            c.optlen = len;
+            c.opt = reinterpret_cast<uintptr_t>(opt);
+            return call(d.fd.get(), BLKFILTER_CTL, reinterpret_cast<uintptr_t>(&c));
+        }
+        blksnap_filter_ctl c{};
+        c.dev_major = d.major;
+        c.dev_minor = d.minor;
+        std::memcpy(c.ctl.name, BLKSNAP_FILTER_NAME, sizeof(BLKSNAP_FILTER_NAME));
+        c.ctl.cmd = cmd;
+        c.ctl.optlen = len;
+        c.ctl.opt = reinterpret_cast<uintptr_t>(opt);
+        return call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_CTL, reinterpret_cast<uintptr_t>(&c));
+    }
+
+    // A snapshot made and taken the ordinary way (attach, create, add some
+    // of the devices, take), so that the malformed requests also meet
+    // snapshots that hold devices, copy-on-write and images.
+    void taken_snapshot() {
+        evict();
+        blksnap_snapshot_create c{};
+        Fd storage(open(s_.dir_path.c_str(), O_TMPFILE | O_RDWR, 0600));
+        c.diff_storage_fd = static_cast<uint32_t>(storage.get());
+        c.diff_storage_limit_sect = 64 << 11;
+        if (call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_CREATE, reinterpret_cast<uintptr_t>(&c)))
+            return;
+        {
+            std::lock_guard g(s_.lock);
+            s_.ids.push_back(c.id);
+        }
+        for (const Target& d : s_.devs) {
+            if (chance(30))
+                continue;
+            if (s_.blkfilter) {
+                blkfilter_name n{};
+                std::memcpy(n.name, BLKSNAP_FILTER_NAME, sizeof(BLKSNAP_FILTER_NAME));
+                call(d.fd.get(), BLKFILTER_ATTACH, reinterpret_cast<uintptr_t>(&n));
+            } else {
+                blksnap_filter_name n{};
+                n.dev_major = d.major;
+                n.dev_minor = d.minor;
+                std::memcpy(n.name.name, BLKSNAP_FILTER_NAME, sizeof(BLKSNAP_FILTER_NAME));
+                call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_ATTACH, reinterpret_cast<uintptr_t>(&n));
+            }
+            blksnap_snapshotadd a{c.id};
+            good_ctl(d, blkfilter_ctl_blksnap_snapshotadd, &a, sizeof(a));
+        }
+        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_TAKE, reinterpret_cast<uintptr_t>(&c.id));
+    }
+
     void one() {
         unsigned r = pick(100);
-        if (r < 30)
+        if (r < 2)
+            taken_snapshot();
+        else if (r < 30)
             filter_ctl();
         else if (r < 38)
             attach_detach();
