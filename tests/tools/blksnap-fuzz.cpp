@@ -12,8 +12,9 @@
 // ids; storage fds that are files, directories, devices, the control device
 // itself, closed or made up. Valid creates and destroys keep snapshots
 // coming and going (at most 6 alive); devices join them only by chance, so
-// takes rarely succeed (a version that took snapshots the ordinary way found
-// a duplicate image name, not fixed yet: see the project's notes). DIR
+// takes rarely succeed. (Taking snapshots the ordinary way here found a
+// defect not fixed yet: a device detached from a held snapshot, attached
+// again and taken in a new one gets a second image of the same name.) DIR
 // takes the difference storage files.
 // Returns 0 once every call has returned (the module's answers are counted,
 // not judged: the guest test judges the kernel log, the unload and the state
