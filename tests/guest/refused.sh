@@ -46,7 +46,7 @@ step "a device with an integrity profile"
 need_modules sd_mod
 modprobe scsi_debug dev_size_mb=16 dif=1 dix=1 sector_size=512 || fail "modprobe scsi_debug"
 idev=
-for i in $(seq 100); do
+for _ in $(seq 100); do
 	for s in /sys/bus/pseudo/drivers/scsi_debug/adapter*/host*/target*/*/block/*; do
 		[ -e "$s" ] && idev=/dev/${s##*/}
 	done
