@@ -38,7 +38,8 @@ struct snapshot_dev {
 /**
  * struct snapshot - a snapshot.
  * @kref:      the list holds one reference; operations in progress more.
- * @link:      entry in the list of snapshots.
+ * @link:      entry in the list of snapshots, then of those being torn
+ *             down until the teardown is complete.
  * @id:        its identifier.
  * @lock:      serialises take and destroy, which may sleep for long.
  * @busy:      a take is in progress: no device may join.
@@ -68,6 +69,8 @@ struct snapshot {
 };
 
 static LIST_HEAD(snapshots);
+/* Destroyed snapshots until their teardown is complete. */
+static LIST_HEAD(snapshots_dying);
 static DEFINE_MUTEX(snapshots_mutex);
 
 static void snapshot_release(struct kref *kref)
@@ -142,14 +145,39 @@ int snapshot_create(unsigned int fd, sector_t limit, uuid_t *id)
 	return 0;
 }
 
+/*
+ * Whether a snapshot, live or being torn down, still holds the device
+ * numbered @dev_id through any tracker: one the device lost to a detach
+ * stays in its snapshot, with its image, until that snapshot's teardown is
+ * complete, and a second image of the same device would need its name.
+ * Context: snapshots_mutex held.
+ */
+static bool snapshot_holds_dev(dev_t dev_id)
+{
+	struct snapshot_dev *sd;
+	struct snapshot *s;
+
+	lockdep_assert_held(&snapshots_mutex);
+	list_for_each_entry(s, &snapshots, link)
+		list_for_each_entry(sd, &s->devices, link)
+			if (sd->tracker->dev_id == dev_id)
+				return true;
+	list_for_each_entry(s, &snapshots_dying, link)
+		list_for_each_entry(sd, &s->devices, link)
+			if (sd->tracker->dev_id == dev_id)
+				return true;
+	return false;
+}
+
 /**
  * snapshot_add_device() - add a device to a snapshot not yet taken.
  * @id:      the snapshot.
  * @tracker: the device's tracker.
  *
  * Return: 0; -ENOENT (no such snapshot), -EBUSY (the device is in a
- * snapshot, or this one was taken, or it is a whole disk with partitions),
- * -EINVAL (the device holds the snapshot's difference storage).
+ * snapshot, even through a tracker it lost to a detach, or this one was
+ * taken, or it is a whole disk with partitions), -EINVAL (the device holds
+ * the snapshot's difference storage).
  */
 int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
 {
@@ -164,7 +192,8 @@ int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
 	s = snapshot_find(id);
 	if (!s)
 		ret = -ENOENT;
-	else if (s->busy || s->taken || tracker->snapshot)
+	else if (s->busy || s->taken || tracker->snapshot ||
+		 snapshot_holds_dev(tracker->dev_id))
 		ret = -EBUSY;
 	else if (s->ds->disk == tracker->bdev->bd_disk)
 		ret = -EINVAL;
@@ -342,7 +371,7 @@ out:
 }
 
 /*
- * Tear down a snapshot taken off the list: its devices leave it, its
+ * Tear down a snapshot moved to the dying list: its devices leave it, its
  * images and storage go, its event readers return -ENOENT. A device joins
  * another snapshot only once this one has let go of its copy-on-write and
  * change map: &tracker.snapshot is cleared last.
@@ -369,6 +398,9 @@ static void snapshot_teardown(struct snapshot *s)
 	}
 	diff_storage_free(s->ds);
 	mutex_unlock(&s->lock);
+	mutex_lock(&snapshots_mutex);
+	list_del(&s->link);
+	mutex_unlock(&snapshots_mutex);
 	snapshot_put(s);
 }
 
@@ -386,7 +418,7 @@ int snapshot_destroy(const uuid_t *id)
 	mutex_lock(&snapshots_mutex);
 	s = snapshot_find(id);
 	if (s)
-		list_del(&s->link);
+		list_move(&s->link, &snapshots_dying);
 	mutex_unlock(&snapshots_mutex);
 	if (!s)
 		return -ENOENT;
@@ -405,7 +437,7 @@ void snapshot_destroy_all(void)
 		mutex_lock(&snapshots_mutex);
 		s = list_first_entry_or_null(&snapshots, struct snapshot, link);
 		if (s)
-			list_del(&s->link);
+			list_move(&s->link, &snapshots_dying);
 		mutex_unlock(&snapshots_mutex);
 		if (!s)
 			break;

@@ -6,8 +6,8 @@
 # The module under random and malformed requests (tests/tools/blksnap-fuzz):
 # FUZZ_CALLS ioctl calls (default 100000) from two threads, mixing valid and
 # random commands, lengths, pointers, snapshot ids and storage fds, on the
-# control device and through the filter, while both devices are attached
-# and written. Then everything the fuzzer left is undone
+# control device and through the filter, while both devices are attached,
+# written, and taken in snapshots. Then everything the fuzzer left is undone
 # with the ordinary commands, the devices work as usual (a snapshot of each
 # holds its content at the take), and the module unloads (the batch checks
 # that, and the kernel log). On the debug kernel, in both interceptions.

@@ -6,6 +6,8 @@
 # image or a change map wrong without any error:
 #  - a device detached (or detached and attached again) between
 #    snapshot_create and snapshot_take is not taken: the take fails;
+#  - a device detached from a held snapshot and attached again joins no
+#    other snapshot while the first one keeps its image;
 #  - destroying a snapshot while another one is created and taken on one of
 #    its devices leaves the new snapshot whole;
 #  - raw writes in flight at each take (no file system to freeze): across
@@ -39,6 +41,23 @@ fi
 cat "$tmp/err"
 blksnap snapshot_destroy -i "$id"
 [ -z "$(blksnap snapshot_collect)" ] || fail "snapshots left"
+
+step "a device detached from a held snapshot joins no other until it is gone"
+# The held snapshot keeps its image of the device it lost (corrupted); a
+# second image of the same device cannot exist beside it.
+s1=$(blksnap snapshot_create -d "$a" -f "$tmp" -l 100M)
+blksnap snapshot_take -i "$s1"
+blksnap detach -d "$a"
+blksnap attach -d "$a"
+if s2=$(blksnap snapshot_create -d "$a" -f "$tmp" -l 100M 2>"$tmp/err"); then
+	blksnap snapshot_destroy -i "$s2"
+	fail "a device still in a held snapshot joined another one"
+fi
+grep -q "busy" "$tmp/err" || fail "not refused as busy: $(cat "$tmp/err")"
+blksnap snapshot_destroy -i "$s1"
+s2=$(blksnap snapshot_create -d "$a" -f "$tmp" -l 100M)
+blksnap snapshot_take -i "$s2"
+blksnap snapshot_destroy -i "$s2"
 
 step "destroy one snapshot while another is taken on its device"
 # The first snapshot holds b before a: while b is torn down (its copy-on-

@@ -10,12 +10,9 @@
 // NULL, in the kernel, non-canonical, misaligned, to a page that cannot be
 // read, or to a structure that runs into one; known and random snapshot
 // ids; storage fds that are files, directories, devices, the control device
-// itself, closed or made up. Valid creates and destroys keep snapshots
-// coming and going (at most 6 alive); devices join them only by chance, so
-// takes rarely succeed. (Taking snapshots the ordinary way here found a
-// defect not fixed yet: a device detached from a held snapshot, attached
-// again and taken in a new one gets a second image of the same name.) DIR
-// takes the difference storage files.
+// itself, closed or made up. Valid creates, takes and destroys keep
+// snapshots coming and going (at most 6 alive), so that the malformed
+// requests meet every state. DIR takes the difference storage files.
 // Returns 0 once every call has returned (the module's answers are counted,
 // not judged: the guest test judges the kernel log, the unload and the state
 // left); prints the count of calls and of each command's answers.
@@ -459,9 +456,66 @@ private:
         call(fd, _IOC(dir, type, nr, size), pointer(buf, sizeof(buf)));
     }
 
+    // A well-formed ctl of DEV (the flavour's way), for the setup below.
+    int good_ctl(const Target& d, uint32_t cmd, void* opt, uint32_t len) {
+        if (s_.blkfilter) {
+            blkfilter_ctl c{};
+            std::memcpy(c.name, BLKSNAP_FILTER_NAME, sizeof(BLKSNAP_FILTER_NAME));
+            c.cmd = cmd;
+            c.optlen = len;
+            c.opt = reinterpret_cast<uintptr_t>(opt);
+            return call(d.fd.get(), BLKFILTER_CTL, reinterpret_cast<uintptr_t>(&c));
+        }
+        blksnap_filter_ctl c{};
+        c.dev_major = d.major;
+        c.dev_minor = d.minor;
+        std::memcpy(c.ctl.name, BLKSNAP_FILTER_NAME, sizeof(BLKSNAP_FILTER_NAME));
+        c.ctl.cmd = cmd;
+        c.ctl.optlen = len;
+        c.ctl.opt = reinterpret_cast<uintptr_t>(opt);
+        return call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_CTL, reinterpret_cast<uintptr_t>(&c));
+    }
+
+    // A snapshot made and taken the ordinary way (attach, create, add some
+    // of the devices, take), so that the malformed requests also meet
+    // snapshots that hold devices, copy-on-write and images.
+    void taken_snapshot() {
+        evict();
+        blksnap_snapshot_create c{};
+        Fd storage(open(s_.dir_path.c_str(), O_TMPFILE | O_RDWR, 0600));
+        c.diff_storage_fd = static_cast<uint32_t>(storage.get());
+        c.diff_storage_limit_sect = 64 << 11;
+        if (call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_CREATE, reinterpret_cast<uintptr_t>(&c)))
+            return;
+        {
+            std::lock_guard g(s_.lock);
+            s_.ids.push_back(c.id);
+        }
+        for (const Target& d : s_.devs) {
+            if (chance(30))
+                continue;
+            if (s_.blkfilter) {
+                blkfilter_name n{};
+                std::memcpy(n.name, BLKSNAP_FILTER_NAME, sizeof(BLKSNAP_FILTER_NAME));
+                call(d.fd.get(), BLKFILTER_ATTACH, reinterpret_cast<uintptr_t>(&n));
+            } else {
+                blksnap_filter_name n{};
+                n.dev_major = d.major;
+                n.dev_minor = d.minor;
+                std::memcpy(n.name.name, BLKSNAP_FILTER_NAME, sizeof(BLKSNAP_FILTER_NAME));
+                call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_ATTACH, reinterpret_cast<uintptr_t>(&n));
+            }
+            blksnap_snapshotadd a{c.id};
+            good_ctl(d, blkfilter_ctl_blksnap_snapshotadd, &a, sizeof(a));
+        }
+        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_TAKE, reinterpret_cast<uintptr_t>(&c.id));
+    }
+
     void one() {
         unsigned r = pick(100);
-        if (r < 30)
+        if (r < 2)
+            taken_snapshot();
+        else if (r < 30)
             filter_ctl();
         else if (r < 38)
             attach_detach();
