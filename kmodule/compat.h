@@ -75,15 +75,20 @@ static inline bool bdev_file_is_exclusive(struct file *file)
 #endif
 
 /*
- * A bio-based disk with the given logical block size and largest request
- * (blk_alloc_disk() takes queue limits and returns ERR_PTR since 6.9).
+ * A bio-based disk with the block sizes, I/O hints and alignment of @orig,
+ * and the given largest request (blk_alloc_disk() takes queue limits and
+ * returns ERR_PTR since 6.9).
  */
-static inline struct gendisk *blksnap_alloc_disk(unsigned int lbs,
+static inline struct gendisk *blksnap_alloc_disk(struct block_device *orig,
 						 unsigned int max_sectors)
 {
 #ifdef BLKSNAP_HAVE_ALLOC_DISK_LIM
 	struct queue_limits lim = {
-		.logical_block_size = lbs,
+		.logical_block_size = bdev_logical_block_size(orig),
+		.physical_block_size = bdev_physical_block_size(orig),
+		.io_min = bdev_io_min(orig),
+		.io_opt = bdev_io_opt(orig),
+		.alignment_offset = bdev_alignment_offset(orig),
 		.max_hw_sectors = max_sectors,
 	};
 
@@ -93,7 +98,12 @@ static inline struct gendisk *blksnap_alloc_disk(unsigned int lbs,
 
 	if (!disk)
 		return ERR_PTR(-ENOMEM);
-	blk_queue_logical_block_size(disk->queue, lbs);
+	blk_queue_logical_block_size(disk->queue, bdev_logical_block_size(orig));
+	blk_queue_physical_block_size(disk->queue,
+				      bdev_physical_block_size(orig));
+	blk_queue_io_min(disk->queue, bdev_io_min(orig));
+	blk_queue_io_opt(disk->queue, bdev_io_opt(orig));
+	blk_queue_alignment_offset(disk->queue, bdev_alignment_offset(orig));
 	blk_queue_max_hw_sectors(disk->queue, max_sectors);
 	return disk;
 #endif

@@ -42,8 +42,7 @@ struct image *image_create(struct diff_area *area)
 	image = kzalloc(sizeof(*image), GFP_KERNEL);
 	if (!image)
 		return ERR_PTR(-ENOMEM);
-	disk = blksnap_alloc_disk(bdev_logical_block_size(orig),
-				  IMAGE_MAX_SECTORS);
+	disk = blksnap_alloc_disk(orig, IMAGE_MAX_SECTORS);
 	if (IS_ERR(disk)) {
 		kfree(image);
 		return ERR_CAST(disk);
