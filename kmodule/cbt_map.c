@@ -23,6 +23,42 @@ static unsigned int cbt_block_shift(sector_t capacity)
 	return shift;
 }
 
+/*
+ * The geometry and two empty maps for a device of @capacity sectors, in
+ * map->next. Context: update_lock held, or the map not in use yet.
+ */
+static int cbt_map_alloc_next(struct cbt_map *map, sector_t capacity)
+{
+	unsigned int shift = cbt_block_shift(capacity);
+	u64 count = DIV_ROUND_UP_ULL((u64)capacity << SECTOR_SHIFT,
+				     1ULL << shift);
+
+	if (!count || count > U32_MAX)
+		return -EINVAL;
+	map->next.write_map = vzalloc(count);
+	map->next.read_map = vzalloc(count);
+	if (!map->next.write_map || !map->next.read_map) {
+		vfree(map->next.write_map);
+		vfree(map->next.read_map);
+		map->next.write_map = NULL;
+		map->next.read_map = NULL;
+		return -ENOMEM;
+	}
+	map->next.capacity = capacity;
+	map->next.blk_shift = shift;
+	map->next.blk_count = count;
+	return 0;
+}
+
+static void cbt_map_free_next(struct cbt_map *map)
+{
+	vfree(map->next.write_map);
+	vfree(map->next.read_map);
+	map->next.write_map = NULL;
+	map->next.read_map = NULL;
+	map->next.capacity = 0;
+}
+
 /**
  * cbt_map_create() - allocate the change map of a device.
  * @capacity: device size in sectors.
@@ -32,28 +68,26 @@ static unsigned int cbt_block_shift(sector_t capacity)
 struct cbt_map *cbt_map_create(sector_t capacity)
 {
 	struct cbt_map *map;
-	u64 count;
+	int ret;
 
 	map = kzalloc(sizeof(*map), GFP_KERNEL);
 	if (!map)
 		return ERR_PTR(-ENOMEM);
 	spin_lock_init(&map->lock);
 	mutex_init(&map->update_lock);
-	map->capacity = capacity;
-	map->blk_shift = cbt_block_shift(capacity);
-	count = DIV_ROUND_UP_ULL((u64)capacity << SECTOR_SHIFT,
-				 1ULL << map->blk_shift);
-	if (!count || count > U32_MAX) {
+	ret = cbt_map_alloc_next(map, capacity);
+	if (ret) {
 		kfree(map);
-		return ERR_PTR(-EINVAL);
+		return ERR_PTR(ret);
 	}
-	map->blk_count = count;
-	map->write_map = vzalloc(map->blk_count);
-	map->read_map = vzalloc(map->blk_count);
-	if (!map->write_map || !map->read_map) {
-		cbt_map_destroy(map);
-		return ERR_PTR(-ENOMEM);
-	}
+	map->capacity = capacity;
+	map->blk_shift = map->next.blk_shift;
+	map->blk_count = map->next.blk_count;
+	map->write_map = map->next.write_map;
+	map->read_map = map->next.read_map;
+	map->next.write_map = NULL;
+	map->next.read_map = NULL;
+	map->next.capacity = 0;
 	map->active = 1;
 	uuid_gen(&map->generation_id);
 	return map;
@@ -65,9 +99,36 @@ struct cbt_map *cbt_map_create(sector_t capacity)
  */
 void cbt_map_destroy(struct cbt_map *map)
 {
+	cbt_map_free_next(map);
 	vfree(map->write_map);
 	vfree(map->read_map);
 	kfree(map);
+}
+
+/**
+ * cbt_map_prepare() - get ready for a take of a device of @capacity sectors.
+ * @map:      the map.
+ * @capacity: the device's size now.
+ *
+ * A map describes the device as it was when it was made: writes past its
+ * end are not recorded. If the device was resized since, maps for the new
+ * size are made here, and the next cbt_map_switch() puts them in place and
+ * starts a new generation (a backup of the first take after a resize is a
+ * full one). Called before the take freezes the device, as it allocates.
+ *
+ * Return: 0, -ENOMEM, or -EINVAL (a size the map cannot describe).
+ */
+int cbt_map_prepare(struct cbt_map *map, sector_t capacity)
+{
+	int ret = 0;
+
+	mutex_lock(&map->update_lock);
+	if (capacity != map->next.capacity)
+		cbt_map_free_next(map);
+	if (capacity != map->capacity && capacity != map->next.capacity)
+		ret = cbt_map_alloc_next(map, capacity);
+	mutex_unlock(&map->update_lock);
+	return ret;
 }
 
 /* Block range [*first, *last) of a sector range, clipped to the map. */
@@ -125,9 +186,12 @@ void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count)
 {
 	unsigned long first, last, flags;
 
-	if (!cbt_blocks(map, sector, count, &first, &last))
-		return;
+	/* Under update_lock: a take after a resize replaces the maps. */
 	mutex_lock(&map->update_lock);
+	if (!cbt_blocks(map, sector, count, &first, &last)) {
+		mutex_unlock(&map->update_lock);
+		return;
+	}
 	spin_lock_irqsave(&map->lock, flags);
 	memset(map->write_map + first, map->active, last - first);
 	if (map->held)
@@ -141,7 +205,8 @@ void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count)
  * @map: the map.
  *
  * The active copy becomes the readable one and a new number starts. After
- * 255 takes the generation ends: a new identifier, and an empty map.
+ * 255 takes, or once cbt_map_prepare() saw the device resized, the
+ * generation ends: a new identifier, and an empty map (of the new size).
  *
  * Context: process context; the I/O path marks nothing meanwhile (the
  * device's tracker is gated and idle), so the maps are copied with
@@ -149,24 +214,44 @@ void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count)
  */
 void cbt_map_switch(struct cbt_map *map)
 {
+	u8 *old_write = NULL, *old_read = NULL;
+	bool new_generation;
 	unsigned long flags;
 	u8 active;
 
 	mutex_lock(&map->update_lock);
 	active = map->active;
-	if (active == U8_MAX) {
+	new_generation = active == U8_MAX || map->next.capacity;
+	if (map->next.capacity) {
+		/* Resized: the maps made for the new size, empty. */
+		old_write = map->write_map;
+		old_read = map->read_map;
+		spin_lock_irqsave(&map->lock, flags);
+		map->capacity = map->next.capacity;
+		map->blk_shift = map->next.blk_shift;
+		map->blk_count = map->next.blk_count;
+		map->write_map = map->next.write_map;
+		map->read_map = map->next.read_map;
+		spin_unlock_irqrestore(&map->lock, flags);
+		map->next.write_map = NULL;
+		map->next.read_map = NULL;
+		map->next.capacity = 0;
+		active = 1;
+	} else if (active == U8_MAX) {
 		memset(map->write_map, 0, map->blk_count);
 		active = 1;
 	}
 	memcpy(map->read_map, map->write_map, map->blk_count);
 	spin_lock_irqsave(&map->lock, flags);
-	if (map->active == U8_MAX)
+	if (new_generation)
 		uuid_gen(&map->generation_id);
 	map->previous = active;
 	WRITE_ONCE(map->active, active + 1);
 	map->held = true;
 	spin_unlock_irqrestore(&map->lock, flags);
 	mutex_unlock(&map->update_lock);
+	vfree(old_write);
+	vfree(old_read);
 }
 
 /**
@@ -230,6 +315,11 @@ long cbt_map_read_to_user(struct cbt_map *map, u32 offset, u32 length,
 
 		/* No fault with the lock held: the bounce page in between. */
 		mutex_lock(&map->update_lock);
+		if (offset + copied + n > map->blk_count) {
+			/* A take after a resize replaced the map. */
+			mutex_unlock(&map->update_lock);
+			break;
+		}
 		memcpy(bounce, (map->held ? map->read_map : map->write_map) +
 				       offset + copied, n);
 		mutex_unlock(&map->update_lock);

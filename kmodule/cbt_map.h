@@ -25,6 +25,9 @@ struct blksnap_cbtinfo;
  * @previous:      the number of the last take in this generation (0: none).
  * @held:          a snapshot holds @read_map.
  * @generation_id: identifier of the current tracking generation.
+ * @next:          maps for the device's new size, made by
+ *                 cbt_map_prepare() when it changed and put in place by
+ *                 the next switch (update_lock).
  *
  * A byte of a map holds the number of the snapshot since which its block
  * changed: a backup made at take N needs the blocks whose byte is > N.
@@ -41,12 +44,20 @@ struct cbt_map {
 	u8 previous;
 	bool held;
 	uuid_t generation_id;
+	struct {
+		sector_t capacity;
+		unsigned int blk_shift;
+		unsigned long blk_count;
+		u8 *write_map;
+		u8 *read_map;
+	} next;
 };
 
 struct cbt_map *cbt_map_create(sector_t capacity);
 void cbt_map_destroy(struct cbt_map *map);
 void cbt_map_mark(struct cbt_map *map, sector_t sector, sector_t count);
 void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count);
+int cbt_map_prepare(struct cbt_map *map, sector_t capacity);
 void cbt_map_switch(struct cbt_map *map);
 void cbt_map_release(struct cbt_map *map);
 void cbt_map_info(struct cbt_map *map, struct blksnap_cbtinfo *info);

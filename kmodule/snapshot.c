@@ -324,6 +324,10 @@ int snapshot_take(const uuid_t *id)
 			sd->area = NULL;
 			goto undo;
 		}
+		/* A device resized since its map was made: a new one. */
+		ret = cbt_map_prepare(sd->tracker->cbt_map, sd->area->capacity);
+		if (ret)
+			goto undo;
 	}
 	list_for_each_entry(sd, &s->devices, link) {
 		ret = blksnap_freeze_bdev(sd->tracker->bdev);

@@ -5,7 +5,8 @@
 # any earlier take of the generation. After take 254 the number written for
 # new changes is 255, the largest a map byte holds; take 255 therefore ends
 # the generation: a new identifier, the number starts again at 1 and the old
-# map is gone.
+# map is gone. So does the first take after the device was resized, with a
+# map of the new size.
 . "$(dirname "$0")/lib.sh"
 dev=$(disk 1)
 tmp=$(mktemp -d)
@@ -48,4 +49,30 @@ expect_eq changes_number "$(cbt_field "$dev" changes_number)" 1
 blksnap-probe map "$dev" "$tmp/map"
 [ -z "$(tr -d '\0' <"$tmp/map")" ] || fail "map of the new generation is not empty"
 blksnap-probe detach "$dev"
+
+step "a resized device: its next take starts a generation of the new size"
+truncate -s 16M "$tmp/backing"
+loop=$(losetup --find --show "$tmp/backing")
+blksnap-probe attach "$loop"
+blksnap-probe cycle "$loop" 1 "$tmp"
+gen=$(cbt_field "$loop" generation_id)
+truncate -s 32M "$tmp/backing"
+losetup --set-capacity "$loop"
+expect_eq "grown size" "$(blockdev --getsize64 "$loop")" $((32 << 20))
+# A write past the old end, which the old map cannot record.
+dd if=/dev/urandom of="$tmp/w" bs=4k count=1 status=none
+dd if="$tmp/w" of="$loop" bs=4k seek=$((24 << 8)) oflag=direct status=none
+id=$(blksnap snapshot_create -d "$loop" -f "$tmp" -l 64M)
+blksnap snapshot_take -i "$id"
+expect_eq "map capacity" "$(cbt_field "$loop" device_capacity)" $((32 << 20))
+[ "$(cbt_field "$loop" generation_id)" != "$gen" ] ||
+	fail "the generation did not change with the size"
+expect_eq changes_number "$(cbt_field "$loop" changes_number)" 1
+image=$(blksnap snapshot_info -d "$loop" -f image)
+expect_eq "image size" "$(blockdev --getsize64 "$image")" $((32 << 20))
+dd if="$image" bs=4k skip=$((24 << 8)) count=1 iflag=direct status=none |
+	cmp -s - "$tmp/w" || fail "the image misses the write past the old end"
+blksnap snapshot_destroy -i "$id"
+blksnap-probe detach "$loop"
+losetup -d "$loop"
 echo "cbt_generation: all checks passed"
