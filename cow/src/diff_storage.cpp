@@ -2,8 +2,11 @@
 #include <blksnap/error.hpp>
 
 #include <cerrno>
+#include <cstdio>
 #include <fcntl.h>
+#include <fstream>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 namespace blksnap {
 
@@ -22,7 +25,62 @@ StorageKind kind_of(mode_t mode, const std::string& path) {
                 "not a directory, a regular file or a block device");
 }
 
+namespace fs = std::filesystem;
+
+// The first line of a sysfs attribute, or "" if it cannot be read.
+std::string read_line(const fs::path& path) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    return line;
+}
+
+// "MAJ:MIN" as read from a sysfs "dev" attribute.
+bool parse_dev(const std::string& text, dev_t& dev) {
+    unsigned maj = 0, min = 0;
+    if (std::sscanf(text.c_str(), "%u:%u", &maj, &min) != 2)
+        return false;
+    dev = makedev(maj, min);
+    return true;
+}
+
+// Deep enough for any real stack (loop on dm on md on a partition...), and
+// a bound on a loop of backing files.
+constexpr int max_stack_depth = 16;
+
+void add_stack(dev_t dev, const std::string& chain, std::map<dev_t, std::string>& out, int depth) {
+    if (depth > max_stack_depth || out.count(dev))
+        return;
+    std::error_code ec;
+    const fs::path sys = fs::canonical(
+        "/sys/dev/block/" + std::to_string(major(dev)) + ":" + std::to_string(minor(dev)), ec);
+    if (ec) // not a block device (tmpfs, btrfs' anonymous devices...)
+        return;
+    const std::string here =
+        chain.empty() ? sys.filename().string() : chain + " -> " + sys.filename().string();
+    out.emplace(dev, here);
+    dev_t next;
+    if (fs::exists(sys / "partition") && parse_dev(read_line(sys.parent_path() / "dev"), next))
+        add_stack(next, here, out, depth + 1);
+    for (const auto& slave : fs::directory_iterator(sys / "slaves", ec))
+        if (parse_dev(read_line(slave.path() / "dev"), next))
+            add_stack(next, here, out, depth + 1);
+    const std::string backing = read_line(sys / "loop" / "backing_file");
+    struct stat st;
+    if (!backing.empty() && ::stat(backing.c_str(), &st) == 0)
+        add_stack(S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev, here, out, depth + 1);
+}
+
 } // namespace
+
+std::map<dev_t, std::string> storage_devices(int fd) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0)
+        throw_errno("difference storage");
+    std::map<dev_t, std::string> out;
+    add_stack(S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev, "", out, 0);
+    return out;
+}
 
 DiffStorage open_diff_storage(const std::filesystem::path& path) {
     const std::string p = path.string();

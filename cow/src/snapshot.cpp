@@ -4,9 +4,34 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <sys/stat.h>
 #include <system_error>
 
 namespace blksnap {
+
+namespace {
+
+// A storage written through one of DEVICES (a file on a loop device or a
+// logical volume whose backing is the device) would copy-on-write its own
+// writes and deadlock; the kernel sees only the disk the storage is on.
+void refuse_stacked(const DiffStorage& ds, const std::filesystem::path& storage,
+                    const std::vector<std::string>& devices) {
+    if (devices.empty())
+        return;
+    const auto under = storage_devices(ds.fd.get());
+    for (const auto& dev : devices) {
+        struct stat st;
+        if (::stat(dev.c_str(), &st) != 0 || !S_ISBLK(st.st_mode))
+            continue; // adding it reports what is wrong with it
+        const auto it = under.find(st.st_rdev);
+        if (it != under.end())
+            throw Error(EINVAL, context("difference storage", storage.string()),
+                        "it is written through " + dev + " (" + it->second +
+                            "), which is to be snapshotted");
+    }
+}
+
+} // namespace
 
 Snapshot::Snapshot(KernelBackend& backend, const Uuid& id, bool own)
     : backend_(backend), id_(id), own_(own) {}
@@ -32,6 +57,7 @@ Snapshot Snapshot::create(KernelBackend& backend, const std::filesystem::path& s
     Uuid id;
     {
         DiffStorage ds = open_diff_storage(storage);
+        refuse_stacked(ds, storage, devices);
         id = backend.snapshot_create(ds.fd.get(), bytes_to_sectors(limit_bytes));
     } // the kernel holds its own reference to the storage file now
     Snapshot snap(backend, id, true);

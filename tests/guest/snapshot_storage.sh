@@ -4,7 +4,8 @@
 # Difference storage: a file grows in portions up to the limit; tmpfs files,
 # O_TMPFILE and a block device all work; overflow corrupts the snapshot,
 # queues an event and fails image reads while the original keeps working;
-# wrong kinds of storage are refused.
+# wrong kinds of storage, and storage written through a device of the
+# snapshot (stacked on it), are refused.
 . "$(dirname "$0")/lib.sh"
 dev=$(disk 1)
 store_dev=$(disk 2)
@@ -85,5 +86,37 @@ out=$(blksnap snapshot_add -i "$id" -d "${store_dev}1" 2>&1) &&
 echo "$out"
 blksnap snapshot_destroy -i "$id"
 blksnap detach -d "${store_dev}1"
+
+step "storage stacked on a snapshot device is refused"
+# Written through the device, the storage would copy-on-write its own
+# writes: a loop device on a file of its file system, a file system on that
+# loop device, a device-mapper target on it.
+# stacked WHAT STORAGE: a snapshot of $dev with STORAGE is refused.
+stacked() {
+	local out
+	if out=$(blksnap snapshot_create -d "$dev" -f "$2" -l 32M 2>&1); then
+		blksnap snapshot_destroy -i "$out"
+		fail "$1 on $dev accepted as storage"
+	fi
+	echo "$out"
+	grep -q "written through $dev" <<<"$out" || fail "$1: not refused as stacked"
+}
+need_modules ext4
+mkfs.ext4 -q -F "$dev"
+mkdir "$tmp/fs" "$tmp/loopfs"
+mount "$dev" "$tmp/fs"
+truncate -s 64M "$tmp/fs/disk.img"
+loop=$(losetup --find --show "$tmp/fs/disk.img")
+stacked "a loop device" "$loop"
+mkfs.ext4 -q "$loop"
+mount "$loop" "$tmp/loopfs"
+stacked "a file on a loop device" "$tmp/loopfs/store"
+umount "$tmp/loopfs"
+losetup -d "$loop"
+umount "$tmp/fs"
+dmsetup create blksnap-stacked --table "0 $(blockdev --getsz "$dev") linear $dev 0"
+stacked "a device-mapper target" /dev/mapper/blksnap-stacked
+dmsetup remove blksnap-stacked
+[ -z "$(blksnap snapshot_collect)" ] || fail "snapshots left"
 blksnap detach -d "$dev"
 echo "snapshot_storage: all checks passed"
