@@ -3,7 +3,8 @@
 # cost: 20
 # vm: --disks 1 --disk-size 256M
 # Bad requests get a clean errno and no kernel splat; an unprivileged caller
-# cannot change state, but may list a snapshot's devices.
+# cannot change state, but may list a snapshot's devices; a non-root uid
+# cannot open the control device, and given it, still changes nothing.
 . "$(dirname "$0")/lib.sh"
 dev=$(disk 1)
 
@@ -52,6 +53,26 @@ case "$out" in
 *"Operation not permitted"*) ;;
 *) fail "unexpected error: $out" ;;
 esac
+
+step "a non-root uid: no access to the control device; given it, no change"
+nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+expect_eq "control device mode" "$(stat -c %a /dev/blksnap-control)" 600
+out=$(nobody blksnap snapshot_collect 2>&1) && fail "nobody opened the control device"
+grep -q "Permission denied" <<<"$out" || fail "unexpected error: $out"
+# An administrator may grant a group the device: the module still lets
+# only CAP_SYS_ADMIN change anything.
+chmod 0666 /dev/blksnap-control
+expect_eq "collect as nobody" "$(nobody blksnap snapshot_collect)" "$id"
+nobody_tmp=$(mktemp -d)
+chmod 0777 "$nobody_tmp"
+for cmd in "snapshot_destroy -i $id" "snapshot_take -i $id" \
+	"snapshot_create -f $nobody_tmp -l 16M"; do
+	# shellcheck disable=SC2086 # the words of the command
+	out=$(nobody blksnap $cmd 2>&1) && fail "nobody ran: $cmd"
+	grep -q "Operation not permitted" <<<"$out" || fail "$cmd: unexpected error: $out"
+done
+chmod 0600 /dev/blksnap-control
+expect_eq "snapshots after nobody's calls" "$(blksnap snapshot_collect)" "$id"
 blksnap snapshot_destroy -i "$id"
 blksnap detach -d "$dev"
 echo "badinput: all checks passed"
