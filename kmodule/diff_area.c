@@ -17,7 +17,15 @@
 #include "params.h"
 #include "tracker.h"
 
+/*
+ * Copy-on-write and store workers run on queues of their own, each with
+ * its own rescuer (WQ_MEM_RECLAIM): a copy waits for stores (for room in
+ * the store queue, for a chunk buffer), so when memory is short and no new
+ * worker thread can be made, copies run by a rescuer must not hold up the
+ * stores queued behind them. Image I/O has a third queue (image_io.c).
+ */
 static struct workqueue_struct *cow_wq;
+static struct workqueue_struct *store_wq;
 
 /* Sectors of chunk @n that lie on the device (the last may be short). */
 static inline sector_t chunk_len(struct diff_area *area, unsigned long n)
@@ -63,6 +71,13 @@ void diff_area_corrupt(struct diff_area *area, int error)
 	wake_up_all(&area->store_wait);
 }
 
+/*
+ * Chunk @n, made on first use. The chunk and the xarray's node are small
+ * GFP_NOIO allocations, which the page allocator retries rather than fails
+ * (it fails them for a task the OOM killer chose, which a worker never
+ * is); they stay until the area is freed, so a reserve would be used up
+ * once and for all. Chunk buffers, large, have one (diff_buffer.c).
+ */
 static struct chunk *chunk_get(struct diff_area *area, unsigned long n)
 {
 	struct chunk *chunk, *old;
@@ -157,13 +172,14 @@ static int read_original(struct diff_area *area, sector_t sector,
 	return blk_status_to_errno(READ_ONCE(rd.status));
 }
 
-/* Queue @work of one of @workers; any idle one will do, each takes
- * whatever is queued.
+/* Queue the work of one of @workers on @wq; any idle one will do, each
+ * takes whatever is queued.
  */
-static void queue_worker(struct diff_area_worker *workers, unsigned int count,
+static void queue_worker(struct workqueue_struct *wq,
+			 struct diff_area_worker *workers, unsigned int count,
 			 atomic_t *next)
 {
-	queue_work(cow_wq, &workers[atomic_inc_return(next) % count].work);
+	queue_work(wq, &workers[atomic_inc_return(next) % count].work);
 }
 
 /* Queue a chunk whose old data is in memory for storing. */
@@ -173,7 +189,7 @@ static void store_enqueue(struct diff_area *area, struct chunk *chunk)
 	list_add_tail(&chunk->store_link, &area->store_queue);
 	area->store_count++;
 	spin_unlock_irq(&area->lock);
-	queue_worker(area->store_workers, DIFF_AREA_STORE_WORKERS,
+	queue_worker(store_wq, area->store_workers, DIFF_AREA_STORE_WORKERS,
 		     &area->store_next);
 }
 
@@ -254,8 +270,6 @@ static int chunk_copy(struct diff_area *area, struct chunk *chunk,
 	if (ret)
 		return ret;
 	buf = diff_buffer_get(&area->pool);
-	if (!buf)
-		return -ENOMEM;
 	if (!whole) {
 		ret = read_original(area, start, buf, chunk_len(area, n));
 		if (ret) {
@@ -401,7 +415,9 @@ static void store_work_fn(struct work_struct *work)
  * @ds:      the snapshot's difference storage.
  * @events:  the snapshot's event queue.
  *
- * Return: the area, or an ERR_PTR.
+ * Context: process context; allocates with GFP_KERNEL, the reserve chunk
+ * buffer (struct diff_buffer_pool) included.
+ * Return: the area, or ERR_PTR(-ENOMEM).
  */
 struct diff_area *diff_area_create(struct tracker *tracker,
 				   struct diff_storage *ds,
@@ -409,6 +425,7 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 {
 	struct diff_area *area = kzalloc(sizeof(*area), GFP_KERNEL);
 	unsigned int i;
+	int ret;
 
 	if (!area)
 		return ERR_PTR(-ENOMEM);
@@ -437,8 +454,12 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 		INIT_WORK(&area->store_workers[i].work, store_work_fn);
 		area->store_workers[i].area = area;
 	}
-	diff_buffer_pool_init(&area->pool,
-			      diff_area_chunk_sectors(area) << SECTOR_SHIFT);
+	/* One chunk buffer in reserve: copy-on-write goes on without memory. */
+	ret = diff_buffer_pool_init(&area->pool, (size_t)1 << area->chunk_shift);
+	if (ret) {
+		kfree(area);
+		return ERR_PTR(ret);
+	}
 	init_waitqueue_head(&area->store_wait);
 	return area;
 }
@@ -535,7 +556,8 @@ bool diff_area_submit_bio(struct diff_area *area, struct bio *bio)
 	spin_lock_irqsave(&area->lock, flags);
 	bio_list_add(&area->pending, bio);
 	spin_unlock_irqrestore(&area->lock, flags);
-	queue_worker(area->cow_workers, DIFF_AREA_COW_WORKERS, &area->cow_next);
+	queue_worker(cow_wq, area->cow_workers, DIFF_AREA_COW_WORKERS,
+		     &area->cow_next);
 	return true;
 }
 
@@ -699,7 +721,7 @@ bool diff_area_chunk_stored(struct diff_area *area, unsigned long n,
 }
 
 /**
- * diff_area_init() - create the copy-on-write workqueue.
+ * diff_area_init() - create the copy-on-write and store workqueues.
  *
  * Return: 0 or -ENOMEM.
  */
@@ -707,13 +729,22 @@ int diff_area_init(void)
 {
 	cow_wq = alloc_workqueue("blksnap-cow", WQ_MEM_RECLAIM | WQ_UNBOUND,
 				 0);
-	return cow_wq ? 0 : -ENOMEM;
+	if (!cow_wq)
+		return -ENOMEM;
+	store_wq = alloc_workqueue("blksnap-store",
+				   WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
+	if (!store_wq) {
+		destroy_workqueue(cow_wq);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /**
- * diff_area_done() - destroy the copy-on-write workqueue.
+ * diff_area_done() - destroy the copy-on-write and store workqueues.
  */
 void diff_area_done(void)
 {
+	destroy_workqueue(store_wq);
 	destroy_workqueue(cow_wq);
 }

@@ -3,7 +3,10 @@
  * Chunk buffers: the old data of a chunk between copy-on-write and the
  * difference storage, held in pages so that it is read from the original
  * and written to the storage without copies. Freed buffers are kept for
- * reuse, up to free_diff_buffer_pool_size per device.
+ * reuse, up to free_diff_buffer_pool_size per device, and never fewer than
+ * DIFF_BUFFER_RESERVE: copy-on-write may run for the writeback that is to
+ * free memory, so when no memory is left it waits for a buffer of the pool
+ * rather than for the allocator.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/highmem.h>
@@ -12,19 +15,6 @@
 #include "diff_buffer.h"
 #include "params.h"
 
-/**
- * diff_buffer_pool_init() - an empty pool.
- * @pool:  the pool.
- * @bytes: size of its buffers.
- */
-void diff_buffer_pool_init(struct diff_buffer_pool *pool, size_t bytes)
-{
-	spin_lock_init(&pool->lock);
-	INIT_LIST_HEAD(&pool->free);
-	pool->count = 0;
-	pool->nr_pages = DIV_ROUND_UP(bytes, PAGE_SIZE);
-}
-
 static void diff_buffer_free(struct diff_buffer *buf)
 {
 	unsigned int i;
@@ -32,6 +22,30 @@ static void diff_buffer_free(struct diff_buffer *buf)
 	for (i = 0; i < buf->nr_pages; i++)
 		__free_page(buf->bvec[i].bv_page);
 	kvfree(buf);
+}
+
+/* A new zeroed buffer of @nr_pages pages, or NULL. */
+static struct diff_buffer *diff_buffer_alloc(unsigned int nr_pages, gfp_t gfp)
+{
+	struct diff_buffer *buf;
+	unsigned int i;
+
+	/* 16 bytes a page: 256 KiB for a 64 MiB chunk, vmalloc may serve. */
+	buf = kvzalloc(struct_size(buf, bvec, nr_pages), gfp);
+	if (!buf)
+		return NULL;
+	for (i = 0; i < nr_pages; i++) {
+		struct page *page = alloc_page(gfp | __GFP_ZERO);
+
+		if (!page) {
+			buf->nr_pages = i;
+			diff_buffer_free(buf);
+			return NULL;
+		}
+		bvec_set_page(&buf->bvec[i], page, PAGE_SIZE, 0);
+	}
+	buf->nr_pages = nr_pages;
+	return buf;
 }
 
 /**
@@ -49,16 +63,40 @@ void diff_buffer_pool_destroy(struct diff_buffer_pool *pool)
 }
 
 /**
- * diff_buffer_get() - a buffer from the pool, or a new zeroed one.
- * @pool: the pool.
+ * diff_buffer_pool_init() - a pool holding its reserve.
+ * @pool:  the pool.
+ * @bytes: size of its buffers.
  *
- * Context: may sleep; allocates with GFP_NOIO.
- * Return: the buffer, or NULL.
+ * Context: process context; allocates DIFF_BUFFER_RESERVE buffers with
+ * GFP_KERNEL.
+ * Return: 0 or -ENOMEM (nothing is left allocated then).
  */
-struct diff_buffer *diff_buffer_get(struct diff_buffer_pool *pool)
+int diff_buffer_pool_init(struct diff_buffer_pool *pool, size_t bytes)
 {
 	struct diff_buffer *buf;
 	unsigned int i;
+
+	spin_lock_init(&pool->lock);
+	INIT_LIST_HEAD(&pool->free);
+	pool->count = 0;
+	pool->nr_pages = DIV_ROUND_UP(bytes, PAGE_SIZE);
+	init_waitqueue_head(&pool->wait);
+	for (i = 0; i < DIFF_BUFFER_RESERVE; i++) {
+		buf = diff_buffer_alloc(pool->nr_pages, GFP_KERNEL);
+		if (!buf) {
+			diff_buffer_pool_destroy(pool);
+			return -ENOMEM;
+		}
+		list_add(&buf->link, &pool->free);
+		pool->count++;
+	}
+	return 0;
+}
+
+/* A free buffer of the pool, or NULL. */
+static struct diff_buffer *diff_buffer_take(struct diff_buffer_pool *pool)
+{
+	struct diff_buffer *buf;
 
 	spin_lock(&pool->lock);
 	buf = list_first_entry_or_null(&pool->free, struct diff_buffer, link);
@@ -67,24 +105,33 @@ struct diff_buffer *diff_buffer_get(struct diff_buffer_pool *pool)
 		pool->count--;
 	}
 	spin_unlock(&pool->lock);
+	return buf;
+}
+
+/**
+ * diff_buffer_get() - a buffer from the pool, or a new zeroed one.
+ * @pool: the pool.
+ *
+ * A new buffer is allocated only where memory is at hand (GFP_NOIO, no
+ * retrying). Otherwise this waits until a buffer in use is put back: the
+ * pool always owns one at least (its reserve), and buffers in use go back
+ * once stored, which needs no buffer.
+ *
+ * Context: process context; may sleep.
+ * Return: the buffer; never NULL.
+ */
+struct diff_buffer *diff_buffer_get(struct diff_buffer_pool *pool)
+{
+	struct diff_buffer *buf;
+
+	buf = diff_buffer_take(pool);
 	if (buf)
 		return buf;
-
-	/* 16 bytes a page: 256 KiB for a 64 MiB chunk, vmalloc may serve. */
-	buf = kvzalloc(struct_size(buf, bvec, pool->nr_pages), GFP_NOIO);
-	if (!buf)
-		return NULL;
-	for (i = 0; i < pool->nr_pages; i++) {
-		struct page *page = alloc_page(GFP_NOIO | __GFP_ZERO);
-
-		if (!page) {
-			buf->nr_pages = i;
-			diff_buffer_free(buf);
-			return NULL;
-		}
-		bvec_set_page(&buf->bvec[i], page, PAGE_SIZE, 0);
-	}
-	buf->nr_pages = pool->nr_pages;
+	buf = diff_buffer_alloc(pool->nr_pages,
+				GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN);
+	if (buf)
+		return buf;
+	wait_event(pool->wait, (buf = diff_buffer_take(pool)));
 	return buf;
 }
 
@@ -92,13 +139,20 @@ struct diff_buffer *diff_buffer_get(struct diff_buffer_pool *pool)
  * diff_buffer_put() - give a buffer back.
  * @pool: the pool it came from.
  * @buf:  the buffer, or NULL.
+ *
+ * It is kept for reuse while the pool has fewer than
+ * free_diff_buffer_pool_size free buffers, or fewer than its reserve.
  */
 void diff_buffer_put(struct diff_buffer_pool *pool, struct diff_buffer *buf)
 {
+	unsigned int keep = max_t(unsigned int,
+				  READ_ONCE(free_diff_buffer_pool_size),
+				  DIFF_BUFFER_RESERVE);
+
 	if (!buf)
 		return;
 	spin_lock(&pool->lock);
-	if (pool->count < READ_ONCE(free_diff_buffer_pool_size)) {
+	if (pool->count < keep) {
 		list_add(&buf->link, &pool->free);
 		pool->count++;
 		buf = NULL;
@@ -106,6 +160,8 @@ void diff_buffer_put(struct diff_buffer_pool *pool, struct diff_buffer *buf)
 	spin_unlock(&pool->lock);
 	if (buf)
 		diff_buffer_free(buf);
+	else if (wq_has_sleeper(&pool->wait))
+		wake_up(&pool->wait);
 }
 
 /**

@@ -6,6 +6,7 @@
 #include <linux/list.h>
 #include <linux/spinlock.h>
 #include <linux/uio.h>
+#include <linux/wait.h>
 
 /**
  * struct diff_buffer - the old data of one chunk, in pages.
@@ -19,21 +20,27 @@ struct diff_buffer {
 	struct bio_vec bvec[];
 };
 
+/* Buffers a pool keeps whatever free_diff_buffer_pool_size says. */
+#define DIFF_BUFFER_RESERVE 1
+
 /**
- * struct diff_buffer_pool - free buffers of one chunk size, kept for reuse.
+ * struct diff_buffer_pool - the buffers of one chunk size, kept for reuse.
  * @lock:     protects @free and @count.
  * @free:     the free buffers.
- * @count:    buffers in @free; at most free_diff_buffer_pool_size.
+ * @count:    buffers in @free; at most free_diff_buffer_pool_size, or
+ *            DIFF_BUFFER_RESERVE if more.
  * @nr_pages: pages per buffer.
+ * @wait:     diff_buffer_get() waits here for a buffer when memory is short.
  */
 struct diff_buffer_pool {
 	spinlock_t lock; /* see @lock above */
 	struct list_head free;
 	unsigned int count;
 	unsigned int nr_pages;
+	wait_queue_head_t wait;
 };
 
-void diff_buffer_pool_init(struct diff_buffer_pool *pool, size_t bytes);
+int diff_buffer_pool_init(struct diff_buffer_pool *pool, size_t bytes);
 void diff_buffer_pool_destroy(struct diff_buffer_pool *pool);
 struct diff_buffer *diff_buffer_get(struct diff_buffer_pool *pool);
 void diff_buffer_put(struct diff_buffer_pool *pool, struct diff_buffer *buf);
