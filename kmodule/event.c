@@ -20,7 +20,7 @@ void event_queue_init(struct event_queue *q)
 }
 
 /**
- * event_queue_close() - wake every reader; they return -ENOENT.
+ * event_queue_close() - wake every reader; they return -ESRCH.
  * @q: the queue.
  */
 void event_queue_close(struct event_queue *q)
@@ -79,7 +79,7 @@ static struct event *event_pop(struct event_queue *q)
 	if (e)
 		list_del(&e->link);
 	else if (q->closed)
-		e = ERR_PTR(-ENOENT);
+		e = ERR_PTR(-ESRCH);
 	spin_unlock(&q->lock);
 	return e;
 }
@@ -89,8 +89,9 @@ static struct event *event_pop(struct event_queue *q)
  * @q:          the queue.
  * @timeout_ms: longest wait.
  *
- * Return: the event (the caller frees it), or ERR_PTR(-ETIME) on timeout,
- * -EINTR on a signal, -ENOENT when the snapshot goes away.
+ * Return: the event (the caller frees it), or ERR_PTR(-ENOENT) on timeout
+ * (the v6 ABI's "no event yet"), -EINTR on a signal, -ESRCH when the
+ * snapshot goes away.
  */
 struct event *event_wait(struct event_queue *q, unsigned long timeout_ms)
 {
@@ -103,5 +104,5 @@ struct event *event_wait(struct event_queue *q, unsigned long timeout_ms)
 		return e;
 	if (ret < 0)
 		return ERR_PTR(-EINTR);
-	return ERR_PTR(-ETIME);
+	return ERR_PTR(-ENOENT);
 }

@@ -515,8 +515,8 @@ int snapshot_collect(unsigned int *count, struct blksnap_uuid __user *ids)
  * @timeout_ms: longest wait.
  * @ev:         receives the event.
  *
- * Return: 0; -ENOENT (no such snapshot, or destroyed meanwhile), -ETIME,
- * -EINTR.
+ * Return: 0; -ESRCH (no such snapshot, or destroyed meanwhile), -ENOENT
+ * (no event within the timeout: the v6 ABI's "ask again"), -EINTR.
  */
 int snapshot_wait_event(const uuid_t *id, unsigned int timeout_ms,
 			struct blksnap_snapshot_event *ev)
@@ -526,7 +526,7 @@ int snapshot_wait_event(const uuid_t *id, unsigned int timeout_ms,
 
 	s = snapshot_get(id);
 	if (!s)
-		return -ENOENT;
+		return -ESRCH;
 	e = event_wait(&s->events, timeout_ms);
 	snapshot_put(s);
 	if (IS_ERR(e))

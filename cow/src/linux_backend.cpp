@@ -195,10 +195,14 @@ std::optional<Event> LinuxBackend::snapshot_wait_event(const Uuid& id, std::uint
     blksnap_snapshot_event arg{};
     arg.id = id.raw();
     arg.timeout_ms = timeout_ms;
+    // The v6 ABI: ENOENT is "no event yet", ESRCH "no such snapshot" (the
+    // library's ENOENT, as for every other request naming a snapshot).
     long ret = control().ioctl(IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, &arg,
-                               context("snapshot_waitevent", id.str()), {ETIME});
-    if (ret == -ETIME)
+                               context("snapshot_waitevent", id.str()), {ENOENT, ESRCH});
+    if (ret == -ENOENT)
         return std::nullopt;
+    if (ret == -ESRCH)
+        throw Error(ENOENT, context("snapshot_waitevent", id.str()), "no such snapshot");
     return decode_event(arg);
 }
 

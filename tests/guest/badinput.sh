@@ -63,7 +63,8 @@ grep -q "Permission denied" <<<"$out" || fail "unexpected error: $out"
 # only CAP_SYS_ADMIN change anything.
 chmod 0666 /dev/blksnap-control
 expect_eq "collect as nobody" "$(nobody blksnap snapshot_collect)" "$id"
-nobody_tmp=$(mktemp -d)
+# (The test's TMPDIR is root's alone.)
+nobody_tmp=$(mktemp -d -p /dev/shm)
 chmod 0777 "$nobody_tmp"
 for cmd in "snapshot_destroy -i $id" "snapshot_take -i $id" \
 	"snapshot_create -f $nobody_tmp -l 16M"; do
@@ -72,6 +73,7 @@ for cmd in "snapshot_destroy -i $id" "snapshot_take -i $id" \
 	grep -q "Operation not permitted" <<<"$out" || fail "$cmd: unexpected error: $out"
 done
 chmod 0600 /dev/blksnap-control
+rm -rf "$nobody_tmp"
 expect_eq "snapshots after nobody's calls" "$(blksnap snapshot_collect)" "$id"
 blksnap snapshot_destroy -i "$id"
 blksnap detach -d "$dev"

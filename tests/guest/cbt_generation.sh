@@ -51,6 +51,7 @@ blksnap-probe map "$dev" "$tmp/map"
 blksnap-probe detach "$dev"
 
 step "a resized device: its next take starts a generation of the new size"
+need_modules loop
 truncate -s 16M "$tmp/backing"
 loop=$(losetup --find --show "$tmp/backing")
 blksnap-probe attach "$loop"

@@ -10,7 +10,7 @@
 # has none); the code under test is the same for both interceptions.
 . "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
-need_modules sd_mod
+need_modules sd_mod loop
 attrs="queue/logical_block_size queue/physical_block_size queue/minimum_io_size queue/optimal_io_size alignment_offset"
 limits() { # DEV: its limits, one "attr=value" a line
 	local a
@@ -44,19 +44,19 @@ for _ in $(seq 100); do
 done
 [ -b "$sdev" ] || fail "no scsi_debug disk"
 # Limits that a 512-byte default would not meet by chance.
-limits "$sdev" | grep -qx "queue/physical_block_size=4096" ||
-	fail "scsi_debug disk has no 4 KiB physical blocks"
-limits "$sdev" | grep -qx "queue/optimal_io_size=131072" ||
-	fail "scsi_debug disk has no optimal I/O size"
-limits "$sdev" | grep -q "^alignment_offset=[1-9]" ||
-	fail "scsi_debug disk is aligned"
+l=$(limits "$sdev")
+grep -qx "queue/physical_block_size=4096" <<<"$l" ||
+	fail "scsi_debug disk has no 4 KiB physical blocks: $l"
+grep -qx "queue/optimal_io_size=131072" <<<"$l" ||
+	fail "scsi_debug disk has no optimal I/O size: $l"
+grep -q "^alignment_offset=[1-9]" <<<"$l" || fail "scsi_debug disk is aligned: $l"
 same_limits "$sdev"
 rmmod scsi_debug
 
 step "a loop device with 4 KiB sectors"
 truncate -s 16M "$tmp/backing"
 ldev=$(losetup --find --show --sector-size 4096 "$tmp/backing")
-limits "$ldev" | grep -qx "queue/logical_block_size=4096" ||
+grep -qx "queue/logical_block_size=4096" <<<"$(limits "$ldev")" ||
 	fail "$ldev has no 4 KiB sectors"
 same_limits "$ldev"
 losetup -d "$ldev"

@@ -101,7 +101,7 @@ stacked() {
 	echo "$out"
 	grep -q "written through $dev" <<<"$out" || fail "$1: not refused as stacked"
 }
-need_modules ext4
+need_modules ext4 loop
 mkfs.ext4 -q -F "$dev"
 mkdir "$tmp/fs" "$tmp/loopfs"
 mount "$dev" "$tmp/fs"

@@ -466,9 +466,24 @@ int cmd_devices(Device& d, const char* dir) {
     c.ids = 16; // never mapped
     expect("collect, bad array pointer", collect(c), {-EFAULT});
 
+    // IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT answers as the v6 module did, which
+    // its programs rely on: ENOENT is "no event yet, ask again", ESRCH "no
+    // such snapshot".
+    auto wait_event = [&](const blksnap_uuid& u) {
+        blksnap_snapshot_event ev{};
+        ev.id = u;
+        ev.timeout_ms = 10;
+        return ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, &ev) < 0 ? -errno : 0;
+    };
+    expect("wait_event, no event within the timeout", wait_event(id), {-ENOENT});
+    blksnap_uuid unknown{};
+    unknown.b[0] = 1;
+    expect("wait_event, unknown snapshot", wait_event(unknown), {-ESRCH});
+
     if (ioctl(ctl.fd, IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &id))
         die("snapshot destroy", errno);
     expect("destroyed snapshot", list(a), {-ENOENT});
+    expect("wait_event, destroyed snapshot", wait_event(id), {-ESRCH});
     if (int r = d.detach(); r < 0)
         die("detach " + d.path(), -r);
     std::printf("%d snapshot_devices and snapshot_collect checks failed\n", failures);

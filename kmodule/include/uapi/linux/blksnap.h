@@ -271,8 +271,9 @@ struct blksnap_snapshot_event {
 /**
  * define IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT - wait for the next event.
  *
- * Return: 0, -ENOENT when the snapshot does not exist, -ETIME on timeout,
- * -EINTR when interrupted, or another negative errno.
+ * Return: 0, -ENOENT when no event came within the timeout (ask again),
+ * -ESRCH when the snapshot does not exist (or was destroyed while waiting),
+ * -EINTR when interrupted, or another negative errno; as in the v6 ABI.
  */
 #define IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT \
 	_IOR(BLKSNAP, blksnap_ioctl_snapshot_wait_event, \
