@@ -6,6 +6,7 @@
 #include <blksnap/error.hpp>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -53,7 +54,10 @@ int run(int argc, char** argv) {
     FuseMount mount(args.get(), operations(), &daemon, options.mountpoint);
     if (fuse_daemonize(options.foreground ? 1 : 0) != 0)
         return 1;
-    return mount.loop(max_threads) == 0 ? 0 : 1;
+    // The loop returns the signal that ended it (INT, HUP, TERM: a clean
+    // stop, as systemd and the user ask for it), 0, or -errno.
+    const int ended = mount.loop(max_threads);
+    return ended == 0 || ended == SIGINT || ended == SIGHUP || ended == SIGTERM ? 0 : 1;
 }
 
 } // namespace

@@ -3,6 +3,7 @@
 # cost: 120
 # vm: --disks 2 --disk-size 96M
 # blksnapfs life cycle: restarted while snapshots exist it shows them again;
+# SIGTERM unmounts and exits 0;
 # a lazy unmount while readers are active lets them finish, then the daemon
 # ends; a snapshot destroyed while image.raw is open gives EIO, not a hang;
 # --writable writes land in the snapshot image, never in the original; two
@@ -26,6 +27,17 @@ step "daemon started, stopped, started again: same view"
 fs_start
 expect_eq "first daemon" "$(xsum "$snap/$id/$name/image.raw")" "$want"
 fs_stop
+# As systemd stops it: SIGTERM to the daemon in the foreground; it
+# unmounts and exits 0.
+mkdir -p "$snap"
+blksnapfs -f "$snap" &
+fg=$!
+wait_until mountpoint -q "$snap" || fail "foreground daemon did not mount"
+kill -TERM "$fg"
+rc=0
+wait "$fg" || rc=$?
+expect_eq "exit status after SIGTERM" "$rc" 0
+mountpoint -q "$snap" && fail "$snap still mounted after SIGTERM"
 fs_start
 expect_eq "second daemon" "$(xsum "$snap/$id/$name/image.raw")" "$want"
 
