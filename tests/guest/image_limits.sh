@@ -32,17 +32,8 @@ same_limits() {
 }
 
 step "a scsi_debug disk: 4 KiB physical blocks, misaligned, I/O hints"
-modprobe scsi_debug dev_size_mb=32 sector_size=512 physblk_exp=3 \
-	lowest_aligned=7 opt_xferlen_exp=4 opt_blks=256 || fail "modprobe scsi_debug"
-sdev=
-for _ in $(seq 100); do
-	for s in /sys/bus/pseudo/drivers/scsi_debug/adapter*/host*/target*/*/block/*; do
-		[ -e "$s" ] && sdev=/dev/${s##*/}
-	done
-	[ -n "$sdev" ] && [ -b "$sdev" ] && break
-	sleep 0.1
-done
-[ -b "$sdev" ] || fail "no scsi_debug disk"
+sdev=$(scsi_debug_disk dev_size_mb=32 sector_size=512 physblk_exp=3 \
+	lowest_aligned=7 opt_xferlen_exp=4 opt_blks=256)
 # Limits that a 512-byte default would not meet by chance.
 l=$(limits "$sdev")
 grep -qx "queue/physical_block_size=4096" <<<"$l" ||

@@ -53,6 +53,23 @@ need_modules() {
 	done
 }
 
+# Load scsi_debug with PARAMS and print its disk's node once it is there
+# (up to 10 s). Stock kernels only: the debug kernel has no SCSI.
+scsi_debug_disk() { # params...
+	local s dev=
+	need_modules sd_mod
+	modprobe scsi_debug "$@" || fail "modprobe scsi_debug $*"
+	for _ in $(seq 100); do
+		for s in /sys/bus/pseudo/drivers/scsi_debug/adapter*/host*/target*/*/block/*; do
+			[ -e "$s" ] && dev=/dev/${s##*/}
+		done
+		[ -n "$dev" ] && [ -b "$dev" ] && break
+		sleep 0.1
+	done
+	[ -b "$dev" ] || fail "no scsi_debug disk"
+	echo "$dev"
+}
+
 # Wait (up to 5 s) for a block device node to appear.
 wait_for_dev() {
 	local i

@@ -44,16 +44,7 @@ rmdir "$nb"
 
 step "a device with an integrity profile"
 need_modules sd_mod
-modprobe scsi_debug dev_size_mb=16 dif=1 dix=1 sector_size=512 || fail "modprobe scsi_debug"
-idev=
-for _ in $(seq 100); do
-	for s in /sys/bus/pseudo/drivers/scsi_debug/adapter*/host*/target*/*/block/*; do
-		[ -e "$s" ] && idev=/dev/${s##*/}
-	done
-	[ -n "$idev" ] && [ -b "$idev" ] && break
-	sleep 0.1
-done
-[ -b "$idev" ] || fail "no scsi_debug disk"
+idev=$(scsi_debug_disk dev_size_mb=16 dif=1 dix=1 sector_size=512)
 expect_eq "integrity of $idev" "$(cat "/sys/block/${idev#/dev/}/integrity/format")" T10-DIF-TYPE1-CRC
 refused "$idev" "integrity $idev"
 rmmod scsi_debug
