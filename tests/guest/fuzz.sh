@@ -30,7 +30,10 @@ done
 
 step "$calls calls of blksnap-fuzz (seed 1)"
 blksnap-fuzz "$calls" 1 "$tmp" "$a" "$b" | tee "$tmp/fuzz.out"
-grep -qx "calls=$calls" "$tmp/fuzz.out" || fail "the fuzzer did not make its calls"
+# At least CALLS: an action may make several calls (an ordinary take makes
+# five or more), and the last ones of each thread finish past the count.
+made=$(sed -n 's/^calls=//p' "$tmp/fuzz.out")
+[ -n "$made" ] && [ "$made" -ge "$calls" ] || fail "the fuzzer made ${made:-no} calls, not $calls"
 kill "${writers[@]}"
 wait "${writers[@]}" 2>/dev/null || true
 

@@ -3,7 +3,7 @@
 //
 //   blksnap-fuzz CALLS SEED DIR DEV...
 //
-// Makes CALLS ioctl calls in all (half per thread) on /dev/blksnap-control
+// Makes at least CALLS ioctl calls (half per thread) on /dev/blksnap-control
 // and on the block devices DEV (BLKFILTER_* where the module uses the block
 // device filter): the module's own commands with well-formed, random and
 // truncated arguments; unknown command numbers and sizes; pointers that are
