@@ -52,13 +52,11 @@ fi
 # line "# cost: SECONDS" is its time on a stock kernel (three times that on a
 # debug one), used to plan. Columns: one per kernel, and for a kernel with
 # the block device filter (blkfilter-*) a second one, KERNEL+ftrace, where
-# the module runs with interception=ftrace: the stock kernels' interception,
-# which nearly every user runs, under KASAN, lockdep and kmemleak. That
-# column runs every test; the KERNEL column itself (the filter patch's
-# interception) runs the tests marked "# interception", where the two
-# differ (the write path, a take, device removal, the ioctls), without
-# kmemleak: both columns in full do not fit the CI's time on two cores
-# (README). As stock-6.12 runs the same 6.12 source,
+# the module runs with interception=ftrace: the stock kernels' interception
+# under KASAN, lockdep and kmemleak. That column runs the tests marked
+# "# interception" (where the two interceptions differ: the write path, a
+# take, device removal, the ioctls); every test there does not fit the CI's
+# time on two cores (README). As stock-6.12 runs the same 6.12 source,
 # it runs only the tests marked "# smoke" (load, change map, snapshot,
 # image.raw) and those that name it in their columns. CHECK_ALL=1 runs
 # every test in every column. The tests of a kernel run in batches, several in
@@ -87,8 +85,7 @@ runs_on() { # column test
 	[ -z "${CHECK_ALL:-}" ] || return 0
 	case $1 in
 	stock-6.12) grep -qx '# smoke' "$2" ;;
-	blkfilter-*+ftrace) ;;
-	blkfilter-*) grep -qx '# interception' "$2" ;;
+	*+ftrace) grep -qx '# interception' "$2" ;;
 	esac
 }
 # A kernel built with KASAN and lockdep runs the tests about three times
@@ -97,14 +94,11 @@ slowdown() { grep -qx 'CONFIG_KASAN=y' "build/kernels/$1/kdir/.config" 2>/dev/nu
 # run_batch COLUMN INDEX TEST=SIZE,... : one guest for these tests.
 run_batch() {
 	local k=$1 i=$2 t name sizes args=() specs=() first=1 log res rc start
-	# The filter patch's column runs without kmemleak, which doubles the
-	# cost of every exec on the debug kernel (README): the ftrace column
-	# checks the module's allocations for leaks, nearly all of them in
-	# code the two interceptions share (the hooks allocate nothing).
+	# The ftrace column runs without kmemleak, which doubles the cost of
+	# every exec on the debug kernel (README): the blkfilter column checks
+	# the module's allocations for leaks, nearly all of them common code.
 	if [[ $k == *+ftrace ]]; then
-		args+=(--modparams interception=ftrace)
-	elif [[ $k == blkfilter-* ]]; then
-		args+=(--no-kmemleak)
+		args+=(--modparams interception=ftrace --no-kmemleak)
 	fi
 	shift 2
 	for t in "$@"; do
