@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cost: 100
-# vm: --disks 2 --disk-size 256M
+# vm: --disks 2 --disk-size 128M
 # Difference storage: a file grows in portions up to the limit; tmpfs files,
 # O_TMPFILE and a block device all work; overflow corrupts the snapshot,
 # queues an event and fails image reads while the original keeps working;
@@ -26,7 +26,8 @@ expect_eq "zero limit" "$(blksnap-probe create "$store_dev" rw-excl 0)" EINVAL
 expect_eq "block device with O_EXCL" "$(blksnap-probe create "$store_dev" rw-excl 8192)" created
 
 step "a file on tmpfs grows in 4 MiB portions, never past the limit"
-dd if=/dev/urandom of="$dev" bs=1M count=256 oflag=direct status=none
+dd if=/dev/urandom of="$dev" bs=1M count=$(($(blockdev --getsize64 "$dev") >> 20)) \
+	oflag=direct status=none
 before=$(sum "$dev")
 : >"$tmp/store"
 id=$(blksnap snapshot_create -d "$dev" -f "$tmp/store" -l 40M)
@@ -78,7 +79,7 @@ done
 [ -z "$(ls -A "$tmp")" ] || fail "O_TMPFILE storage left a file: $(ls "$tmp")"
 
 step "storage on the same disk as a snapshot device is refused"
-parted -s "$store_dev" mklabel gpt mkpart a 1MiB 100MiB mkpart b 100MiB 200MiB
+parted -s "$store_dev" mklabel gpt mkpart a 1MiB 60MiB mkpart b 60MiB 120MiB
 wait_for_dev "${store_dev}2"
 id=$(blksnap snapshot_create -f "${store_dev}2" -l 50M)
 out=$(blksnap snapshot_add -i "$id" -d "${store_dev}1" 2>&1) &&
