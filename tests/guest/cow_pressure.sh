@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # cost: 90
-# columns: stock-6.1 stock-6.12
+# columns: stock-6.1
 # vm: --disk 96M --disk 192M --disk 64M
 # Copy-on-write goes on when memory is short: writes under a snapshot
 # complete and land, and the image keeps the old data, while a memory hog
 # keeps the guest out of memory (2 MiB chunks, no free buffer kept: every
 # copy allocates anew). The copy and store work have their own rescuers and
-# each device a reserved chunk buffer (docs/snapshot-io.md). On the stock
-# kernels: under KASAN the hog makes the emulated guest crawl, and the code
+# each device a reserved chunk buffer (docs/snapshot-io.md). On stock-6.1
+# only: under KASAN the hog makes the emulated guest crawl, and the code
 # under test is the same on every kernel.
 . "$(dirname "$0")/lib.sh"
 dev=$(disk 1)
