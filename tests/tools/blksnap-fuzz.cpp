@@ -585,5 +585,5 @@ int main(int argc, char** argv) {
         std::printf("%s: %s: %llu\n", key.first.c_str(),
                     key.second < 0 ? std::strerror(-key.second) : "ok",
                     static_cast<unsigned long long>(n));
-    return s.calls.load() == calls ? 0 : 1;
+    return s.calls.load() >= calls ? 0 : 1;
 }
