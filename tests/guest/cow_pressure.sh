@@ -17,11 +17,6 @@ tmp=$(mktemp -d)
 # The OOM killer must pick the hog, never the test.
 echo -1000 >/proc/self/oom_score_adj
 sum() { dd if="$1" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1; }
-# gen SEED BYTES: reproducible pseudo-random data (openssl ends on SIGPIPE).
-gen() {
-	{ openssl enc -aes-128-ctr -K "$(printf %032x "$1")" -iv 0 -in /dev/zero 2>/dev/null ||
-		true; } | head -c "$2"
-}
 # region DEV OFFSET_MB SIZE_MB: that part of DEV.
 region() { dd if="$1" bs=1M skip="$2" count="$3" iflag=direct status=none; }
 # reload [PARAM=VALUE...]: the module afresh, with these parameters.

@@ -42,6 +42,12 @@ disk() {
 	echo "${d[$(($1 - 1))]}"
 }
 
+# gen SEED BYTES: reproducible pseudo-random data (openssl ends on SIGPIPE).
+gen() {
+	{ openssl enc -aes-128-ctr -K "$(printf %032x "$1")" -iv 0 -in /dev/zero 2>/dev/null ||
+		true; } | head -c "$2"
+}
+
 # Field of `blksnap-probe info DEV`.
 cbt_field() { blksnap-probe info "$1" | sed -n "s/^$2=//p"; }
 
