@@ -202,7 +202,7 @@ std::optional<Event> LinuxBackend::snapshot_wait_event(const Uuid& id, std::uint
     if (ret == -ENOENT)
         return std::nullopt;
     if (ret == -ESRCH)
-        throw Error(ENOENT, context("snapshot_waitevent", id.str()), "no such snapshot");
+        throw Error(ENOENT, context("snapshot_waitevent", id.str()));
     return decode_event(arg);
 }
 

@@ -26,8 +26,8 @@ void refuse_stacked(const DiffStorage& ds, const std::filesystem::path& storage,
         const auto it = under.find(st.st_rdev);
         if (it != under.end())
             throw Error(EINVAL, context("difference storage", storage.string()),
-                        "it is written through " + dev + " (" + it->second +
-                            "), which is to be snapshotted");
+                        std::generic_category().message(EINVAL) + ": it is written through " + dev +
+                            " (" + it->second + "), which is to be snapshotted");
     }
 }
 
