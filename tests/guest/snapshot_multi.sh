@@ -13,18 +13,21 @@ step "two devices written in lockstep, taken together"
 # Record n goes to block n of both devices, a before b; the newest record
 # of a must be the newest of b or one later, never earlier.
 cat >"$tmp/lockstep.py" <<'PY'
-import mmap, os, sys, time
+import mmap, os, sys
 a = os.open(sys.argv[1], os.O_WRONLY | os.O_DIRECT)
 b = os.open(sys.argv[2], os.O_WRONLY | os.O_DIRECT)
 buf = mmap.mmap(-1, 4096)
 n = 0
-end = time.time() + float(sys.argv[3])
-while time.time() < end:
+stop = False
+while not stop:  # one record more once told to stop: one after the take
+    stop = os.path.exists(sys.argv[4])
     n += 1
     buf.seek(0)
     buf.write(n.to_bytes(8, "little") * 512)
     os.pwrite(a, buf, (n % 32768) * 4096)
     os.pwrite(b, buf, (n % 32768) * 4096)
+    if n == 50:
+        open(sys.argv[3], "w").close()
 print(n)
 PY
 cat >"$tmp/newest.py" <<'PY'
@@ -37,13 +40,19 @@ for d in "$a" "$b"; do
 	dd if=/dev/zero of="$d" bs=1M count=$(($(blockdev --getsize64 "$d") >> 20)) \
 		oflag=direct status=none
 done
-python3 "$tmp/lockstep.py" "$a" "$b" 12 >"$tmp/count" &
+# It writes until told to stop, the take in the middle: 50 records before
+# (it says so), at least one after (however slow the guest is).
+python3 "$tmp/lockstep.py" "$a" "$b" "$tmp/started" "$tmp/stop" >"$tmp/count" &
 writer=$!
-sleep 4
+until [ -e "$tmp/started" ]; do
+	kill -0 "$writer" 2>/dev/null || fail "the writer ended before writing 50 records"
+	sleep 0.2
+done
 # Room for every chunk of both devices: the writer may touch them all.
 id=$(blksnap snapshot_create -d "$a" -d "$b" -f "$tmp" -l 300M)
 blksnap snapshot_take -i "$id"
-wait "$writer"
+touch "$tmp/stop"
+wait "$writer" || fail "the writer failed"
 ia=$(blksnap snapshot_info -d "$a" -f image)
 ib=$(blksnap snapshot_info -d "$b" -f image)
 na=$(python3 "$tmp/newest.py" "$ia")
