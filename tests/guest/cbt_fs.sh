@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 140
+# cost: 90
 # vm: --disks 1 --disk-size 512M
 # Change tracking under mounted file systems, attached while writers run:
 # ext4 on a loop device and xfs on a partition of a virtio disk. Data

@@ -51,7 +51,7 @@ make_files() { # dev dir sums
 	local i
 	for i in $(seq 1 8); do
 		seq 1 $((i * 2000)) >"$2/docs/list$i.txt"
-		head -c $((i * 1024 * 1024)) /dev/urandom >"$2/data/blob$i.bin"
+		head -c $((i * 512 * 1024)) /dev/urandom >"$2/data/blob$i.bin"
 	done
 	echo "hello from the snapshot" >"$2/hello.txt"
 	sync

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# cost: 120
-# vm: --disks 1 --disk-size 96M
+# cost: 110
+# vm: --disks 1 --disk-size 48M
 # smoke
 # blksnapfs shows a taken snapshot: image.raw read with cp, dd (O_DIRECT)
 # and rsync equals the device at the take while the original is written;
@@ -70,7 +70,7 @@ assert info["device"] == sys.argv[2], info
 assert (info["major"], info["minor"]) == (os.major(st.st_rdev), os.minor(st.st_rdev)), info
 assert info["image"] == sys.argv[3], info
 assert info["snapshot"] == sys.argv[4], info
-assert info["capacity"] == 96 << 20, info
+assert info["capacity"] == 48 << 20, info
 assert info["block_count"] * info["block_size"] >= info["capacity"], info
 assert info["error_code"] == 0 and not info["corrupted"], info
 for k in ("generation_id", "changes_number", "block_size"):

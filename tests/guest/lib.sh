@@ -3,7 +3,7 @@
 # programs on PATH; they exit 0 on success.
 set -euo pipefail
 
-step() { printf '# %s\n' "$*"; }
+step() { printf "# %s [%ss]\n" "$*" "$SECONDS"; }
 fail() {
 	printf 'FAIL: %s\n' "$*" >&2
 	exit 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 180
+# cost: 90
 # vm: --disks 3 --disk-size 128M
 # Several devices are taken at one instant; two snapshots live side by side;
 # a snapshot destroyed while its image and original are busy goes cleanly.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # interception
-# cost: 90
-# vm: --disks 2 --disk-size 256M
+# cost: 100
+# vm: --disk 64M --disk 256M
 # Races between snapshot operations and the I/O path that could leave an
 # image or a change map wrong without any error:
 #  - a device detached (or detached and attached again) between

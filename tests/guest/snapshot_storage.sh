@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# cost: 100
-# vm: --disks 2 --disk-size 128M
+# cost: 120
+# vm: --disk 64M --disk 128M
 # Difference storage: a file grows in portions up to the limit; tmpfs files,
 # O_TMPFILE and a block device all work; overflow corrupts the snapshot,
 # queues an event and fails image reads while the original keeps working;
@@ -106,7 +106,7 @@ need_modules ext4 loop
 mkfs.ext4 -q -F "$dev"
 mkdir "$tmp/fs" "$tmp/loopfs"
 mount "$dev" "$tmp/fs"
-truncate -s 64M "$tmp/fs/disk.img"
+truncate -s 32M "$tmp/fs/disk.img"
 loop=$(losetup --find --show "$tmp/fs/disk.img")
 stacked "a loop device" "$loop"
 mkfs.ext4 -q "$loop"

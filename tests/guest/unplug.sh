@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # interception
-# vm: --disks 3 --disk-size 96M
+# vm: --disks 3 --disk-size 48M
 # cost: 60
 # Virtio disks hot-unplugged under the module: an attached disk goes with
 # its tracker; a disk in a held snapshot, unplugged while a writer writes it
