@@ -18,7 +18,7 @@ deps:
 
 # C++ userspace (libraries, CLI, FUSE daemon, unit tests).
 userspace: deps
-	@[ -f $(MESON)/build.ninja ] || meson setup $(MESON) >/dev/null
+	@[ -f $(MESON)/build.ninja ] || meson setup $(MESON) -Dwerror=true >/dev/null
 	@ninja -C $(MESON) --quiet
 
 kernels: deps

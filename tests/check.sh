@@ -41,6 +41,30 @@ done < <(sed -nE "s/^ *[0-9]+\/[0-9]+ +(.*[^ ]) +($statuses) +.*/\1\t\2/p" "$log
 # meson's own verdict counts too (a test that crashed before printing).
 [ $unit_status -eq 0 ] || record "unit:meson-test" 1 "$log"
 
+echo "== install, and a program built against it"
+# What a packager and a third-party program see: meson install into a
+# staging root, then examples/blksnap-list.cpp built with the installed
+# blksnap.pc (headers, <linux/blksnap.h> from include/blksnap/uapi, the
+# shared library) and run: without the module (on the host) it must fail
+# with the library's own error, which proves it linked and loaded.
+log=$logdir/install.log
+stage=$top/build/stage
+{
+	rm -rf "$stage" &&
+		meson install -C build/meson --destdir "$stage" --quiet &&
+		pc=$(find "$stage" -name blksnap.pc | head -n1) && [ -n "$pc" ] &&
+		flags=$(PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$stage \
+			pkg-config --cflags --libs blksnap) &&
+		echo "pkg-config: $flags" &&
+		# shellcheck disable=SC2086 # the words of pkg-config's answer
+		c++ -std=c++20 -Wall -Wextra -Werror examples/blksnap-list.cpp $flags \
+			-o "$stage/blksnap-list" &&
+		lib=$(find "$stage" -name 'libblksnap.so.1' | head -n1) && [ -n "$lib" ] &&
+		{ out=$(LD_LIBRARY_PATH=$(dirname "$lib") "$stage/blksnap-list" 2>&1); [ $? -eq 1 ]; } &&
+		echo "$out" && grep -q "^blksnap-list: .*module" <<<"$out"
+} >"$log" 2>&1
+record "install" $? "$log"
+
 echo "== static checks"
 log=$logdir/lint.log
 scripts/lint.sh >"$log" 2>&1
