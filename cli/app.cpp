@@ -4,6 +4,7 @@
 #include <blksnap/error.hpp>
 
 #include <algorithm>
+#include <string_view>
 
 namespace blksnap::cli {
 
@@ -16,9 +17,19 @@ int run(int argc, const char* const* argv, const BackendFactory& factory, std::o
     add_filter_commands(app, ctx);
     add_cbt_commands(app, ctx);
     add_snapshot_commands(app, ctx);
+    // As the upstream tool: no command at all is "Command not found.", and
+    // "help" prints the usage (a usage error here, exit 2, where it exits 1).
+    if (argc < 2) {
+        err << "Command not found." << std::endl;
+        return exit_usage;
+    }
+    if (std::string_view(argv[1]) == "help") {
+        out << app.help();
+        return exit_ok;
+    }
     // CLI11 reports a mistyped command only as "A subcommand is required";
     // name it.
-    if (argc > 1 && argv[1][0] != '-') {
+    if (argv[1][0] != '-') {
         const auto subs = app.get_subcommands([](const CLI::App*) { return true; });
         if (std::none_of(subs.begin(), subs.end(),
                          [&](const CLI::App* s) { return s->check_name(argv[1]); })) {
@@ -30,9 +41,14 @@ int run(int argc, const char* const* argv, const BackendFactory& factory, std::o
     try {
         app.parse(argc, argv);
         return exit_ok;
+    } catch (const CLI::Success& e) { // --help
+        app.exit(e, out, err);
+        return exit_ok;
     } catch (const CLI::ParseError& e) {
-        // Help requests exit 0; every other parse or validation error is usage.
-        return app.exit(e, out, err) == 0 ? exit_ok : exit_usage;
+        // Every other parse or validation error is usage, told like every
+        // other error of the command.
+        err << "blksnap: " << e.what() << "\nRun with --help for more information." << std::endl;
+        return exit_usage;
     } catch (const std::exception& e) {
         err << "blksnap: " << e.what() << std::endl;
         return exit_failure;

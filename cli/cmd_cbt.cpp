@@ -65,8 +65,9 @@ void add_markdirtyblock(CLI::App& app, Context& ctx) {
     };
     auto args = std::make_shared<Args>();
     auto* dev = cmd->add_option("-d,--device", args->device, "Block device, e.g. /dev/vdb");
-    auto* ranges = cmd->add_option("-r,--ranges", args->ranges, "Sector ranges SECTOR:COUNT")
-                       ->check(range_text());
+    auto* ranges =
+        cmd->add_option("-r,--ranges,--range", args->ranges, "Sector ranges SECTOR:COUNT")
+            ->check(range_text());
     auto* file = cmd->add_option("-f,--file", args->file,
                                  "Mark the blocks of this file on the device that holds it");
     dev->needs(ranges);
@@ -81,6 +82,11 @@ void add_markdirtyblock(CLI::App& app, Context& ctx) {
             FileExtents fe = file_extents(args->file);
             device = block_device_path(fe.device);
             sectors = std::move(fe.ranges);
+            // What the upstream tool prints for a file.
+            ctx.out() << "device path: '" << device << "'\n";
+            for (const auto& r : sectors)
+                ctx.out() << "allocate range: ofs=" << r.offset << " cnt=" << r.count << '\n';
+            ctx.out().flush();
             if (sectors.empty())
                 return; // an empty or sparse file has no blocks to mark
         } else {

@@ -31,8 +31,11 @@ void add_attach(CLI::App& app, Context& ctx) {
     auto devices = std::make_shared<std::vector<std::string>>();
     add_devices(*cmd, *devices);
     cmd->callback([&ctx, devices] {
+        // The upstream tool's words, one line per device.
         for (const auto& dev : *devices)
-            DeviceFilter(ctx.kernel(), dev).attach(); // already attached is fine
+            ctx.out() << (DeviceFilter(ctx.kernel(), dev).attach() ? "Attached successfully"
+                                                                   : "Already was attached")
+                      << std::endl;
     });
 }
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <system_error>
 
 namespace blksnap::cli {
 
@@ -135,11 +136,19 @@ void add_devices_list(CLI::App& app, Context& ctx) {
     });
 }
 
-// An event as key=value lines or one JSON line; nullopt is a timeout.
-void print_event(Context& ctx, bool json, const std::optional<Event>& ev) {
-    nlohmann::ordered_json doc{{"event", ev ? ev->name() : "timeout"}};
+// The upstream tool's event name: "corrupted", or the code's number.
+std::string event_name(const Event& ev) {
+    return ev.code == blksnap_event_code_corrupted ? "corrupted" : std::to_string(ev.code);
+}
+
+// The outcome of one wait as key=value lines, "result" first (the upstream
+// tool's words: ok, timeout, interrupted, not found), or as one JSON line.
+// The device and error of a corruption follow as our extension.
+void print_wait(Context& ctx, bool json, const std::string& result, const Event* ev) {
+    nlohmann::ordered_json doc{{"result", result}};
     if (ev) {
         doc["time"] = ev->time_label;
+        doc["event"] = event_name(*ev);
         if (ev->code == blksnap_event_code_corrupted) {
             doc["dev_id"] = ev->device.str();
             doc["err_code"] = ev->error_code;
@@ -157,19 +166,40 @@ void print_event(Context& ctx, bool json, const std::optional<Event>& ev) {
 
 void add_waitevent(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand(
-        "snapshot_waitevent", "Wait for the next event of a snapshot; print it, or event=timeout");
+        "snapshot_waitevent",
+        "Wait for the next event of a snapshot; print result=ok and the event, or result=timeout, "
+        "result=interrupted, result=not found");
     auto a = std::make_shared<Args>();
     add_id(*cmd, a->id);
     cmd->add_option("-t,--timeout", a->timeout, "How long to wait, in milliseconds")->required();
     add_json(*cmd, a->json);
     cmd->callback([&ctx, a] {
-        print_event(ctx, a->json, ctx.kernel().snapshot_wait_event(Uuid::parse(a->id), a->timeout));
+        std::optional<Event> ev;
+        try {
+            ev = ctx.kernel().snapshot_wait_event(Uuid::parse(a->id), a->timeout);
+        } catch (const Error& e) {
+            if (e.code() == ENOENT)
+                return print_wait(ctx, a->json, "not found", nullptr);
+            if (e.code() == EINTR)
+                return print_wait(ctx, a->json, "interrupted", nullptr);
+            throw;
+        }
+        print_wait(ctx, a->json, ev ? "ok" : "timeout", ev ? &*ev : nullptr);
     });
+}
+
+// One corruption as the upstream watcher tells it.
+void print_corruption(Context& ctx, const Event& ev) {
+    ctx.out() << ev.time_label << " - The snapshot was corrupted for device [" << ev.device.major
+              << ':' << ev.device.minor << "] with error \""
+              << std::generic_category().message(-ev.error_code) << "\"." << std::endl;
 }
 
 void add_watcher(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand(
-        "snapshot_watcher", "Print the events of a snapshot as they come, until it is destroyed");
+        "snapshot_watcher",
+        "Watch a snapshot until its first corruption or its end; with --json, print every event "
+        "until the snapshot is destroyed");
     auto a = std::make_shared<Args>();
     add_id(*cmd, a->id);
     add_json(*cmd, a->json);
@@ -180,10 +210,21 @@ void add_watcher(CLI::App& app, Context& ctx) {
         const auto ids = ctx.kernel().snapshot_collect();
         if (std::find(ids.begin(), ids.end(), id) == ids.end())
             throw Error(ENOENT, context("snapshot_watcher", id.str()));
+        if (a->json) {
+            follow_events(ctx.kernel(), id, [&](const Event& ev) {
+                print_wait(ctx, true, "ok", &ev);
+                return true;
+            });
+            return;
+        }
+        ctx.out() << "Start snapshot watcher." << std::endl;
         follow_events(ctx.kernel(), id, [&](const Event& ev) {
-            print_event(ctx, a->json, ev);
-            return true;
+            if (ev.code != blksnap_event_code_corrupted)
+                return true;
+            print_corruption(ctx, ev);
+            return false;
         });
+        ctx.out() << "Snapshot watcher finished." << std::endl;
     });
 }
 

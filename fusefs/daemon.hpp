@@ -16,6 +16,7 @@ struct Daemon {
     Tree tree;
     HandleTable handles;
     Options options;
+    gid_t gid = 0; // the group of the files: --group's, or root
     std::time_t started = std::time(nullptr);
     std::once_flag readahead_set;
 };

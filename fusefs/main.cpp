@@ -35,12 +35,15 @@ int run(int argc, char** argv) {
         std::cout << "blksnapfs " << BLKSNAP_VERSION << "\n";
         return 0;
     }
-    std::error_code ec;
-    if (!options.mountpoint_given)
-        std::filesystem::create_directories(options.mountpoint, ec);
-    options.mountpoint = std::filesystem::absolute(options.mountpoint).lexically_normal().string();
-    if (options.mountpoint.size() > 1 && options.mountpoint.back() == '/')
-        options.mountpoint.pop_back();
+    gid_t gid = 0;
+    if (!options.group.empty()) {
+        const auto found = resolve_group(options.group);
+        if (!found) {
+            std::cerr << "blksnapfs: --group " << options.group << ": no such group\n";
+            return 2;
+        }
+        gid = *found;
+    }
 
     // Read buffers of 1 MiB come and go with every FUSE read (libfuse frees
     // each reply): keep them in the heap, reused, rather than mapped and
@@ -49,8 +52,19 @@ int run(int argc, char** argv) {
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
     KernelSource source; // throws when the module is not loaded
+    // The default mount point is made once the module is known to be there:
+    // a failed start leaves nothing behind.
+    std::error_code ec;
+    if (!options.mountpoint_given)
+        std::filesystem::create_directories(options.mountpoint, ec);
+    options.mountpoint = std::filesystem::absolute(options.mountpoint).lexically_normal().string();
+    if (options.mountpoint.size() > 1 && options.mountpoint.back() == '/')
+        options.mountpoint.pop_back();
     Daemon daemon(source, options);
-    args.add("-ofsname=blksnapfs,subtype=blksnapfs");
+    daemon.gid = gid;
+    // The kernel checks the files' modes (file_mode()): with -o allow_other,
+    // other users see the tree but read only what their group is given.
+    args.add("-ofsname=blksnapfs,subtype=blksnapfs,default_permissions");
     FuseMount mount(args.get(), operations(), &daemon, options.mountpoint);
     if (fuse_daemonize(options.foreground ? 1 : 0) != 0)
         return 1;

@@ -50,6 +50,21 @@ Handle::Kind handle_kind(const Node& node) {
     return Handle::Kind::info;
 }
 
+// Who may do what, checked by the kernel (default_permissions): the whole
+// disk in image.raw, and which blocks changed in cbt.map, are root's, and
+// with --group that group's too (write: --writable, image.raw only); info
+// and events say nothing of the data and are everybody's.
+mode_t file_mode(const Daemon& d, const Node& node) {
+    if (node.ref.kind != PathRef::Kind::file || node.ref.file == FileKind::info)
+        return 0444;
+    mode_t mode = 0400;
+    if (node.ref.file == FileKind::image && d.options.writable)
+        mode |= 0200;
+    if (!d.options.group.empty())
+        mode |= (mode & 0700) >> 3;
+    return mode;
+}
+
 void fill_stat(const Daemon& d, const Node& node, struct stat* st) {
     std::memset(st, 0, sizeof(*st));
     st->st_atime = st->st_mtime = st->st_ctime = d.started;
@@ -58,15 +73,13 @@ void fill_stat(const Daemon& d, const Node& node, struct stat* st) {
         st->st_nlink = 2;
         return;
     }
-    st->st_mode = S_IFREG | 0444;
+    st->st_mode = S_IFREG | file_mode(d, node);
+    st->st_gid = d.gid;
     st->st_nlink = 1;
     st->st_size = static_cast<off_t>(node.size);
     st->st_blocks = static_cast<blkcnt_t>((node.size + 511) / 512);
-    if (node.ref.kind == PathRef::Kind::file && node.ref.file == FileKind::image) {
+    if (node.ref.kind == PathRef::Kind::file && node.ref.file == FileKind::image)
         st->st_blksize = 1 << 20; // cp and friends read in pieces this big
-        if (d.options.writable)
-            st->st_mode = S_IFREG | 0644;
-    }
 }
 
 void* op_init(fuse_conn_info* conn, fuse_config* cfg) {

@@ -1,8 +1,11 @@
 #include "options.hpp"
 
+#include <charconv>
 #include <cstddef>
 #include <cstdlib>
+#include <grp.h>
 #include <string_view>
+#include <vector>
 
 namespace blksnapfs {
 
@@ -15,7 +18,8 @@ enum Key {
     key_help,
     key_version,
     key_readahead,
-    key_page_cache
+    key_page_cache,
+    key_group
 };
 
 const fuse_opt option_spec[] = {
@@ -31,6 +35,8 @@ const fuse_opt option_spec[] = {
     FUSE_OPT_KEY("--version", key_version),
     FUSE_OPT_KEY("--readahead=", key_readahead),
     FUSE_OPT_KEY("--page-cache", key_page_cache),
+    FUSE_OPT_KEY("--group=", key_group),
+    FUSE_OPT_KEY("--group ", key_group),
     FUSE_OPT_END,
 };
 
@@ -74,6 +80,18 @@ int on_option(void* data, const char* arg, int key, fuse_args*) {
         o.readahead_kb = static_cast<unsigned>(kb);
         return 0;
     }
+    case key_group: {
+        // "--group=NAME", or "--group" and NAME joined by fuse_opt.
+        std::string_view value = std::string_view(arg).substr(std::string_view("--group").size());
+        if (!value.empty() && value.front() == '=')
+            value.remove_prefix(1);
+        if (value.empty()) {
+            st.error = "--group: a group name or number";
+            return -1;
+        }
+        o.group = value;
+        return 0;
+    }
     case FUSE_OPT_KEY_NONOPT:
         if (o.mountpoint_given) {
             st.error = std::string("unexpected argument '") + arg + "'";
@@ -102,6 +120,19 @@ Options parse_options(fuse_args& args) {
     return st.options;
 }
 
+std::optional<gid_t> resolve_group(const std::string& name) {
+    gid_t gid = 0;
+    const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), gid);
+    if (ec == std::errc() && end == name.data() + name.size() && !name.empty())
+        return gid;
+    std::vector<char> buf(16384);
+    group gr{};
+    group* found = nullptr;
+    if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || !found)
+        return std::nullopt;
+    return found->gr_gid;
+}
+
 std::string usage_text(const std::string& program) {
     return "Usage: " + program +
            " [options] [MOUNTPOINT]\n"
@@ -115,6 +146,8 @@ std::string usage_text(const std::string& program) {
            "  -f, --foreground   stay in the foreground\n"
            "  -d, --debug        foreground, and print every FUSE request\n"
            "  -w, --writable     image.raw writable (writes go to the snapshot image)\n"
+           "  --group=GROUP      image.raw and cbt.map readable (with -w, writable) by\n"
+           "                     GROUP too, not only by root (use with -o allow_other)\n"
            "  --page-cache       image.raw through the kernel's page cache (shared mmap,\n"
            "                     cached rereads; slower for large sequential reads)\n"
            "  --readahead=KB     read-ahead of the mount with --page-cache (default 1024)\n"

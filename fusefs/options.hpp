@@ -5,8 +5,10 @@
 #include <fuse3/fuse.h>
 #include <fuse3/fuse_lowlevel.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <sys/types.h>
 
 namespace blksnapfs {
 
@@ -20,6 +22,7 @@ struct Options {
     bool help = false;
     bool version = false;
     unsigned readahead_kb = 1024;
+    std::string group; // --group: who may read the images besides root
 };
 
 class UsageError : public std::runtime_error {
@@ -30,6 +33,9 @@ public:
 // Parses ARGS (argv). Options for FUSE itself (-o OPT, -d) stay in ARGS for
 // fuse_new(); ours are taken out. Throws UsageError.
 Options parse_options(fuse_args& args);
+
+// The group named NAME, or numbered NAME; nullopt when there is none.
+std::optional<gid_t> resolve_group(const std::string& name);
 
 // The --help text.
 std::string usage_text(const std::string& program);

@@ -20,6 +20,16 @@ void set_filter_name(std::uint8_t (&name)[BLKFILTER_NAME_LENGTH]) {
     std::memcpy(name, BLKSNAP_FILTER_NAME, sizeof(BLKSNAP_FILTER_NAME) - 1);
 }
 
+// The device number of DEVICE, refused as the operation CTX ("attach
+// /tmp: Block device required").
+DeviceId device_for(const std::string& device, const std::string& ctx) {
+    try {
+        return block_device_id(device);
+    } catch (const Error& e) {
+        throw Error(e.code(), ctx);
+    }
+}
+
 } // namespace
 
 Interception detect_interception(const std::filesystem::path& sys_module) {
@@ -66,7 +76,7 @@ ControlDevice& LinuxBackend::control() {
 long LinuxBackend::filter_ioctl(const std::string& device, unsigned op, blkfilter_ctl* ctl,
                                 const std::string& ctx, std::initializer_list<int> accept) {
     if (mode_ == Interception::ftrace) {
-        const DeviceId id = block_device_id(device);
+        const DeviceId id = device_for(device, ctx);
         if (op == op_ctl) {
             blksnap_filter_ctl arg{id.major, id.minor, *ctl};
             long ret = control().ioctl(IOCTL_BLKSNAP_FILTER_CTL, &arg, ctx, accept);
@@ -79,7 +89,7 @@ long LinuxBackend::filter_ioctl(const std::string& device, unsigned op, blkfilte
                                                : IOCTL_BLKSNAP_FILTER_DETACH,
                                &arg, ctx, accept);
     }
-    block_device_id(device); // refuse anything but a block device up front
+    device_for(device, ctx); // refuse anything but a block device up front
     UniqueFd fd = open_fd(device, O_RDONLY | O_NONBLOCK);
     blkfilter_name name{};
     set_filter_name(name.name);

@@ -48,10 +48,11 @@ EOF
 step "attach $dev (twice: the second is not an error)"
 is_attached "$dev" && fail "$dev attached before the test"
 run blksnap attach -d "$dev"
-[ "$rc" = 0 ] && [ -z "$out$err" ] || fail "attach: exit $rc, out '$out', err '$err'"
+[ "$rc" = 0 ] && [ "$out" = "Attached successfully" ] && [ -z "$err" ] ||
+	fail "attach: exit $rc, out '$out', err '$err'"
 is_attached "$dev" || fail "$dev not attached"
 gen=$(info_field "$dev" generation_id)
-blksnap attach --device "$dev"
+expect_eq "second attach" "$(blksnap attach --device "$dev")" "Already was attached"
 expect_eq "generation after a second attach" "$(info_field "$dev" generation_id)" "$gen"
 
 step "cbtinfo: plain output"
@@ -146,8 +147,18 @@ step "markdirtyblock -f on an empty file marks nothing"
 before=$(map_sum "$loop")
 blksnap markdirtyblock -f "$tmp/mnt/empty"
 expect_eq "map after an empty file" "$(map_sum "$loop")" "$before"
-step "markdirtyblock -f marks the file's extents"
-blksnap markdirtyblock -f "$tmp/mnt/data"
+step "markdirtyblock -f marks the file's extents, told as the upstream tool tells them"
+run blksnap markdirtyblock -f "$tmp/mnt/data"
+[ "$rc" = 0 ] && [ -z "$err" ] || fail "markdirtyblock -f: exit $rc, err '$err'"
+expect_eq "markdirtyblock -f, first line" "${out%%$'\n'*}" "device path: '$loop'"
+# Its ranges, in bytes, are the file's extents.
+sed -n 's/^allocate range: ofs=\([0-9]*\) cnt=\([0-9]*\)$/\1 \2/p' <<<"$out" |
+	while read -r o c; do echo "$((o * 512)) $((c * 512))"; done >"$tmp/told"
+[ "$(wc -l <"$tmp/told")" -eq $(($(wc -l <<<"$out") - 1)) ] ||
+	fail "markdirtyblock -f printed '$out'"
+[ -s "$tmp/told" ] || fail "markdirtyblock -f told no range"
+expect_eq "bytes told by markdirtyblock -f" "$(awk '{ n += $2 } END { print n }' "$tmp/told")" \
+	"$(awk '{ n += $2 } END { print n }' "$tmp/extents")"
 blksnap readcbtmap -d "$loop" -f "$tmp/lmap"
 python3 "$here/cbt_expect.py" "$tmp/lmap" "$lbs" 1 "$tmp/extents" --superset
 step "markdirtyblock --file on a tmpfs file (no block device) fails"
@@ -162,7 +173,14 @@ for cmd in attach detach cbtinfo "readcbtmap -f $tmp/nomap" "markdirtyblock -r 0
 		/dev/nope "No such file or directory"
 done
 [ ! -e "$tmp/nomap" ] || fail "readcbtmap wrote a map of no device"
-expect_fail 1 blksnap attach -d "$dev" /dev/nope -- /dev/nope "No such file or directory"
+run blksnap attach -d "$dev" /dev/nope
+[ "$rc" = 1 ] && [ "$out" = "Already was attached" ] &&
+	[ "$err" = "blksnap: attach /dev/nope: No such file or directory" ] ||
+	fail "attach of $dev and /dev/nope: exit $rc, out '$out', err '$err'"
+step "not a block device: exit 1, the operation, the path and the errno text"
+for pair in attach:attach detach:detach cbtinfo:cbtinfo snapshot_info:snapshotinfo; do
+	expect_fail 1 blksnap "${pair%:*}" -d /tmp -- "blksnap: ${pair#*:} /tmp: Block device required"
+done
 expect_fail 1 blksnap markdirtyblock -f "$tmp/no-file" -- "$tmp/no-file" \
 	"No such file or directory"
 

@@ -137,15 +137,15 @@ done
 collect_is "$A" "$B"
 is_attached "$d3" && fail "$d3 attached without CAP_SYS_ADMIN"
 
-step "snapshot_waitevent: event=timeout after the timeout, exit 0"
+step "snapshot_waitevent: result=timeout after the timeout, exit 0"
 t0=$EPOCHREALTIME
 ok_out=$(blksnap snapshot_waitevent -i "$A" -t 300)
 t1=$EPOCHREALTIME
-expect_eq "waitevent output" "$ok_out" "event=timeout"
+expect_eq "waitevent output" "$ok_out" "result=timeout"
 ms=$(((${t1/./} - ${t0/./}) / 1000))
 [ "$ms" -ge 290 ] || fail "snapshot_waitevent -t 300 returned after $ms ms"
 expect_eq "waitevent -j" "$(blksnap snapshot_waitevent --id "$A" --timeout 1 -j)" \
-	'{"event":"timeout"}'
+	'{"result":"timeout"}'
 
 step "snapshot_take: images of both devices, snapshot_info plain / -f / -j"
 before1=$(sum16 "$d1")
@@ -177,7 +177,7 @@ expect_eq "image of $d1" "$(sum16 "/dev/blksnap-image_$m1")" "$before1"
 expect_eq "image of $d2" "$(sum16 "/dev/blksnap-image_$m2")" "$before2"
 expect_eq "error_code after writes" "$(blksnap snapshot_info -d "$d1" -f error_code)" 0
 
-step "snapshot_watcher runs until the snapshot is destroyed"
+step "snapshot_watcher runs until the snapshot is destroyed (no corruption)"
 blksnap snapshot_watcher -i "$A" >"$tmp/watch" 2>&1 &
 watcher=$!
 ok blksnap snapshot_destroy -i "$B"
@@ -188,7 +188,8 @@ kill -0 "$watcher" 2>/dev/null || fail "snapshot_watcher ended early: $(cat "$tm
 ok blksnap snapshot_destroy --id "$A"
 wait_exit "$watcher"
 expect_eq "watcher status" "$wrc" 0
-[ ! -s "$tmp/watch" ] || fail "watcher printed '$(cat "$tmp/watch")'"
+expect_eq "watcher output" "$(cat "$tmp/watch")" \
+	"Start snapshot watcher."$'\n'"Snapshot watcher finished."
 [ ! -e "/dev/blksnap-image_$m1" ] && [ ! -e "/dev/blksnap-image_$m2" ] ||
 	fail "images left after destroy"
 collect_is
@@ -233,14 +234,14 @@ for spec in 1G:1073741824 3072K:3145728 4194304:4194304; do
 	rm "$st/lim"
 done
 
-step "overflow: -l 2M, write 8 MiB; snapshot_waitevent gets event=corrupted, -28"
+step "overflow: -l 2M, write 8 MiB; snapshot_waitevent gets result=ok, event=corrupted, -28"
 create -d "$d1" -f "$st/ovf1" -l 2M
 ok blksnap snapshot_take -i "$id"
 dd if=/dev/urandom of="$tmp/new" bs=1M count=8 status=none
 dd if="$tmp/new" of="$d1" bs=1M seek=32 oflag=direct status=none
 run blksnap snapshot_waitevent -i "$id" -t 20000
 [ "$rc" = 0 ] || fail "waitevent: exit $rc ($err)"
-[[ $out =~ ^event=corrupted$'\n'time=[0-9]+$'\n'dev_id=$m1$'\n'err_code=-28$ ]] ||
+[[ $out =~ ^result=ok$'\n'time=[0-9]+$'\n'event=corrupted$'\n'dev_id=$m1$'\n'err_code=-28$ ]] ||
 	fail "waitevent printed '$out'"
 expect_eq "error_code" "$(blksnap snapshot_info -d "$d1" -f error_code)" -28
 run blksnap snapshot_info -d "$d1"
@@ -250,25 +251,25 @@ expect_eq "original after overflow" \
 	"$(dd if="$d1" bs=1M skip=32 count=8 iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1)" \
 	"$(xxhsum -H64 - <"$tmp/new" | cut -d' ' -f1)"
 expect_eq "waitevent after the event" "$(blksnap snapshot_waitevent -i "$id" -t 10)" \
-	"event=timeout"
+	"result=timeout"
 ok blksnap snapshot_destroy -i "$id"
 
-step "overflow seen by snapshot_watcher, which ends with the snapshot"
+step "overflow seen by snapshot_watcher, which ends at the first corruption"
 create -d "$d2" -f "$st/ovf2" -l 2M
 blksnap snapshot_watcher -i "$id" >"$tmp/watch" 2>&1 &
 watcher=$!
 ok blksnap snapshot_take -i "$id"
 dd if=/dev/urandom of="$d2" bs=1M count=8 seek=32 oflag=direct status=none
 for i in $(seq 200); do
-	grep -q '^err_code=' "$tmp/watch" && break
+	grep -q '^Snapshot watcher finished' "$tmp/watch" && break
 	sleep 0.1
 done
-slurp w "$tmp/watch"
-[[ $w =~ ^event=corrupted$'\n'time=[0-9]+$'\n'dev_id=$m2$'\n'err_code=-28$ ]] ||
-	fail "watcher printed '$w'"
-ok blksnap snapshot_destroy -i "$id"
 wait_exit "$watcher"
 expect_eq "watcher status" "$wrc" 0
+slurp w "$tmp/watch"
+[[ $w =~ ^"Start snapshot watcher."$'\n'[0-9]+" - The snapshot was corrupted for device [$m2] with error \"No space left on device\"."$'\n'"Snapshot watcher finished."$ ]] ||
+	fail "watcher printed '$w'"
+ok blksnap snapshot_destroy -i "$id"
 collect_is
 
 step "storage on the disk of a snapshot device: Invalid argument"
@@ -287,12 +288,14 @@ expect_fail 1 blksnap snapshot_create -d "$p1" -f "$d3" -l 16M -- "$p1" "Invalid
 expect_fail 1 blksnap snapshot_create -d "$d1" -f "$d1" -l 16M -- "$d1" "Invalid argument"
 collect_is
 
-step "unknown UUID: exit 1, the UUID and the errno text"
-for cmd in snapshot_take snapshot_destroy "snapshot_waitevent -t 10" snapshot_watcher \
-	"snapshot_add -d $d1"; do
+step "unknown UUID: exit 1, the UUID and the errno text (waitevent: result=not found)"
+for cmd in snapshot_take snapshot_destroy snapshot_watcher "snapshot_add -d $d1"; do
 	read -r -a c <<<"$cmd"
 	expect_fail 1 blksnap "${c[@]}" -i "$nouuid" -- "$nouuid" "No such file or directory"
 done
+run blksnap snapshot_waitevent -t 10 -i "$nouuid"
+[ "$rc" = 0 ] && [ "$out" = "result=not found" ] && [ -z "$err" ] ||
+	fail "waitevent of an unknown snapshot: exit $rc, out '$out', err '$err'"
 collect_is
 
 step "bad usage: exit 2"

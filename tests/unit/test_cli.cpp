@@ -86,7 +86,7 @@ TEST_F(CliTest, LongOptionsExist) {
     const std::map<std::string, std::vector<std::string>> expected{
         {"cbtinfo", {"--device", "--json"}},
         {"readcbtmap", {"--device", "--file"}},
-        {"markdirtyblock", {"--device", "--ranges", "--file"}},
+        {"markdirtyblock", {"--device", "--ranges", "--range", "--file"}},
         {"snapshot_info", {"--device", "--field", "--json"}},
         {"snapshot_create", {"--device", "--file", "--limit", "--json"}},
         {"snapshot_waitevent", {"--id", "--timeout", "--json"}},
@@ -129,8 +129,28 @@ TEST_F(CliTest, BadUsageExitsTwo) {
             line += a + " ";
         EXPECT_EQ(r.rc, 2) << line;
         EXPECT_FALSE(r.err.empty()) << line;
+        EXPECT_TRUE(r.err.rfind("blksnap: ", 0) == 0 || args.empty()) << line << r.err;
     }
     EXPECT_EQ(opened, 0);
+}
+
+// As the upstream tool: "help" prints the usage, no command is an error.
+TEST_F(CliTest, HelpCommandAndNoCommand) {
+    Result r = run({"help"});
+    EXPECT_EQ(r.rc, 0);
+    EXPECT_NE(r.out.find("snapshot_watcher"), std::string::npos) << r.out;
+    EXPECT_EQ(r.err, "");
+    r = run({});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, "Command not found.\n");
+    EXPECT_EQ(opened, 0);
+}
+
+TEST_F(CliTest, ParseErrorsCarryThePrefix) {
+    const Result r = run({"snapshot_take"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_EQ(r.err, "blksnap: --id is required\nRun with --help for more information.\n");
 }
 
 TEST_F(CliTest, UnknownCommandIsNamed) {
@@ -192,10 +212,14 @@ TEST_F(CliTest, Version) {
 }
 
 TEST_F(CliTest, AttachDetach) {
-    EXPECT_EQ(run({"attach", "-d", "/dev/vdb", "/dev/vdc"}).rc, 0);
+    Result a = run({"attach", "-d", "/dev/vdb", "/dev/vdc"});
+    EXPECT_EQ(a.rc, 0);
+    EXPECT_EQ(a.out, "Attached successfully\nAttached successfully\n");
     EXPECT_TRUE(kernel.devices["/dev/vdb"].attached);
     EXPECT_TRUE(kernel.devices["/dev/vdc"].attached);
-    EXPECT_EQ(run({"attach", "--device", "/dev/vdb"}).rc, 0); // already attached: fine
+    a = run({"attach", "--device", "/dev/vdb"}); // already attached: fine
+    EXPECT_EQ(a.rc, 0);
+    EXPECT_EQ(a.out, "Already was attached\n");
     EXPECT_EQ(run({"detach", "-d", "/dev/vdb"}).rc, 0);
     const Result r = run({"detach", "-d", "/dev/vdb"});
     EXPECT_EQ(r.rc, 1);
@@ -240,8 +264,12 @@ TEST_F(CliTest, ReadCbtMapWritesTheRawMap) {
 
 TEST_F(CliTest, MarkDirtyRanges) {
     run({"attach", "-d", "/dev/vdb"});
-    EXPECT_EQ(run({"markdirtyblock", "-d", "/dev/vdb", "-r", "0:8", "--ranges", "4096:128"}).rc, 0);
-    EXPECT_EQ(kernel.devices["/dev/vdb"].dirty, (std::vector<SectorRange>{{0, 8}, {4096, 128}}));
+    const Result r = run({"markdirtyblock", "-d", "/dev/vdb", "-r", "0:8", "--ranges", "4096:128",
+                          "--range", "8000:1"});
+    EXPECT_EQ(r.rc, 0);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(kernel.devices["/dev/vdb"].dirty,
+              (std::vector<SectorRange>{{0, 8}, {4096, 128}, {8000, 1}}));
     EXPECT_EQ(run({"markdirtyblock", "-d", "/dev/vdb", "-r", "8191:2"}).rc, 1); // beyond the end
 }
 
@@ -257,9 +285,14 @@ TEST_F(CliTest, MarkDirtyFile) {
     const Result r = run({"markdirtyblock", "--file", file});
     ASSERT_EQ(r.rc, 0) << r.err;
     std::uint64_t sectors = 0;
-    for (const auto& range : kernel.devices[dev].dirty)
+    std::string want = "device path: '" + dev + "'\n";
+    for (const auto& range : kernel.devices[dev].dirty) {
         sectors += range.count;
+        want += "allocate range: ofs=" + std::to_string(range.offset) +
+                " cnt=" + std::to_string(range.count) + "\n";
+    }
     EXPECT_EQ(sectors, 200u); // 100000 bytes in whole 4096-byte file system blocks
+    EXPECT_EQ(r.out, want);   // the upstream tool's lines
 }
 
 TEST_F(CliTest, SnapshotLifecycle) {
@@ -339,18 +372,24 @@ TEST_F(CliTest, CreateJsonPrintsTheId) {
 TEST_F(CliTest, WaitEvent) {
     const Uuid id = create();
     kernel.snapshots[id].events.push_back({blksnap_event_code_corrupted, 77, {252, 0}, -ENOSPC});
+    kernel.snapshots[id].events.push_back({7, 78, {}, 0});
     Result r = run({"snapshot_waitevent", "-i", id.str(), "-t", "100"});
     EXPECT_EQ(r.rc, 0);
-    EXPECT_EQ(r.out, "event=corrupted\ntime=77\ndev_id=252:0\nerr_code=-28\n");
+    EXPECT_EQ(r.out, "result=ok\ntime=77\nevent=corrupted\ndev_id=252:0\nerr_code=-28\n");
+    r = run({"snapshot_waitevent", "-i", id.str(), "-t", "100"});
+    EXPECT_EQ(r.out, "result=ok\ntime=78\nevent=7\n"); // an unknown code: its number
     r = run({"snapshot_waitevent", "-i", id.str(), "--timeout", "100"});
     EXPECT_EQ(r.rc, 0);
-    EXPECT_EQ(r.out, "event=timeout\n");
+    EXPECT_EQ(r.out, "result=timeout\n");
     EXPECT_EQ(run({"snapshot_waitevent", "-i", id.str(), "-t", "1", "-j"}).out,
-              "{\"event\":\"timeout\"}\n");
+              "{\"result\":\"timeout\"}\n");
+    kernel.fail_next("snapshot_waitevent", id.str(), EINTR);
+    EXPECT_EQ(run({"snapshot_waitevent", "-i", id.str(), "-t", "1"}).out, "result=interrupted\n");
     run({"snapshot_destroy", "-i", id.str()});
     r = run({"snapshot_waitevent", "-i", id.str(), "-t", "1"});
-    EXPECT_EQ(r.rc, 1);
-    EXPECT_NE(r.err.find("No such file or directory"), std::string::npos);
+    EXPECT_EQ(r.rc, 0);
+    EXPECT_EQ(r.out, "result=not found\n");
+    EXPECT_EQ(r.err, "");
 }
 
 TEST_F(CliTest, WatcherFollowsUntilTheSnapshotEnds) {
@@ -361,9 +400,34 @@ TEST_F(CliTest, WatcherFollowsUntilTheSnapshotEnds) {
     s.vanish_when_drained = true;
     const Result r = run({"snapshot_watcher", "-i", id.str(), "--json"});
     EXPECT_EQ(r.rc, 0) << r.err;
-    EXPECT_EQ(r.out,
-              "{\"event\":\"corrupted\",\"time\":1,\"dev_id\":\"252:0\",\"err_code\":-5}\n"
-              "{\"event\":\"corrupted\",\"time\":2,\"dev_id\":\"252:1\",\"err_code\":-28}\n");
+    EXPECT_EQ(r.out, "{\"result\":\"ok\",\"time\":1,\"event\":\"corrupted\",\"dev_id\":\"252:"
+                     "0\",\"err_code\":-5}\n"
+                     "{\"result\":\"ok\",\"time\":2,\"event\":\"corrupted\",\"dev_id\":\"252:"
+                     "1\",\"err_code\":-28}\n");
+}
+
+// As the upstream tool: the first corruption, then the end.
+TEST_F(CliTest, WatcherStopsAtTheFirstCorruption) {
+    const Uuid id = create();
+    auto& s = kernel.snapshots[id];
+    s.events.push_back({7, 1, {}, 0});
+    s.events.push_back({blksnap_event_code_corrupted, 2, {252, 1}, -ENOSPC});
+    s.events.push_back({blksnap_event_code_corrupted, 3, {252, 0}, -EIO});
+    Result r = run({"snapshot_watcher", "-i", id.str()});
+    EXPECT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "Start snapshot watcher.\n"
+                     "2 - The snapshot was corrupted for device [252:1] with error \"No space left "
+                     "on device\".\n"
+                     "Snapshot watcher finished.\n");
+    r = run({"snapshot_watcher", "-i", id.str()});
+    EXPECT_EQ(r.out, "Start snapshot watcher.\n"
+                     "3 - The snapshot was corrupted for device [252:0] with error "
+                     "\"Input/output error\".\n"
+                     "Snapshot watcher finished.\n");
+    s.vanish_when_drained = true; // no event: the snapshot goes
+    r = run({"snapshot_watcher", "-i", id.str()});
+    EXPECT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "Start snapshot watcher.\nSnapshot watcher finished.\n");
 }
 
 TEST_F(CliTest, WatcherOfAnUnknownSnapshotFails) {

@@ -4,9 +4,11 @@
 #include "align.hpp"
 #include "event_line.hpp"
 #include "events_file.hpp"
+#include "fuse_session.hpp"
 #include "handles.hpp"
 #include "image_stream.hpp"
 #include "info.hpp"
+#include "options.hpp"
 #include "path.hpp"
 #include "readahead.hpp"
 #include "tree.hpp"
@@ -380,4 +382,25 @@ TEST(FusefsImageStream, ReadOnlyUnlessWritable) {
     EXPECT_EQ(buf[1000], std::byte{0x5a});
     EXPECT_EQ(buf[5999], std::byte{0x5a});
     EXPECT_EQ(buf[6000], static_cast<std::byte>(img.data[6000]));
+}
+
+blksnapfs::Options parse(std::vector<std::string> words) {
+    words.insert(words.begin(), "blksnapfs");
+    std::vector<char*> argv;
+    for (auto& w : words)
+        argv.push_back(w.data());
+    blksnapfs::FuseArgs args(int(argv.size()), argv.data());
+    return blksnapfs::parse_options(args.get());
+}
+
+TEST(FusefsOptions, Group) {
+    EXPECT_EQ(parse({"/mnt"}).group, "");
+    EXPECT_EQ(parse({"--group=disk", "/mnt"}).group, "disk");
+    EXPECT_EQ(parse({"--group", "backup", "-o", "allow_other"}).group, "backup");
+    EXPECT_EQ(parse({"--group", "backup"}).mountpoint, "/snap");
+    EXPECT_THROW(parse({"--group="}), blksnapfs::UsageError);
+    EXPECT_EQ(blksnapfs::resolve_group("root"), gid_t(0));
+    EXPECT_EQ(blksnapfs::resolve_group("4242"), gid_t(4242));
+    EXPECT_FALSE(blksnapfs::resolve_group("no-such-group-here"));
+    EXPECT_FALSE(blksnapfs::resolve_group(""));
 }
