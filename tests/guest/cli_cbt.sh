@@ -197,7 +197,10 @@ not_permitted blksnap attach -d "$loop"
 is_attached "$loop" && fail "attached without CAP_SYS_ADMIN"
 
 step "bad usage: exit 2, nothing on stdout"
-expect_fail 2 blksnap -- "subcommand"
+expect_fail 2 blksnap -- "Command not found."
+run blksnap help
+[ "$rc" = 0 ] && [[ $out == *snapshot_watcher* ]] && [ -z "$err" ] ||
+	fail "blksnap help: exit $rc, out '$out', err '$err'"
 expect_fail 2 blksnap nosuchcommand -- "nosuchcommand"
 expect_fail 2 blksnap cbtinfo -d "$dev" --bogus -- "--bogus"
 expect_fail 2 blksnap attach -x "$dev" --
