@@ -1,8 +1,10 @@
-// cbtinfo, readcbtmap, markdirtyblock.
+// cbtinfo, readcbtmap, markdirtyblock; cbtsave and cbtrestore (a change
+// map kept across a module reload or a reboot).
 #include "args.hpp"
 #include "commands.hpp"
 
 #include <blksnap/cbt/map.hpp>
+#include <blksnap/cbt/persist.hpp>
 #include <blksnap/error.hpp>
 #include <blksnap/file_extents.hpp>
 #include <blksnap/unique_fd.hpp>
@@ -13,32 +15,51 @@ namespace blksnap::cli {
 
 namespace {
 
+constexpr const char* default_state_dir = "/var/lib/blksnap";
+
 struct DeviceArgs {
     std::string device;
     std::string file;
+    std::string state_dir = default_state_dir;
     bool json = false;
 };
+
+CLI::Option* add_state_dir(CLI::App& cmd, std::string& dir) {
+    return cmd.add_option("--state-dir", dir, "Where saved change maps are kept")
+        ->capture_default_str();
+}
 
 void add_cbtinfo(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("cbtinfo", "Print the change tracker state of a device");
     auto args = std::make_shared<DeviceArgs>();
     add_device(*cmd, args->device);
     add_json(*cmd, args->json);
+    add_state_dir(*cmd, args->state_dir);
     cmd->callback([&ctx, args] {
         const CbtInfo info = DeviceFilter(ctx.kernel(), args->device).cbt_info();
+        // How this generation began, when a restore at boot or reload
+        // recorded it: continued from a saved map, or why a new one started.
+        const auto chain = cbt::read_chain(args->state_dir, args->device, info.generation_id);
         if (args->json) {
-            ctx.print({{"block_size", info.block_size},
-                       {"device_capacity", info.device_capacity},
-                       {"block_count", info.block_count},
-                       {"generation_id", info.generation_id.str()},
-                       {"changes_number", info.changes_number}});
+            nlohmann::ordered_json doc = {{"block_size", info.block_size},
+                                          {"device_capacity", info.device_capacity},
+                                          {"block_count", info.block_count},
+                                          {"generation_id", info.generation_id.str()},
+                                          {"changes_number", info.changes_number}};
+            if (chain)
+                doc["chain"] = chain->continued ? "continued" : "broken: " + chain->reason;
+            ctx.print(doc);
             return;
         }
         ctx.out() << "block_size=" << info.block_size << '\n'
                   << "device_capacity=" << info.device_capacity << '\n'
                   << "block_count=" << info.block_count << '\n'
                   << "generation_id=" << info.generation_id.str() << '\n'
-                  << "changes_number=" << unsigned(info.changes_number) << std::endl;
+                  << "changes_number=" << unsigned(info.changes_number) << '\n';
+        if (chain)
+            ctx.out() << "chain=" << (chain->continued ? "continued" : "broken: " + chain->reason)
+                      << '\n';
+        ctx.out().flush();
     });
 }
 
@@ -97,12 +118,68 @@ void add_markdirtyblock(CLI::App& app, Context& ctx) {
     });
 }
 
+void add_cbtsave(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand(
+        "cbtsave", "Save the change map of a device to the state directory and detach it");
+    auto args = std::make_shared<DeviceArgs>();
+    add_device(*cmd, args->device);
+    add_state_dir(*cmd, args->state_dir);
+    add_json(*cmd, args->json);
+    cmd->callback([&ctx, args] {
+        DeviceFilter filter(ctx.kernel(), args->device);
+        const CbtInfo info = cbt::save_tracking(filter, args->state_dir);
+        const auto path = cbt::persist_paths(args->state_dir, args->device).state.string();
+        if (args->json) {
+            ctx.print({{"device", args->device},
+                       {"file", path},
+                       {"generation_id", info.generation_id.str()},
+                       {"changes_number", info.changes_number}});
+            return;
+        }
+        ctx.out() << "saved " << args->device << " to " << path
+                  << ": generation_id=" << info.generation_id.str()
+                  << " changes_number=" << unsigned(info.changes_number) << std::endl;
+    });
+}
+
+void add_cbtrestore(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand(
+        "cbtrestore", "Attach a device and continue its saved change map if nothing wrote to "
+                      "it since the save; otherwise start a new generation and say why");
+    auto args = std::make_shared<DeviceArgs>();
+    add_device(*cmd, args->device);
+    add_state_dir(*cmd, args->state_dir);
+    add_json(*cmd, args->json);
+    cmd->callback([&ctx, args] {
+        DeviceFilter filter(ctx.kernel(), args->device);
+        const cbt::ChainRecord chain = cbt::restore_tracking(filter, args->state_dir);
+        const CbtInfo info = filter.cbt_info();
+        if (args->json) {
+            ctx.print({{"device", args->device},
+                       {"continued", chain.continued},
+                       {"reason", chain.reason},
+                       {"generation_id", info.generation_id.str()},
+                       {"changes_number", info.changes_number}});
+            return;
+        }
+        if (chain.continued)
+            ctx.out() << "restored " << args->device
+                      << ": generation_id=" << info.generation_id.str()
+                      << " changes_number=" << unsigned(info.changes_number) << std::endl;
+        else
+            ctx.out() << "chain broken for " << args->device
+                      << ", a new generation starts: " << chain.reason << std::endl;
+    });
+}
+
 } // namespace
 
 void add_cbt_commands(CLI::App& app, Context& ctx) {
     add_cbtinfo(app, ctx);
     add_readcbtmap(app, ctx);
     add_markdirtyblock(app, ctx);
+    add_cbtsave(app, ctx);
+    add_cbtrestore(app, ctx);
 }
 
 } // namespace blksnap::cli

@@ -23,6 +23,16 @@ static unsigned int cbt_block_shift(sector_t capacity)
 	return shift;
 }
 
+/* The largest byte of @p[0..@n). */
+static u8 max_byte(const u8 *p, size_t n)
+{
+	u8 m = 0;
+
+	while (n--)
+		m = max(m, *p++);
+	return m;
+}
+
 /*
  * The geometry and two empty maps for a device of @capacity sectors, in
  * map->next. Context: update_lock held, or the map not in use yet.
@@ -157,6 +167,8 @@ void cbt_map_mark(struct cbt_map *map, sector_t sector, sector_t count)
 {
 	unsigned long first, last, flags;
 
+	if (unlikely(!READ_ONCE(map->touched)))
+		WRITE_ONCE(map->touched, true);
 	if (!cbt_blocks(map, sector, count, &first, &last))
 		return;
 	/*
@@ -188,6 +200,7 @@ void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count)
 
 	/* Under update_lock: a take after a resize replaces the maps. */
 	mutex_lock(&map->update_lock);
+	WRITE_ONCE(map->touched, true);
 	if (!cbt_blocks(map, sector, count, &first, &last)) {
 		mutex_unlock(&map->update_lock);
 		return;
@@ -252,6 +265,82 @@ void cbt_map_switch(struct cbt_map *map)
 	mutex_unlock(&map->update_lock);
 	vfree(old_write);
 	vfree(old_read);
+}
+
+/**
+ * cbt_map_load() - continue tracking from a saved map.
+ * @map:  the map of a freshly attached tracker.
+ * @arg:  the saved map's description (&struct blksnap_cbtload).
+ * @umap: user pointer to its @arg->block_count bytes.
+ *
+ * The bytes go to the copy not in use (@read_map: no snapshot holds it, or
+ * the load is refused), which then becomes the active one under @lock. The
+ * old active copy stays allocated as the new @read_map, so a lockless
+ * reader of it in cbt_map_mark() reads valid memory; it finds there no
+ * byte equal to the new number unless it also marks the new copy under
+ * @lock. A write that reached the map before the switch set @touched, seen
+ * here under @lock: then the load is refused, as the saved map would lose
+ * that write.
+ *
+ * Return: 0; -EBUSY if the map was written, marked or taken since it was
+ * made; -EINVAL for another geometry, a changes number above 254, a byte
+ * above it plus one, or non-zero reserved bytes; -EFAULT; -EINTR.
+ */
+int cbt_map_load(struct cbt_map *map, const struct blksnap_cbtload *arg,
+		 const u8 __user *umap)
+{
+	unsigned long flags, done;
+	int ret = 0;
+	u8 *staged;
+
+	if (memchr_inv(arg->reserved, 0, sizeof(arg->reserved)) ||
+	    arg->changes_number >= U8_MAX)
+		return -EINVAL;
+	mutex_lock(&map->update_lock);
+	if (arg->device_capacity != (u64)map->capacity << SECTOR_SHIFT ||
+	    arg->block_size != 1U << map->blk_shift ||
+	    arg->block_count != map->blk_count) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (READ_ONCE(map->touched) || map->held || map->previous ||
+	    map->next.capacity) {
+		ret = -EBUSY;
+		goto out;
+	}
+	staged = map->read_map;
+	for (done = 0; done < map->blk_count; done += PAGE_SIZE) {
+		size_t n = min_t(size_t, PAGE_SIZE, map->blk_count - done);
+
+		if (copy_from_user(staged + done, umap + done, n)) {
+			ret = -EFAULT;
+			goto out;
+		}
+		if (max_byte(staged + done, n) > arg->changes_number + 1) {
+			ret = -EINVAL;
+			goto out;
+		}
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			goto out;
+		}
+		cond_resched();
+	}
+	spin_lock_irqsave(&map->lock, flags);
+	if (map->touched) {
+		ret = -EBUSY;
+	} else {
+		map->read_map = map->write_map;
+		map->write_map = staged;
+		import_uuid(&map->generation_id, arg->generation_id.b);
+		map->previous = arg->changes_number;
+		WRITE_ONCE(map->active, arg->changes_number + 1);
+		map->touched = true;
+	}
+	spin_unlock_irqrestore(&map->lock, flags);
+out:
+	mutex_unlock(&map->update_lock);
+	return ret;
 }
 
 /**

@@ -8,6 +8,7 @@
 #include <linux/uuid.h>
 
 struct blksnap_cbtinfo;
+struct blksnap_cbtload;
 
 /**
  * struct cbt_map - the change map of one block device.
@@ -24,6 +25,8 @@ struct blksnap_cbtinfo;
  * @active:        the number written for new changes (1..255).
  * @previous:      the number of the last take in this generation (0: none).
  * @held:          a snapshot holds @read_map.
+ * @touched:       a write or a user mark reached the map since it was made:
+ *                 it can no longer be replaced by a saved one.
  * @generation_id: identifier of the current tracking generation.
  * @next:          maps for the device's new size, made by
  *                 cbt_map_prepare() when it changed and put in place by
@@ -43,6 +46,7 @@ struct cbt_map {
 	u8 active;
 	u8 previous;
 	bool held;
+	bool touched;
 	uuid_t generation_id;
 	struct {
 		sector_t capacity;
@@ -61,6 +65,8 @@ int cbt_map_prepare(struct cbt_map *map, sector_t capacity);
 void cbt_map_switch(struct cbt_map *map);
 void cbt_map_release(struct cbt_map *map);
 void cbt_map_info(struct cbt_map *map, struct blksnap_cbtinfo *info);
+int cbt_map_load(struct cbt_map *map, const struct blksnap_cbtload *arg,
+		 const u8 __user *umap);
 long cbt_map_read_to_user(struct cbt_map *map, u32 offset, u32 length,
 			  u8 __user *ubuf);
 

@@ -697,6 +697,21 @@ static int ctl_snapshotinfo(struct tracker *tracker, u8 __user *ubuf,
 	return 0;
 }
 
+static int ctl_cbtload(struct tracker *tracker, u8 __user *ubuf, u32 *plen)
+{
+	struct blksnap_cbtload arg;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	if (*plen < sizeof(arg))
+		return -EINVAL;
+	if (tracker_partitioned(tracker))
+		return -EBUSY;
+	if (copy_from_user(&arg, ubuf, sizeof(arg)))
+		return -EFAULT;
+	return cbt_map_load(tracker->cbt_map, &arg, u64_to_user_ptr(arg.map));
+}
+
 /**
  * tracker_ctl() - run a filter command (BLKFILTER_CTL's payload).
  * @tracker: the tracker of the device.
@@ -720,6 +735,8 @@ int tracker_ctl(struct tracker *tracker, unsigned int cmd, u8 __user *ubuf,
 		return ctl_snapshotadd(tracker, ubuf, plen);
 	case blkfilter_ctl_blksnap_snapshotinfo:
 		return ctl_snapshotinfo(tracker, ubuf, plen);
+	case blkfilter_ctl_blksnap_cbtload:
+		return ctl_cbtload(tracker, ubuf, plen);
 	default:
 		return -ENOTTY;
 	}

@@ -111,8 +111,7 @@ CbtState decode_state(std::span<const std::uint8_t> bytes, const std::string& wh
     return state;
 }
 
-void write_state_file(const std::filesystem::path& path, const CbtState& state) {
-    const std::vector<std::uint8_t> bytes = encode_state(state);
+void write_file_atomic(const std::filesystem::path& path, std::span<const std::uint8_t> bytes) {
     const std::string target = path.string();
     std::string tmpl = target + ".XXXXXX";
     int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
@@ -128,6 +127,10 @@ void write_state_file(const std::filesystem::path& path, const CbtState& state) 
         path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
     UniqueFd dir = open_fd(parent.string(), O_RDONLY | O_DIRECTORY);
     fsync_or_throw(dir.get(), parent.string());
+}
+
+void write_state_file(const std::filesystem::path& path, const CbtState& state) {
+    write_file_atomic(path, encode_state(state));
 }
 
 CbtState read_state_file(const std::filesystem::path& path) {

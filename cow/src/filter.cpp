@@ -24,6 +24,8 @@ std::string ctl_command_name(unsigned cmd) {
         return "snapshotadd";
     case blkfilter_ctl_blksnap_snapshotinfo:
         return "snapshotinfo";
+    case blkfilter_ctl_blksnap_cbtload:
+        return "cbtload";
     }
     return "ctl#" + std::to_string(cmd);
 }
@@ -67,6 +69,21 @@ std::uint32_t DeviceFilter::read_cbt_map(std::uint32_t offset, std::span<std::ui
         throw Error(EPROTO, context("cbtmap", device_),
                     "the module reported " + std::to_string(copied) + " bytes copied");
     return static_cast<std::uint32_t>(copied);
+}
+
+void DeviceFilter::load_cbt(const CbtInfo& saved, std::span<const std::uint8_t> map) {
+    if (map.size() != saved.block_count)
+        throw Error(EINVAL, context("cbtload", device_),
+                    "the map has " + std::to_string(map.size()) + " bytes, not " +
+                        std::to_string(saved.block_count));
+    blksnap_cbtload arg{};
+    arg.device_capacity = saved.device_capacity;
+    arg.block_size = saved.block_size;
+    arg.block_count = saved.block_count;
+    arg.generation_id = saved.generation_id.raw();
+    arg.changes_number = saved.changes_number;
+    arg.map = reinterpret_cast<std::uintptr_t>(map.data());
+    ctl(blkfilter_ctl_blksnap_cbtload, &arg, sizeof(arg));
 }
 
 void DeviceFilter::mark_dirty(std::span<const SectorRange> ranges) {

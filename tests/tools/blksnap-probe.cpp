@@ -244,6 +244,66 @@ void add_to_snapshot(Device& d, const blksnap_uuid& id) {
         die("snapshotadd " + d.path(), -r);
 }
 
+// cbtload on a freshly attached DEV: bad arguments refused, one good load,
+// then refused as the tracker is no longer fresh.
+void cbtload_checks(Device& d, Expect& expect, unsigned long bad_ptr) {
+    const blksnap_cbtinfo info = d.info();
+    std::vector<uint8_t> map(info.block_count, 0);
+    map[0] = 3;
+    map[info.block_count - 1] = 2;
+    blksnap_cbtload ld{};
+    ld.device_capacity = info.device_capacity;
+    ld.block_size = info.block_size;
+    ld.block_count = info.block_count;
+    for (unsigned k = 0; k < sizeof(ld.generation_id.b); k++)
+        ld.generation_id.b[k] = static_cast<uint8_t>(0xa0 + k);
+    ld.changes_number = 2;
+    ld.map = reinterpret_cast<uintptr_t>(map.data());
+    auto load = [&](blksnap_cbtload arg, uint32_t len = sizeof(blksnap_cbtload)) {
+        return d.ctl(blkfilter_ctl_blksnap_cbtload, &arg, &len);
+    };
+    expect("cbtload short length", load(ld, sizeof(ld) - 1), {-EINVAL});
+    uint32_t len = sizeof(ld);
+    expect("cbtload bad pointer",
+           d.ctl(blkfilter_ctl_blksnap_cbtload, reinterpret_cast<void*>(bad_ptr), &len), {-EFAULT});
+    auto bad = ld;
+    bad.block_count++;
+    expect("cbtload other block count", load(bad), {-EINVAL});
+    bad = ld;
+    bad.device_capacity += 512;
+    expect("cbtload other capacity", load(bad), {-EINVAL});
+    bad = ld;
+    bad.block_size *= 2;
+    expect("cbtload other block size", load(bad), {-EINVAL});
+    bad = ld;
+    bad.reserved[3] = 1;
+    expect("cbtload reserved not zero", load(bad), {-EINVAL});
+    bad = ld;
+    bad.changes_number = 255;
+    expect("cbtload changes number 255", load(bad), {-EINVAL});
+    bad = ld;
+    bad.map = bad_ptr;
+    expect("cbtload bad map pointer", load(bad), {-EFAULT});
+    map[1] = 4; // above changes_number + 1
+    expect("cbtload map byte too big", load(ld), {-EINVAL});
+    map[1] = 0;
+    expect("cbtload", load(ld), {0});
+    const blksnap_cbtinfo now = d.info();
+    expect("cbtload: generation and number continue",
+           std::memcmp(now.generation_id.b, ld.generation_id.b, sizeof(now.generation_id.b)) == 0 &&
+                   now.changes_number == 2
+               ? 0
+               : -1,
+           {0});
+    std::vector<uint8_t> back(info.block_count);
+    blksnap_cbtmap m{0, info.block_count, reinterpret_cast<uintptr_t>(back.data())};
+    len = sizeof(m);
+    expect("cbtload: the map reads back", d.ctl(blkfilter_ctl_blksnap_cbtmap, &m, &len),
+           {static_cast<int>(info.block_count)});
+    expect("cbtload: the same bytes", back == map ? 0 : -1, {0});
+    expect("cbtload twice", load(ld), {-EBUSY});
+}
+
 // The bad-input battery. DEV must not be attached on entry; it is attached
 // during the checks and detached at the end.
 int cmd_badinput(Device& d) {
@@ -268,6 +328,7 @@ int cmd_badinput(Device& d) {
     }
     expect("attach", d.attach(), {0});
     expect("attach again", d.attach(), {-EALREADY});
+    cbtload_checks(d, expect, bad_ptr);
 
     len = sizeof(info) - 1;
     expect("cbtinfo short length", d.ctl(blkfilter_ctl_blksnap_cbtinfo, &info, &len), {-EINVAL});
@@ -320,6 +381,25 @@ int cmd_badinput(Device& d) {
     expect("detach unknown filter", d.detach("other"), {-EINVAL, -ENOENT});
     expect("detach", d.detach(), {0});
     expect("detach again", d.detach(), {-ENOENT});
+
+    // A tracker that has seen a write refuses a saved map: it would lose it.
+    expect("attach for a write", d.attach(), {0});
+    {
+        Fd w(open(d.path().c_str(), O_WRONLY));
+        char sector[512] = {'w'};
+        expect("write a sector", pwrite(w.fd, sector, sizeof(sector), 4096) == 512 ? 0 : -errno,
+               {0});
+        expect("fsync", fsync(w.fd) ? -errno : 0, {0});
+    }
+    std::vector<uint8_t> zero_map(info.block_count);
+    blksnap_cbtload after{};
+    after.device_capacity = info.device_capacity;
+    after.block_size = info.block_size;
+    after.block_count = info.block_count;
+    after.map = reinterpret_cast<uintptr_t>(zero_map.data());
+    len = sizeof(after);
+    expect("cbtload after a write", d.ctl(blkfilter_ctl_blksnap_cbtload, &after, &len), {-EBUSY});
+    expect("detach after the write", d.detach(), {0});
 
     Fd ctl(open("/dev/" BLKSNAP_CTL, O_RDWR));
     expect("control: unknown ioctl", ioctl(ctl.fd, _IO(BLKSNAP, 200)) < 0 ? -errno : 0, {-ENOTTY});

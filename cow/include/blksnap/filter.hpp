@@ -48,6 +48,10 @@ public:
     // Copies the map from byte OFFSET into OUT; returns the bytes copied.
     std::uint32_t read_cbt_map(std::uint32_t offset, std::span<std::uint8_t> out);
     void mark_dirty(std::span<const SectorRange> ranges);
+    // Continues tracking from a saved map (blkfilter_ctl_blksnap_cbtload):
+    // SAVED gives its geometry, generation and changes number. Error(EBUSY)
+    // once a write, a mark or a take reached the tracker since its attach.
+    void load_cbt(const CbtInfo& saved, std::span<const std::uint8_t> map);
     void snapshot_add(const Uuid& id);
     SnapshotInfo snapshot_info();
 

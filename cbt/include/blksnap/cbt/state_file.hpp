@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <vector>
 
 namespace blksnap::cbt {
@@ -44,8 +45,10 @@ std::vector<std::uint8_t> encode_state(const CbtState& state);
 // version, wrong size, checksum mismatch.
 CbtState decode_state(std::span<const std::uint8_t> bytes, const std::string& what);
 
-// Writes atomically: a temporary file beside PATH, fsync, rename, fsync of
-// the directory.
+// Writes BYTES to PATH atomically (mode 0600): a temporary file beside
+// PATH, fsync, rename, fsync of the directory.
+void write_file_atomic(const std::filesystem::path& path, std::span<const std::uint8_t> bytes);
+// write_file_atomic() of encode_state(STATE).
 void write_state_file(const std::filesystem::path& path, const CbtState& state);
 CbtState read_state_file(const std::filesystem::path& path);
 

@@ -37,6 +37,9 @@
  * @blkfilter_ctl_blksnap_snapshotadd: add the device to the snapshot named
  *	by a &struct blksnap_snapshotadd.
  * @blkfilter_ctl_blksnap_snapshotinfo: fill a &struct blksnap_snapshotinfo.
+ * @blkfilter_ctl_blksnap_cbtload: continue change tracking from a saved
+ *	map, described by a &struct blksnap_cbtload (an extension of the v6
+ *	interface: a change map that survives a reboot or a module reload).
  *
  * Each returns 0 (or the byte count for cbtmap) or a negative errno.
  */
@@ -46,6 +49,7 @@ enum blkfilter_ctl_blksnap {
 	blkfilter_ctl_blksnap_cbtdirty,
 	blkfilter_ctl_blksnap_snapshotadd,
 	blkfilter_ctl_blksnap_snapshotinfo,
+	blkfilter_ctl_blksnap_cbtload,
 };
 
 #ifndef UUID_SIZE
@@ -114,6 +118,35 @@ struct blksnap_cbtdirty {
  */
 struct blksnap_snapshotadd {
 	struct blksnap_uuid id;
+};
+
+/**
+ * struct blksnap_cbtload - a saved change map to continue tracking from.
+ * @device_capacity: device size in bytes when the map was saved.
+ * @block_size:      its tracking block size in bytes.
+ * @block_count:     its number of blocks: the bytes at @map.
+ * @generation_id:   the generation the map belongs to.
+ * @changes_number:  the number of the last take in that generation
+ *	(&struct blksnap_cbtinfo.changes_number when it was saved), 0..254.
+ * @reserved:        zero.
+ * @map:             user pointer to the @block_count bytes of the map.
+ *
+ * Accepted only by a tracker that has seen no write, no user mark and no
+ * take since it was attached, and whose device has the same capacity,
+ * block size and block count: the map then describes the device exactly,
+ * and the tracker continues the generation (-EBUSY otherwise; -EINVAL for
+ * another geometry, a map byte above @changes_number + 1, or reserved bytes
+ * not zero). Whether nothing wrote to the device between the save and the
+ * attach is for the caller to establish (the block layer's counters).
+ */
+struct blksnap_cbtload {
+	__u64 device_capacity;
+	__u32 block_size;
+	__u32 block_count;
+	struct blksnap_uuid generation_id;
+	__u8 changes_number;
+	__u8 reserved[7];
+	__u64 map;
 };
 
 #define IMAGE_DISK_NAME_LEN 32

@@ -1,0 +1,298 @@
+#include <blksnap/cbt/map.hpp>
+#include <blksnap/cbt/persist.hpp>
+#include <blksnap/error.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+namespace blksnap::cbt {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// The first line of a sysfs attribute, or "" when it does not exist.
+std::string attribute(const fs::path& path) {
+    std::ifstream in(path);
+    std::string line;
+    if (in)
+        std::getline(in, line);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\n'))
+        line.pop_back();
+    return line;
+}
+
+std::string device_name(const std::string& device_path) {
+    std::error_code ec;
+    fs::path p = fs::canonical(device_path, ec);
+    if (ec)
+        throw Error(ec.value(), device_path);
+    return p.filename().string();
+}
+
+fs::path block_dir(const std::string& name, const fs::path& sysfs) {
+    const fs::path dir = sysfs / name;
+    if (!fs::exists(dir / "stat"))
+        throw Error(ENODEV, context("find the block device", name), "not in " + sysfs.string());
+    return dir;
+}
+
+// Writes completed and sectors written: fields 5 and 7 of the stat file.
+std::pair<std::uint64_t, std::uint64_t> completed_writes(const fs::path& dir) {
+    std::istringstream in(attribute(dir / "stat"));
+    std::uint64_t f[7] = {};
+    for (auto& v : f)
+        if (!(in >> v))
+            throw Error(EPROTO, (dir / "stat").string(), "unexpected format");
+    return {f[4], f[6]};
+}
+
+std::uint64_t writes_in_flight(const fs::path& dir) {
+    std::istringstream in(attribute(dir / "inflight"));
+    std::uint64_t reads = 0, writes = 0;
+    if (!(in >> reads >> writes))
+        throw Error(EPROTO, (dir / "inflight").string(), "unexpected format");
+    return writes;
+}
+
+json counters_json(const WriteCounters& c) {
+    json j = json::object();
+    for (const auto& [name, v] : c.completed)
+        j[name] = {v.first, v.second};
+    return j;
+}
+
+WriteCounters counters_from(const json& j) {
+    WriteCounters c;
+    for (const auto& [name, v] : j.items())
+        c.completed[name] = {v.at(0).get<std::uint64_t>(), v.at(1).get<std::uint64_t>()};
+    return c;
+}
+
+void write_json(const fs::path& path, const json& doc) {
+    const std::string text = doc.dump(1) + "\n";
+    write_file_atomic(path,
+                      std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+}
+
+json read_json(const fs::path& path) {
+    std::ifstream in(path);
+    if (!in)
+        throw Error(errno ? errno : ENOENT, context("open", path.string()));
+    try {
+        return json::parse(in);
+    } catch (const json::exception& e) {
+        throw Error(EBADMSG, path.string(), e.what());
+    }
+}
+
+void remove_quietly(const fs::path& path) {
+    std::error_code ec;
+    fs::remove(path, ec);
+}
+
+// Counters read twice, equal, with nothing in flight: a moment when the
+// device was idle.
+WriteCounters quiet_counters(const std::string& device) {
+    for (int attempt = 0; attempt < 50; attempt++) {
+        WriteCounters c = write_counters(device);
+        if (c.in_flight == 0)
+            return c;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    throw Error(EBUSY, context("save the change map of", device),
+                "writes stay in flight; stop the writers first");
+}
+
+} // namespace
+
+bool WriteCounters::none() const {
+    if (in_flight)
+        return false;
+    for (const auto& [name, v] : completed)
+        if (v.first || v.second)
+            return false;
+    return true;
+}
+
+WriteCounters write_counters(const std::string& device_path, const fs::path& sysfs) {
+    const std::string name = device_name(device_path);
+    const fs::path dir = block_dir(name, sysfs);
+    WriteCounters c;
+    c.completed[name] = completed_writes(dir);
+    c.in_flight = writes_in_flight(dir);
+    // A whole disk's partitions are directories of its own with a
+    // "partition" attribute.
+    if (!fs::exists(dir / "partition")) {
+        const fs::path real = fs::canonical(dir);
+        for (const auto& entry : fs::directory_iterator(real)) {
+            if (!fs::exists(entry.path() / "partition"))
+                continue;
+            const std::string part = entry.path().filename().string();
+            c.completed[part] = completed_writes(entry.path());
+            c.in_flight += writes_in_flight(entry.path());
+        }
+    }
+    return c;
+}
+
+std::string device_identity(const std::string& device_path, const fs::path& sysfs) {
+    const std::string name = device_name(device_path);
+    const fs::path dir = block_dir(name, sysfs);
+    fs::path disk = fs::canonical(dir);
+    std::string part;
+    if (fs::exists(dir / "partition")) {
+        part = attribute(dir / "partition");
+        disk = disk.parent_path();
+    }
+    std::string id;
+    for (const char* attr : {"wwid", "serial", "device/wwid", "device/serial"}) {
+        id = attribute(disk / attr);
+        if (!id.empty()) {
+            id = std::string(attr).substr(std::string(attr).rfind('/') + 1) + "=" + id;
+            break;
+        }
+    }
+    std::string out = id.empty() ? "name=" + disk.filename().string() : id;
+    if (!part.empty())
+        out += " partition=" + part;
+    return out;
+}
+
+std::string boot_id() {
+    std::string id = attribute("/proc/sys/kernel/random/boot_id");
+    if (id.empty())
+        throw Error(ENOENT, "/proc/sys/kernel/random/boot_id");
+    return id;
+}
+
+std::optional<std::string> why_not_restorable(const SaveRecord& saved, const CbtState& state,
+                                              const Observed& now) {
+    if (saved.identity != now.identity)
+        return "the device is not the one saved (" + saved.identity + ", now " + now.identity + ")";
+    if (state.device_capacity != now.info.device_capacity ||
+        state.block_size != now.info.block_size || state.map.size() != now.info.block_count)
+        return "the device's size or tracking geometry changed since the save";
+    if (saved.boot_id == now.boot_id) {
+        if (saved.counters.completed != now.counters.completed || now.counters.in_flight)
+            return "the device was written after the save";
+    } else if (!now.counters.none()) {
+        return "the device was written since boot, before the restore";
+    }
+    return std::nullopt;
+}
+
+PersistPaths persist_paths(const fs::path& dir, const std::string& device_path) {
+    std::string name = device_path;
+    if (name.rfind("/dev/", 0) == 0)
+        name = name.substr(5);
+    for (auto& ch : name)
+        if (ch == '/')
+            ch = '-';
+    return {dir / (name + ".cbt"), dir / (name + ".saved"), dir / (name + ".chain")};
+}
+
+CbtInfo save_tracking(DeviceFilter& filter, const fs::path& dir) {
+    const std::string& device = filter.device();
+    const PersistPaths paths = persist_paths(dir, device);
+    CbtInfo info;
+    std::vector<std::uint8_t> map;
+    WriteCounters before;
+    for (int attempt = 0;; attempt++) {
+        before = quiet_counters(device);
+        info = filter.cbt_info();
+        map = read_map(filter, info);
+        if (write_counters(device) == before)
+            break;
+        if (attempt == 20)
+            throw Error(EBUSY, context("save the change map of", device),
+                        "the device keeps being written; stop the writers first");
+    }
+    filter.detach();
+    if (write_counters(device) != before)
+        throw Error(EBUSY, context("save the change map of", device),
+                    "written while it was being detached; nothing saved, the chain is broken");
+    fs::create_directories(dir);
+    // The record last: without it the map is never loaded.
+    remove_quietly(paths.record);
+    write_state_file(paths.state, CbtState::of(info, std::move(map)));
+    write_json(paths.record, {{"device", device},
+                              {"identity", device_identity(device)},
+                              {"boot_id", boot_id()},
+                              {"writes", counters_json(before)}});
+    return info;
+}
+
+ChainRecord restore_tracking(DeviceFilter& filter, const fs::path& dir) {
+    const std::string& device = filter.device();
+    const PersistPaths paths = persist_paths(dir, device);
+    Observed now;
+    // Before the attach: the attach itself writes nothing, but the
+    // counters are read at the moment closest to the save.
+    now.counters = write_counters(device);
+    now.identity = device_identity(device);
+    now.boot_id = boot_id();
+    filter.attach();
+    now.info = filter.cbt_info();
+
+    ChainRecord chain;
+    std::optional<std::string> why;
+    try {
+        if (!fs::exists(paths.record))
+            why = "no saved change map (the last shutdown or detach did not save one)";
+        else {
+            const json rec = read_json(paths.record);
+            SaveRecord saved{rec.at("device").get<std::string>(),
+                             rec.at("identity").get<std::string>(),
+                             rec.at("boot_id").get<std::string>(), counters_from(rec.at("writes"))};
+            const CbtState state = read_state_file(paths.state);
+            why = why_not_restorable(saved, state, now);
+            if (!why) {
+                CbtInfo saved_info = now.info;
+                saved_info.generation_id = state.position.generation_id;
+                saved_info.changes_number = state.position.changes_number;
+                filter.load_cbt(saved_info, state.map);
+            }
+        }
+    } catch (const Error& e) {
+        why = std::string(e.what());
+    } catch (const json::exception& e) {
+        why = paths.record.string() + ": " + e.what();
+    }
+    // A saved map is used once: a later boot must not load it again.
+    remove_quietly(paths.record);
+    remove_quietly(paths.state);
+    const CbtInfo info = filter.cbt_info();
+    chain.generation = info.generation_id;
+    chain.continued = !why;
+    chain.reason = why.value_or("");
+    fs::create_directories(dir);
+    write_json(paths.chain, {{"generation_id", chain.generation.str()},
+                             {"continued", chain.continued},
+                             {"reason", chain.reason}});
+    return chain;
+}
+
+std::optional<ChainRecord> read_chain(const fs::path& dir, const std::string& device_path,
+                                      const Uuid& generation) {
+    const fs::path path = persist_paths(dir, device_path).chain;
+    if (!fs::exists(path))
+        return std::nullopt;
+    try {
+        const json j = read_json(path);
+        ChainRecord c{Uuid::parse(j.at("generation_id").get<std::string>()),
+                      j.at("continued").get<bool>(), j.at("reason").get<std::string>()};
+        if (c.generation != generation)
+            return std::nullopt;
+        return c;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+} // namespace blksnap::cbt

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# cost: 35
+# vm: --disk 32M
+# A change map kept across a module reload: `blksnap cbtsave` saves the map
+# and detaches; after the reload `blksnap cbtrestore` continues the same
+# generation with the same map when nothing wrote to the device since the
+# save, and otherwise starts a new generation and says why (written after
+# the save, no save, damaged state file, device resized); cbtinfo tells.
+# (The kernel's own refusal of a saved map once a write passed the tracker
+# is in badinput.)
+. "$(dirname "$0")/lib.sh"
+need_modules loop
+dev=$(disk 1)
+name=$(basename "$dev")
+tmp=$(mktemp -d)
+state=$tmp/state
+field() { blksnap cbtinfo -d "$1" --state-dir "$state" | sed -n "s/^$2=//p"; }
+# map_byte MAPFILE BLOCK
+map_byte() { od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '; }
+wr() { dd if=/dev/urandom of="$1" bs=4k count=1 seek="$2" oflag=direct conv=notrunc status=none; }
+
+step "tracked writes, a take, more writes"
+blksnap attach -d "$dev" >/dev/null
+wr "$dev" 0
+id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 16M)
+blksnap snapshot_take -i "$id"
+blksnap snapshot_destroy -i "$id"
+wr "$dev" 1000
+bs=$(field "$dev" block_size)
+blksnap readcbtmap -d "$dev" -f "$tmp/map.before"
+gen=$(field "$dev" generation_id)
+expect_eq "changes number" "$(field "$dev" changes_number)" 1
+blk=$((1000 * 4096 / bs))
+expect_eq "map byte of the write after the take" "$(map_byte "$tmp/map.before" "$blk")" 2
+
+step "save, module reload, restore: the generation continues"
+blksnap cbtsave -d "$dev" --state-dir "$state" >/dev/null
+! is_attached "$dev" || fail "cbtsave left $dev attached"
+[ -s "$state/$name.cbt" ] && [ -s "$state/$name.saved" ] || fail "no saved files"
+rmmod blksnap
+load_module
+out=$(blksnap cbtrestore -d "$dev" --state-dir "$state")
+[[ $out == "restored $dev: generation_id=$gen changes_number=1" ]] || fail "restore: $out"
+expect_eq "generation" "$(field "$dev" generation_id)" "$gen"
+expect_eq "chain" "$(field "$dev" chain)" continued
+blksnap readcbtmap -d "$dev" -f "$tmp/map.after"
+cmp "$tmp/map.before" "$tmp/map.after" || fail "the restored map differs from the saved one"
+[ ! -e "$state/$name.cbt" ] && [ ! -e "$state/$name.saved" ] || fail "saved files not consumed"
+
+step "a write after the restore is recorded with the next number"
+far=$(((7 << 20) / 4096))
+wr "$dev" "$far"
+blksnap readcbtmap -d "$dev" -f "$tmp/map.next"
+expect_eq "map byte of a new write" "$(map_byte "$tmp/map.next" $((far * 4096 / bs)))" 2
+
+step "written between save and restore: a new generation, and why"
+blksnap cbtsave -d "$dev" --state-dir "$state" >/dev/null
+wr "$dev" 2000
+out=$(blksnap cbtrestore -d "$dev" --state-dir "$state")
+expect_eq "restore" "$out" "chain broken for $dev, a new generation starts: the device was written after the save"
+[ "$(field "$dev" generation_id)" != "$gen" ] || fail "the generation continued"
+expect_eq "chain" "$(field "$dev" chain)" "broken: the device was written after the save"
+
+step "no save: a new generation, and why"
+blksnap detach -d "$dev"
+out=$(blksnap cbtrestore -d "$dev" --state-dir "$state" --json)
+[[ $out == *'"continued":false'*'no saved change map'* ]] || fail "restore without a save: $out"
+
+step "damaged state file: a new generation, and why"
+blksnap cbtsave -d "$dev" --state-dir "$state" >/dev/null
+printf '\x55' | dd of="$state/$name.cbt" bs=1 seek=50 conv=notrunc status=none
+out=$(blksnap cbtrestore -d "$dev" --state-dir "$state")
+[[ $out == *"chain broken"*"checksum"* ]] || fail "damaged state: $out"
+
+step "resized device: a new generation, and why"
+truncate -s 16M "$tmp/img"
+loop=$(losetup -f --show "$tmp/img")
+blksnap attach -d "$loop" >/dev/null
+wr "$loop" 3
+blksnap cbtsave -d "$loop" --state-dir "$state" >/dev/null
+truncate -s 24M "$tmp/img"
+losetup -c "$loop"
+out=$(blksnap cbtrestore -d "$loop" --state-dir "$state")
+[[ $out == *"chain broken"*"size or tracking geometry changed"* ]] || fail "resized: $out"
+blksnap detach -d "$loop"
+losetup -d "$loop"
+blksnap detach -d "$dev"
+echo "cbt_persist: all checks passed"
