@@ -49,7 +49,8 @@ Decision decide(const PreviousBackup& previous, const CbtInfo& info,
     auto full = [](std::string reason) { return Decision{false, std::move(reason), {}}; };
     switch (previous.state) {
     case PreviousBackup::State::missing:
-        return full(previous.image ? "no state file beside the image" : "first backup: no state file");
+        return full(previous.image ? "no state file beside the image"
+                                   : "first backup: no state file");
     case PreviousBackup::State::damaged:
         return full("state file unusable: " + previous.problem);
     case PreviousBackup::State::valid:
@@ -61,8 +62,8 @@ Decision decide(const PreviousBackup& previous, const CbtInfo& info,
                     bytes_text(info.device_capacity));
     if (st.block_size != info.block_size || st.map.size() != info.block_count)
         return full("tracking blocks changed from " + std::to_string(st.map.size()) + " of " +
-                    bytes_text(st.block_size) + " to " + std::to_string(info.block_count) +
-                    " of " + bytes_text(info.block_size));
+                    bytes_text(st.block_size) + " to " + std::to_string(info.block_count) + " of " +
+                    bytes_text(info.block_size));
     if (source_size != info.device_capacity)
         return full("the snapshot image is " + bytes_text(source_size) +
                     ", the change map covers " + bytes_text(info.device_capacity));
@@ -75,8 +76,8 @@ Decision decide(const PreviousBackup& previous, const CbtInfo& info,
     if (auto* need = std::get_if<cbt::FullBackupNeeded>(&changes))
         return full(need->reason);
     return {true,
-            "changes since take " + std::to_string(st.position.changes_number) +
-                " of generation " + st.position.generation_id.str(),
+            "changes since take " + std::to_string(st.position.changes_number) + " of generation " +
+                st.position.generation_id.str(),
             std::move(std::get<std::vector<cbt::Extent>>(changes))};
 }
 

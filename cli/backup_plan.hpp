@@ -27,9 +27,9 @@ std::string backup_file_name(const std::string& device);
 struct PreviousBackup {
     enum class State { missing, damaged, valid };
     State state = State::missing;
-    std::string problem;  // damaged: what is wrong with the state file
-    cbt::CbtState cbt;    // valid: the position and map of the last backup
-    bool image = false;   // the image file exists
+    std::string problem; // damaged: what is wrong with the state file
+    cbt::CbtState cbt;   // valid: the position and map of the last backup
+    bool image = false;  // the image file exists
     std::uint64_t image_size = 0;
 };
 

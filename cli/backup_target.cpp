@@ -19,8 +19,8 @@ namespace {
 
 // Every byte is zero: the first is, and each equals the next.
 bool all_zero(std::span<const std::byte> data) {
-    return data.empty() ||
-           (data[0] == std::byte{0} && std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
+    return data.empty() || (data[0] == std::byte{0} &&
+                            std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
 }
 
 fs::path parent_of(const fs::path& path) {

@@ -80,8 +80,7 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
     auto o = std::make_shared<BackupOptions>();
     auto json = std::make_shared<bool>(false);
     add_devices(*cmd, o->devices);
-    cmd->add_option("-o,--output", o->dir, "Backup directory (created when missing)")
-        ->required();
+    cmd->add_option("-o,--output", o->dir, "Backup directory (created when missing)")->required();
     cmd->add_option("-f,--file", o->storage,
                     "Difference storage while the backup runs, as for snapshot_create")
         ->required();

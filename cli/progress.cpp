@@ -22,9 +22,9 @@ std::string human_bytes(std::uint64_t bytes) {
 std::string clock_text(std::uint64_t seconds) {
     char text[32];
     if (seconds >= 3600)
-        std::snprintf(text, sizeof(text), "%llu:%02u:%02u",
-                      static_cast<unsigned long long>(seconds / 3600),
-                      static_cast<unsigned>(seconds / 60 % 60), static_cast<unsigned>(seconds % 60));
+        std::snprintf(
+            text, sizeof(text), "%llu:%02u:%02u", static_cast<unsigned long long>(seconds / 3600),
+            static_cast<unsigned>(seconds / 60 % 60), static_cast<unsigned>(seconds % 60));
     else
         std::snprintf(text, sizeof(text), "%u:%02u", static_cast<unsigned>(seconds / 60),
                       static_cast<unsigned>(seconds % 60));
