@@ -4,7 +4,10 @@
 #include "commands.hpp"
 #include "progress.hpp"
 
+#include <blksnap/error.hpp>
+
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 
@@ -90,7 +93,9 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
         ->transform(size_bytes());
     cmd->add_flag("--verify", o->verify,
                   "Read back what was written and compare its xxh64 with the snapshot's data");
-    add_json(*cmd, *json);
+    cmd->add_flag("-j,--json", *json,
+                  "Print one JSON object per device on standard output (the summary lines go "
+                  "to standard error)");
     cmd->callback([&ctx, o, json] {
         StopSignals signals;
         ProgressBar bar(ctx.err(), ctx.err_is_tty());
@@ -115,8 +120,14 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
         hooks.interrupted = [] { return stop_requested.load(); };
         try {
             run_backup(ctx.kernel(), *o, hooks);
-        } catch (...) {
+        } catch (const Error&) {
             bar.clear();
+            // A signal may have broken a wait of the reader: say what
+            // happened rather than which call saw it.
+            if (stop_requested)
+                throw Error(EINTR, context("backup", o->dir.string()),
+                            "interrupted by a signal; the snapshot is destroyed, and no state "
+                            "file claims more than its image holds");
             throw;
         }
     });
