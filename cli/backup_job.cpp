@@ -68,15 +68,15 @@ int corruption(Snapshot& snap, const std::string& device) {
 }
 
 [[noreturn]] void corrupted(const std::string& device, int error_code, std::uint64_t limit,
-                            bool incremental) {
+                            bool state_removed) {
     const int err = -error_code;
     std::string why = "the snapshot was corrupted during the backup (" +
                       std::generic_category().message(err) + ")";
     if (err == ENOSPC)
         why += ": its difference storage reached the limit of " + std::to_string(limit) +
                " bytes; give a larger -l";
-    why += incremental ? "; the state file is unchanged"
-                       : "; the state file was removed when the full backup began";
+    why += state_removed ? "; the state file was removed when the full backup began"
+                         : "; the state file is unchanged";
     throw Error(err, context("backup", device), why);
 }
 
@@ -88,7 +88,27 @@ struct DeviceJob {
     const std::string& device;
     std::string name;
 
+    bool state_removed = false;
+
+    // Any failure once the snapshot is corrupted (a read of its image
+    // fails) is told as the corruption.
     void run() {
+        try {
+            copy_device();
+        } catch (...) {
+            int err = 0;
+            try {
+                err = corruption(snap, device);
+            } catch (const Error&) {
+                // the first error is the one to tell
+            }
+            if (err)
+                corrupted(device, err, options.limit, state_removed);
+            throw;
+        }
+    }
+
+    void copy_device() {
         const auto t0 = Clock::now();
         DeviceReport r;
         r.device = device;
@@ -119,23 +139,20 @@ struct DeviceJob {
 
         // A full backup rewrites the image: the old state must not outlive
         // the old image.
-        if (!d.incremental)
+        if (!d.incremental) {
             remove_durably(state_path);
+            state_removed = true;
+        }
         TargetImage target =
             d.incremental ? TargetImage::open(r.image) : TargetImage::create(r.image, r.size);
         Xxh64 source_hash;
-        try {
-            for (const auto& step : plan)
-                copy(reader, target, step, source_hash, r);
-        } catch (...) {
-            // A read of a corrupted snapshot fails: say why it did.
-            if (const int err = corruption(snap, device))
-                corrupted(device, err, options.limit, d.incremental);
-            throw;
-        }
+        for (const auto& step : plan)
+            copy(reader, target, step, source_hash, r);
         target.sync();
+        // Reads that succeeded before a corruption gave the right data, but
+        // tell it anyway: the storage was too small for this backup.
         if (const int err = corruption(snap, device))
-            corrupted(device, err, options.limit, d.incremental);
+            corrupted(device, err, options.limit, state_removed);
 
         if (options.verify) {
             std::vector<ByteRange> written;
