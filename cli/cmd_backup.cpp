@@ -54,8 +54,8 @@ std::string seconds_text(double s) {
 
 std::string summary(const DeviceReport& r) {
     return r.device + ": " + (r.incremental ? "incremental" : "full") + " (" + r.reason +
-           "): read " + human_bytes(r.bytes_read) + ", wrote " + human_bytes(r.bytes_written) +
-           " of " + human_bytes(r.size) + " in " + seconds_text(r.seconds) + " s" +
+           "): read " + human_bytes(r.bytes_read) + " of " + human_bytes(r.size) + ", wrote " +
+           human_bytes(r.bytes_written) + " in " + seconds_text(r.seconds) + " s" +
            (r.verified ? ", verified" : "") + " -> " + r.image.string();
 }
 
