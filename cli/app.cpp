@@ -9,14 +9,15 @@
 namespace blksnap::cli {
 
 int run(int argc, const char* const* argv, const BackendFactory& factory, std::ostream& out,
-        std::ostream& err) {
-    Context ctx(factory, out);
+        std::ostream& err, bool err_is_tty) {
+    Context ctx(factory, out, err, err_is_tty);
     CLI::App app("Control the blksnap module: change tracking and snapshots of block devices.",
                  "blksnap");
     app.require_subcommand(1);
     add_filter_commands(app, ctx);
     add_cbt_commands(app, ctx);
     add_snapshot_commands(app, ctx);
+    add_backup_commands(app, ctx);
     // As the upstream tool: no command at all is "Command not found.", and
     // "help" prints the usage (a usage error here, exit 2, where it exits 1).
     if (argc < 2) {

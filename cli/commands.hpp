@@ -10,5 +10,6 @@ namespace blksnap::cli {
 void add_filter_commands(CLI::App& app, Context& ctx);   // version, attach, detach
 void add_cbt_commands(CLI::App& app, Context& ctx);      // cbtinfo, readcbtmap, markdirtyblock
 void add_snapshot_commands(CLI::App& app, Context& ctx); // snapshot_*
+void add_backup_commands(CLI::App& app, Context& ctx);   // backup
 
 } // namespace blksnap::cli

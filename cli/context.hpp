@@ -16,10 +16,14 @@ using BackendFactory = std::function<std::shared_ptr<KernelBackend>()>;
 
 class Context {
 public:
-    Context(BackendFactory factory, std::ostream& out) : factory_(std::move(factory)), out_(out) {}
+    Context(BackendFactory factory, std::ostream& out, std::ostream& err, bool err_is_tty = false)
+        : factory_(std::move(factory)), out_(out), err_(err), err_is_tty_(err_is_tty) {}
 
     KernelBackend& kernel();
     std::ostream& out() { return out_; }
+    // Messages and progress; progress is drawn only on a terminal.
+    std::ostream& err() { return err_; }
+    bool err_is_tty() const { return err_is_tty_; }
     // One JSON document on one line.
     void print(const nlohmann::ordered_json& doc);
 
@@ -27,6 +31,8 @@ private:
     BackendFactory factory_;
     std::shared_ptr<KernelBackend> kernel_;
     std::ostream& out_;
+    std::ostream& err_;
+    bool err_is_tty_;
 };
 
 } // namespace blksnap::cli

@@ -4,10 +4,11 @@
 #include <blksnap/linux_backend.hpp>
 
 #include <iostream>
+#include <unistd.h>
 
 int main(int argc, char** argv) {
     return blksnap::cli::run(
         argc, argv,
         [] { return std::shared_ptr<blksnap::KernelBackend>(blksnap::open_kernel_backend()); },
-        std::cout, std::cerr);
+        std::cout, std::cerr, ::isatty(STDERR_FILENO) == 1);
 }

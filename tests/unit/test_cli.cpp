@@ -24,7 +24,7 @@ const std::vector<std::string> commands{"version",          "attach",
                                         "snapshot_info",    "snapshot_take",
                                         "snapshot_destroy", "snapshot_collect",
                                         "snapshot_devices", "snapshot_waitevent",
-                                        "snapshot_watcher"};
+                                        "snapshot_watcher", "backup"};
 
 struct Result {
     int rc;

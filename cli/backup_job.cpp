@@ -1,0 +1,259 @@
+#include "backup_job.hpp"
+#include "backup_target.hpp"
+
+#include <blksnap/cbt/map.hpp>
+#include <blksnap/cbt/state_file.hpp>
+#include <blksnap/error.hpp>
+#include <blksnap/snapshot.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <fcntl.h>
+#include <fstream>
+#include <set>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace blksnap::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void call(const std::function<void(const DeviceReport&)>& f, const DeviceReport& r) {
+    if (f)
+        f(r);
+}
+
+// Holds DIR against a second backup into it for the life of the object.
+UniqueFd lock_dir(const fs::path& dir) {
+    UniqueFd fd = open_fd(dir.string(), O_RDONLY | O_DIRECTORY);
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            throw Error(EBUSY, context("backup", dir.string()),
+                        "another backup into this directory is running");
+        throw_errno(context("lock", dir.string()));
+    }
+    return fd;
+}
+
+// Destroys the snapshot a killed backup into DIR left behind.
+void destroy_leftover(KernelBackend& kernel, const fs::path& file, const BackupHooks& hooks) {
+    std::ifstream in(file);
+    if (!in)
+        return;
+    std::string text;
+    std::getline(in, text);
+    const auto id = Uuid::try_parse(text);
+    if (id) {
+        const auto ids = kernel.snapshot_collect();
+        if (std::find(ids.begin(), ids.end(), *id) != ids.end()) {
+            kernel.snapshot_destroy(*id);
+            if (hooks.note)
+                hooks.note("destroyed snapshot " + id->str() +
+                           ", left by an interrupted backup into this directory");
+        }
+    }
+    remove_durably(file);
+}
+
+// The error of a device's snapshot once corrupted, else 0.
+int corruption(Snapshot& snap, const std::string& device) {
+    return snap.info(device).error_code;
+}
+
+[[noreturn]] void corrupted(const std::string& device, int error_code, std::uint64_t limit,
+                            bool state_removed) {
+    const int err = -error_code;
+    std::string why = "the snapshot was corrupted during the backup (" +
+                      std::generic_category().message(err) + ")";
+    if (err == ENOSPC)
+        why += ": its difference storage reached the limit of " + std::to_string(limit) +
+               " bytes; give a larger -l";
+    why += state_removed ? "; the state file was removed when the full backup began"
+                         : "; the state file is unchanged";
+    throw Error(err, context("backup", device), why);
+}
+
+struct DeviceJob {
+    KernelBackend& kernel;
+    const BackupOptions& options;
+    const BackupHooks& hooks;
+    Snapshot& snap;
+    const std::string& device;
+    std::string name;
+
+    bool state_removed = false;
+
+    // Any failure once the snapshot is corrupted (a read of its image
+    // fails) is told as the corruption.
+    void run() {
+        try {
+            copy_device();
+        } catch (...) {
+            int err = 0;
+            try {
+                err = corruption(snap, device);
+            } catch (const Error&) {
+                // the first error is the one to tell
+            }
+            if (err)
+                corrupted(device, err, options.limit, state_removed);
+            throw;
+        }
+    }
+
+    void copy_device() {
+        const auto t0 = Clock::now();
+        DeviceReport r;
+        r.device = device;
+        r.image = options.dir / (name + ".img");
+        const fs::path state_path = options.dir / (name + ".state");
+
+        DeviceFilter filter(kernel, device);
+        const CbtInfo info = filter.cbt_info();
+        std::vector<std::uint8_t> map = cbt::read_map(filter, info);
+        r.generation_id = info.generation_id;
+        r.changes_number = info.changes_number;
+
+        const SnapshotInfo si = snap.info(device);
+        const std::string source =
+            hooks.image_path ? hooks.image_path(device, si) : si.image_path();
+        if (source.empty())
+            throw Error(ENODEV, context("backup", device), "the snapshot has no image");
+        ImageReader reader(source, options.read);
+        r.size = reader.size();
+
+        Decision d = decide(load_previous(r.image, state_path), info, map, r.size);
+        r.incremental = d.incremental;
+        r.reason = d.reason;
+        const auto plan =
+            d.incremental ? copy_plan(d.extents, r.size, options.max_gap) : full_plan(r.size);
+        r.to_read = bytes_to_read(plan);
+        call(hooks.start, r);
+
+        // A full backup rewrites the image: the old state must not outlive
+        // the old image.
+        if (!d.incremental) {
+            remove_durably(state_path);
+            state_removed = true;
+        }
+        TargetImage target =
+            d.incremental ? TargetImage::open(r.image) : TargetImage::create(r.image, r.size);
+        Xxh64 source_hash;
+        for (const auto& step : plan)
+            copy(reader, target, step, source_hash, r);
+        target.sync();
+        // Reads that succeeded before a corruption gave the right data, but
+        // tell it anyway: the storage was too small for this backup.
+        if (const int err = corruption(snap, device))
+            corrupted(device, err, options.limit, state_removed);
+
+        if (options.verify) {
+            std::vector<ByteRange> written;
+            for (const auto& step : plan)
+                written.insert(written.end(), step.write.begin(), step.write.end());
+            const std::uint64_t got = target.hash(written);
+            if (got != source_hash.digest())
+                throw Error(EIO, context("verify", r.image.string()),
+                            "xxh64 of the bytes written is " + hex(got) + ", of the snapshot " +
+                                hex(source_hash.digest()));
+            r.verified = true;
+        }
+
+        cbt::write_state_file(state_path, cbt::CbtState::of(info, std::move(map)));
+        r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        call(hooks.done, r);
+    }
+
+    static std::string hex(std::uint64_t v) {
+        char text[17];
+        std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(v));
+        return text;
+    }
+
+    // Reads STEP and writes the parts of it to be written.
+    void copy(ImageReader& reader, TargetImage& target, const CopyStep& step, Xxh64& hash,
+              DeviceReport& r) {
+        auto w = step.write.begin();
+        reader.read(step.read.offset, step.read.length,
+                    [&](std::uint64_t offset, std::span<const std::byte> data) {
+                        if (hooks.interrupted && hooks.interrupted())
+                            throw Error(EINTR, context("backup", device), "interrupted");
+                        const std::uint64_t end = offset + data.size();
+                        for (; w != step.write.end() && w->offset < end; ++w) {
+                            const std::uint64_t from = std::max(offset, w->offset);
+                            const std::uint64_t to = std::min(end, w->offset + w->length);
+                            const auto part = data.subspan(static_cast<std::size_t>(from - offset),
+                                                           static_cast<std::size_t>(to - from));
+                            target.write(from, part);
+                            hash.update(part);
+                            if (to < w->offset + w->length)
+                                break; // the rest of this range comes in the next piece
+                        }
+                        r.bytes_read += data.size();
+                        r.bytes_written = target.bytes_written();
+                        call(hooks.progress, r);
+                    });
+    }
+};
+
+} // namespace
+
+PreviousBackup load_previous(const fs::path& image, const fs::path& state) {
+    PreviousBackup p;
+    struct stat st;
+    if (::stat(image.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        p.image = true;
+        p.image_size = static_cast<std::uint64_t>(st.st_size);
+    }
+    if (::access(state.c_str(), F_OK) != 0 && errno == ENOENT)
+        return p;
+    try {
+        p.cbt = cbt::read_state_file(state);
+        p.state = PreviousBackup::State::valid;
+    } catch (const Error& e) {
+        p.state = PreviousBackup::State::damaged;
+        p.problem = e.what();
+    }
+    return p;
+}
+
+void run_backup(KernelBackend& kernel, const BackupOptions& options, const BackupHooks& hooks) {
+    std::vector<std::string> names;
+    std::set<std::string> seen;
+    for (const auto& dev : options.devices) {
+        names.push_back(backup_file_name(dev));
+        if (!seen.insert(names.back()).second)
+            throw Error(EINVAL, context("backup", dev),
+                        "another device given has the same file name '" + names.back() + "'");
+    }
+    fs::create_directories(options.dir);
+    const UniqueFd lock = lock_dir(options.dir);
+    const fs::path id_file = options.dir / snapshot_id_file;
+    destroy_leftover(kernel, id_file, hooks);
+
+    // Removed after the snapshot is destroyed, on every way out but a kill.
+    struct IdFile {
+        fs::path path;
+        ~IdFile() { ::unlink(path.c_str()); }
+    } id_guard{id_file};
+    Snapshot snap = Snapshot::create(kernel, options.storage, options.limit, options.devices);
+    {
+        std::ofstream out(id_file);
+        out << snap.id().str() << '\n';
+        if (!out.flush())
+            throw Error(EIO, context("write", id_file.string()));
+    }
+    snap.take();
+    for (std::size_t i = 0; i < options.devices.size(); ++i)
+        DeviceJob{kernel, options, hooks, snap, options.devices[i], names[i]}.run();
+    snap.destroy();
+}
+
+} // namespace blksnap::cli

@@ -1,0 +1,66 @@
+// `blksnap backup`: one snapshot of all the devices, each copied into its
+// image file in the backup directory, fully or only what changed since the
+// state file's position; then the new state.
+#pragma once
+
+#include "backup_plan.hpp"
+
+#include <blksnap/backend.hpp>
+#include <blksnap/image_reader.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace blksnap::cli {
+
+struct BackupOptions {
+    std::vector<std::string> devices;
+    std::filesystem::path dir;     // DIR/<name>.img and DIR/<name>.state
+    std::filesystem::path storage; // difference storage, as snapshot_create -f
+    std::uint64_t limit = 0;       // its limit in bytes
+    bool verify = false;
+    ReadOptions read{1u << 20, 8, true};
+    std::uint64_t max_gap = 256u << 10; // see copy_plan
+};
+
+struct DeviceReport {
+    std::string device;
+    std::filesystem::path image;
+    bool incremental = false;
+    std::string reason;
+    std::uint64_t size = 0;          // bytes of the device
+    std::uint64_t to_read = 0;       // bytes the plan reads
+    std::uint64_t bytes_read = 0;    // so far
+    std::uint64_t bytes_written = 0; // so far, zeros excluded
+    double seconds = 0;
+    bool verified = false;
+    Uuid generation_id;
+    std::uint8_t changes_number = 0;
+};
+
+struct BackupHooks {
+    // The snapshot image of a device from its snapshot info; by default
+    // the image's /dev path.
+    std::function<std::string(const std::string& device, const SnapshotInfo& info)> image_path;
+    std::function<void(const std::string& message)> note;  // what the job does on its own
+    std::function<void(const DeviceReport& report)> start; // the decision is made
+    std::function<void(const DeviceReport& report)> progress;
+    std::function<void(const DeviceReport& report)> done; // the state is written
+    std::function<bool()> interrupted;                    // stop (SIGINT, SIGTERM)
+};
+
+// The file that remembers the snapshot a running backup holds, so that the
+// next run destroys it if the process was killed.
+inline constexpr const char* snapshot_id_file = ".blksnap-snapshot";
+
+// Runs the backup; throws Error on the first failure, having destroyed the
+// snapshot. A device done before the failure keeps its new state.
+void run_backup(KernelBackend& kernel, const BackupOptions& options, const BackupHooks& hooks);
+
+// The previous backup of a device as its files tell it.
+PreviousBackup load_previous(const std::filesystem::path& image,
+                             const std::filesystem::path& state);
+
+} // namespace blksnap::cli

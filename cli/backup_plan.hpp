@@ -1,0 +1,76 @@
+// The pure decisions of `blksnap backup`: the file names of a device's
+// backup, full or incremental and why, and which byte ranges to read and
+// write.
+#pragma once
+
+#include <blksnap/cbt/changes.hpp>
+#include <blksnap/cbt/state_file.hpp>
+#include <blksnap/filter.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace blksnap::cli {
+
+// The name of a device's files in the backup directory: the path without
+// "/dev/" and with every other '/' turned into '-' ("vdb1" for /dev/vdb1,
+// "mapper-vg-root" for /dev/mapper/vg-root, "disk-by-id-X" for
+// /dev/disk/by-id/X: a symbolic link is not resolved, so a stable name gives
+// a stable file). A path outside /dev gives its last component.
+// Error(EINVAL) when nothing usable is left.
+std::string backup_file_name(const std::string& device);
+
+// What the backup directory holds for a device before this run.
+struct PreviousBackup {
+    enum class State { missing, damaged, valid };
+    State state = State::missing;
+    std::string problem; // damaged: what is wrong with the state file
+    cbt::CbtState cbt;   // valid: the position and map of the last backup
+    bool image = false;  // the image file exists
+    std::uint64_t image_size = 0;
+};
+
+struct ByteRange {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+    auto operator<=>(const ByteRange&) const = default;
+};
+
+struct Decision {
+    bool incremental = false;
+    std::string reason;
+    std::vector<cbt::Extent> extents; // incremental: what changed
+};
+
+// Full or incremental, for a device whose tracker reads INFO and MAP now
+// (while the snapshot is held) and whose snapshot image is SOURCE_SIZE
+// bytes. Incremental only when the state file is valid, made for the same
+// geometry, the image file has the device's size and the tracker is in the
+// same generation; otherwise the reason says why not.
+Decision decide(const PreviousBackup& previous, const CbtInfo& info,
+                std::span<const std::uint8_t> map, std::uint64_t source_size);
+
+// One read of the snapshot image and the parts of it to write.
+struct CopyStep {
+    ByteRange read;
+    std::vector<ByteRange> write; // inside READ, ascending
+};
+
+// Reads for the changed EXTENTS (ascending, as cbt::changed_since gives
+// them), clipped to SIZE bytes. Extents closer than MAX_GAP bytes share one
+// read (the reader keeps several requests in flight only within one read);
+// the gap is read but not written.
+std::vector<CopyStep> copy_plan(std::span<const cbt::Extent> extents, std::uint64_t size,
+                                std::uint64_t max_gap);
+
+// The whole device: one read, all written.
+std::vector<CopyStep> full_plan(std::uint64_t size);
+
+// Bytes that a plan reads and writes.
+std::uint64_t bytes_to_read(std::span<const CopyStep> plan);
+std::uint64_t bytes_to_write(std::span<const CopyStep> plan);
+
+} // namespace blksnap::cli

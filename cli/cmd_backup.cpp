@@ -1,0 +1,136 @@
+// backup: see backup_job.hpp and blksnap(8).
+#include "args.hpp"
+#include "backup_job.hpp"
+#include "commands.hpp"
+#include "progress.hpp"
+
+#include <blksnap/error.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+
+namespace blksnap::cli {
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+extern "C" void on_stop_signal(int) {
+    stop_requested = true;
+}
+
+// SIGINT and SIGTERM end the backup cleanly (the snapshot destroyed, the
+// state file as it was) while the object lives.
+class StopSignals {
+public:
+    StopSignals() {
+        stop_requested = false;
+        struct sigaction sa {};
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        ::sigaction(SIGINT, &sa, &old_int_);
+        ::sigaction(SIGTERM, &sa, &old_term_);
+    }
+    ~StopSignals() {
+        ::sigaction(SIGINT, &old_int_, nullptr);
+        ::sigaction(SIGTERM, &old_term_, nullptr);
+    }
+    StopSignals(const StopSignals&) = delete;
+    StopSignals& operator=(const StopSignals&) = delete;
+
+private:
+    struct sigaction old_int_ {};
+    struct sigaction old_term_ {};
+};
+
+std::string seconds_text(double s) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.2f", s);
+    return text;
+}
+
+std::string summary(const DeviceReport& r) {
+    return r.device + ": " + (r.incremental ? "incremental" : "full") + " (" + r.reason +
+           "): read " + human_bytes(r.bytes_read) + " of " + human_bytes(r.size) + ", wrote " +
+           human_bytes(r.bytes_written) + " in " + seconds_text(r.seconds) + " s" +
+           (r.verified ? ", verified" : "") + " -> " + r.image.string();
+}
+
+nlohmann::ordered_json to_json(const DeviceReport& r) {
+    return {{"device", r.device},
+            {"image", r.image.string()},
+            {"mode", r.incremental ? "incremental" : "full"},
+            {"reason", r.reason},
+            {"size", r.size},
+            {"bytes_read", r.bytes_read},
+            {"bytes_written", r.bytes_written},
+            {"seconds", r.seconds},
+            {"verified", r.verified},
+            {"generation_id", r.generation_id.str()},
+            {"changes_number", r.changes_number}};
+}
+
+} // namespace
+
+void add_backup_commands(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand(
+        "backup",
+        "Back up devices into a directory: one snapshot of them all, each copied into "
+        "DIR/NAME.img, fully the first time, then only the blocks changed since (DIR/NAME.state)");
+    auto o = std::make_shared<BackupOptions>();
+    auto json = std::make_shared<bool>(false);
+    add_devices(*cmd, o->devices);
+    cmd->add_option("-o,--output", o->dir, "Backup directory (created when missing)")->required();
+    cmd->add_option("-f,--file", o->storage,
+                    "Difference storage while the backup runs, as for snapshot_create")
+        ->required();
+    cmd->add_option("-l,--limit", o->limit,
+                    "Largest size of the difference storage, bytes with optional suffix K, M, G")
+        ->required()
+        ->transform(size_bytes());
+    cmd->add_flag("--verify", o->verify,
+                  "Read back what was written and compare its xxh64 with the snapshot's data");
+    cmd->add_flag("-j,--json", *json,
+                  "Print one JSON object per device on standard output (the summary lines go "
+                  "to standard error)");
+    cmd->callback([&ctx, o, json] {
+        StopSignals signals;
+        ProgressBar bar(ctx.err(), ctx.err_is_tty());
+        BackupHooks hooks;
+        hooks.note = [&](const std::string& m) {
+            bar.clear();
+            ctx.err() << "blksnap: " << m << std::endl;
+        };
+        hooks.start = [&](const DeviceReport& r) {
+            bar.start(r.device + (r.incremental ? " incremental" : " full"), r.to_read);
+        };
+        hooks.progress = [&](const DeviceReport& r) { bar.update(r.bytes_read); };
+        hooks.done = [&](const DeviceReport& r) {
+            bar.clear();
+            if (*json) {
+                ctx.print(to_json(r));
+                ctx.err() << summary(r) << std::endl;
+            } else {
+                ctx.out() << summary(r) << std::endl;
+            }
+        };
+        hooks.interrupted = [] { return stop_requested.load(); };
+        try {
+            run_backup(ctx.kernel(), *o, hooks);
+        } catch (const Error&) {
+            bar.clear();
+            // A signal may have broken a wait of the reader: say what
+            // happened rather than which call saw it.
+            if (stop_requested)
+                throw Error(EINTR, context("backup", o->dir.string()),
+                            "interrupted by a signal; the snapshot is destroyed, and no state "
+                            "file claims more than its image holds");
+            throw;
+        }
+    });
+}
+
+} // namespace blksnap::cli

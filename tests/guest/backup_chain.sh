@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# cost: 40
+# columns: stock-6.1 stock-6.12 blkfilter-6.12
+# vm: --disk 64M
+# blksnap backup: a full backup of a mounted ext4, then five incremental
+# ones with files written between and during them: each verified against
+# its snapshot, each reading only about what changed; after the last, the
+# image equals the unmounted device. Then the broken chains: a damaged
+# state file and a new tracker generation give a full backup that says why;
+# an overflow of the difference storage fails the backup and keeps the
+# state; a backup killed with SIGKILL keeps the state, and the next run
+# cleans up its snapshot and is exact.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/cli-helpers.bash"
+dev=$(disk 1)
+name=${dev#/dev/}
+tmp=$(mktemp -d)
+bk=$tmp/backup
+mnt=$tmp/mnt
+mkdir "$tmp/store" "$mnt"
+mkfifo "$tmp/fifo"
+read -r devno </sys/class/block/"$name"/dev
+image=/dev/blksnap-image_$devno
+size=$(($(blockdev --getsz "$dev") * 512))
+mib=$((1 << 20))
+
+# backup: a verified backup with JSON output; leaves $mode, $reason and
+# $bytes_read, and prints the summary line.
+backup() {
+	run blksnap backup -d "$dev" -o "$bk" -f "$tmp/store" -l 32M --verify --json
+	[ "$rc" = 0 ] || fail "backup: exit $rc: $err"
+	echo "$err"
+	[[ $out =~ \"mode\":\"([a-z]+)\" ]] || fail "no mode in '$out'"
+	mode=${BASH_REMATCH[1]}
+	[[ $out =~ \"reason\":\"([^\"]*)\" ]] || fail "no reason in '$out'"
+	reason=${BASH_REMATCH[1]}
+	[[ $out =~ \"bytes_read\":([0-9]+) ]] || fail "no bytes_read in '$out'"
+	bytes_read=${BASH_REMATCH[1]}
+	[[ $out =~ \"verified\":true ]] || fail "not verified: '$out'"
+	[[ $out =~ \"device\":\"$dev\" ]] || fail "wrong device in '$out'"
+}
+expect_full() { # reason-part
+	expect_eq mode "$mode" full
+	[[ $reason == *"$1"* ]] || fail "full backup for '$reason', expected '$1'"
+	expect_eq "bytes read by a full backup" "$bytes_read" "$size"
+}
+# expect_incremental MIN MAX: bytes read within [MIN, MAX].
+expect_incremental() {
+	expect_eq mode "$mode" incremental
+	if [ "$bytes_read" -lt "$1" ] || [ "$bytes_read" -gt "$2" ]; then
+		fail "incremental backup read $bytes_read bytes, expected $1..$2"
+	fi
+}
+# The image file equals the device (not mounted, no snapshot).
+expect_exact() { cmp "$dev" "$bk/$name.img" || fail "$1: the image differs from the device"; }
+# Start a backup in the background and stop (SIGSTOP) or kill it (SIGKILL)
+# right after its take, or SECONDS later; returns 1 if the backup ended
+# first.
+catch_backup() { # signal limit [seconds]
+	blksnap backup -d "$dev" -o "$bk" -f "$tmp/store" -l "$2" >"$tmp/bg.out" 2>"$tmp/bg.err" &
+	bg=$!
+	while [ ! -b "$image" ] && kill -0 "$bg" 2>/dev/null; do :; done
+	# A wait without a process: nothing ever writes to the FIFO.
+	[ -z "${3:-}" ] || read -r -t "$3" <>"$tmp/fifo" || true
+	if kill -"$1" "$bg" 2>/dev/null && [ -b "$image" ]; then
+		return 0
+	fi
+	kill -CONT "$bg" 2>/dev/null || true
+	wait "$bg" || true
+	return 1
+}
+
+step "full backup of a mounted ext4"
+need_modules ext4
+mkfs.ext4 -q -F -E nodiscard "$dev"
+mount "$dev" "$mnt"
+for i in 1 2 3; do head -c $((2 * mib)) /dev/urandom >"$mnt/base$i"; done
+sync
+backup
+expect_full "first backup: no state file"
+[ -f "$bk/$name.state" ] || fail "no state file"
+expect_eq "image size" "$(stat -c %s "$bk/$name.img")" "$size"
+
+for round in 1 2 3 4 5; do
+	step "incremental $round: 1 MiB changed, a writer running during the backup"
+	head -c $mib /dev/urandom >"$mnt/new$round"
+	dd if=/dev/urandom of="$mnt/base$((round % 3 + 1))" bs=64k count=4 seek=$((round * 4)) \
+		conv=notrunc status=none
+	sync
+	dd if=/dev/urandom of="$mnt/live$round" bs=16k count=64 oflag=dsync status=none &
+	writer=$!
+	backup
+	wait "$writer"
+	# At least the 1.25 MiB written before; at most that, the writer's
+	# 1 MiB, and the file system's metadata and journal: far from 64 MiB.
+	expect_incremental $((5 * mib / 4)) $((12 * mib))
+done
+
+step "unmounted: one more incremental, then the image equals the device"
+umount "$mnt"
+backup
+expect_incremental 1 $((8 * mib))
+expect_exact "after the chain"
+
+step "a damaged state file: full backup, says why"
+printf '\377' | dd of="$bk/$name.state" bs=1 seek=60 conv=notrunc status=none
+backup
+expect_full "state file unusable"
+[[ $reason == *"checksum mismatch"* ]] || fail "reason '$reason' does not name the damage"
+dd if=/dev/urandom of="$dev" bs=64k count=8 seek=100 oflag=direct status=none
+backup
+expect_incremental $((512 << 10)) $((512 << 10))
+
+step "a new tracker generation (detach, attach): full backup, says why"
+blksnap detach -d "$dev"
+backup
+expect_full "generation changed"
+
+step "the difference storage overflows during a backup: it fails, the state stays"
+cp "$bk/$name.state" "$tmp/state.before"
+dd if=/dev/urandom of="$dev" bs=1M count=16 seek=8 oflag=direct status=none
+for try in 1 2 3; do
+	catch_backup STOP 2M && break
+	[ "$try" != 3 ] || fail "the backup always ended before it could be stopped"
+	cp "$bk/$name.state" "$tmp/state.before"
+	dd if=/dev/urandom of="$dev" bs=1M count=16 seek=8 oflag=direct status=none
+done
+dd if=/dev/urandom of="$dev" bs=1M count=4 seek=40 oflag=direct status=none
+kill -CONT "$bg"
+wait "$bg" && fail "the backup of an overflowed snapshot succeeded"
+msg=$(<"$tmp/bg.err")
+echo "$msg"
+[[ $msg == *"corrupted during the backup"*"limit of 2097152 bytes"* ]] ||
+	fail "unclear overflow error: $msg"
+cmp "$tmp/state.before" "$bk/$name.state" || fail "the state changed"
+[ ! -b "$image" ] || fail "the snapshot outlived the failed backup"
+backup
+expect_incremental $((20 * mib)) $((21 * mib))
+expect_exact "after the overflow"
+
+step "a backup killed with SIGKILL: the state stays, the next run is exact"
+cp "$bk/$name.state" "$tmp/state.before"
+dd if=/dev/urandom of="$dev" bs=1M count=16 seek=20 oflag=direct status=none
+# Killed while it copies (16 MiB take 0.1-0.2 s on a stock kernel).
+catch_backup KILL 32M 0.03 || fail "the backup ended before it could be killed"
+wait "$bg" || true
+cmp "$tmp/state.before" "$bk/$name.state" || fail "the killed backup changed the state"
+[ -b "$image" ] || fail "the killed backup's snapshot is gone"
+dd if=/dev/urandom of="$dev" bs=1M count=1 seek=50 oflag=direct status=none
+backup
+[[ $err == *"destroyed snapshot"*"left by an interrupted backup"* ]] ||
+	fail "the leftover snapshot was not reported: $err"
+expect_incremental $((17 * mib)) $((17 * mib))
+expect_exact "after the killed backup"
+[ ! -b "$image" ] || fail "a snapshot is left"
+blksnap detach -d "$dev"
+echo "backup_chain: all checks passed"
