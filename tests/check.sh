@@ -72,7 +72,9 @@ record "lint" $? "$log"
 fi
 
 # Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives its disks
-# (runner options), a line "# columns: C..." limits it to those columns, a
+# (runner options), a line "# boots: N" makes it run in N guests one after
+# another on the same disks (BLKSNAP_BOOT=1..N: a reboot), a line
+# "# columns: C..." limits it to those columns, a
 # line "# cost: SECONDS" is its time on a stock kernel (three times that on a
 # debug one), used to plan. Columns: one per kernel, and for a kernel with
 # the block device filter (blkfilter-*) a second one, KERNEL+ftrace, where
@@ -135,6 +137,12 @@ run_batch() {
 	log=$logdir/$k-batch$i.log
 	res=$logdir/$k-batch$i.results
 	start=$SECONDS
+	local boots
+	boots=$(header boots "tests/guest/${1%%=*}.sh")
+	if [ -n "$boots" ]; then
+		run_boots "$k" "$i" "$boots" "${specs[0]}" "${args[@]}"
+		return
+	fi
 	for attempt in 1 2; do
 		rm -rf "$res"
 		tests/vm/run "${k%+ftrace}" --timeout $((per_test_timeout * $# + 300)) --results "$res" \
@@ -150,13 +158,44 @@ run_batch() {
 	done
 	echo "$rc $((SECONDS - start))" >"$logdir/$k-batch$i.rc"
 }
-pairs=()
+# run_boots COLUMN INDEX BOOTS SPEC RUNNER-ARGS...: a test of several boots
+# (header "# boots: N"): N guests one after another on the same disk
+# images, the test run in each with BLKSNAP_BOOT=1..N; it stops at the
+# first boot that fails. Its log is the boots' logs in order.
+run_boots() {
+	local k=$1 i=$2 boots=$3 spec=$4 b rc=0 name st=1 secs=0 disks
+	shift 4
+	name=${spec%%=*}
+	disks=$logdir/$k-batch$i.disks
+	rm -rf "$disks" "$res"
+	mkdir -p "$res/batch"
+	: >"$log"
+	for ((b = 1; b <= boots; b++)); do
+		tests/vm/run "${k%+ftrace}" --timeout $((per_test_timeout + 300)) --results "$res.boot$b" \
+			--disk-images "$disks" --env BLKSNAP_BOOT=$b "$@" \
+			-- tests/vm/batch "$per_test_timeout" "$spec" >>"$log" 2>&1
+		rc=$?
+		{
+			echo "== boot $b of $boots"
+			cat "$res.boot$b/batch/$name.log" 2>/dev/null
+		} >>"$res/batch/$name.log"
+		st=1
+		read -r st secs <"$res.boot$b/batch/$name.status" 2>/dev/null || st=1
+		[ "$rc" = 0 ] && [ "$st" = 0 ] || break
+	done
+	echo "$st $((SECONDS - start))" >"$res/batch/$name.status"
+	rm -rf "$disks"
+	echo "$rc $((SECONDS - start))" >"$logdir/$k-batch$i.rc"
+}
+pairs=() alone=()
 for t in "${guest_tests[@]}"; do
 	name=$(basename "$t" .sh)
 	for k in "${columns[@]}"; do
 		runs_on "$k" "$t" || continue
 		cost=$(header cost "$t")
-		pairs+=("$k:$name:$(header vm "$t"):$((${cost:-120} * $(slowdown "${k%+ftrace}")))")
+		pair="$k:$name:$(header vm "$t"):$((${cost:-120} * $(slowdown "${k%+ftrace}")))"
+		# A test of several boots (a reboot) is a batch of its own.
+		if [ -n "$(header boots "$t")" ]; then alone+=("$pair"); else pairs+=("$pair"); fi
 	done
 done
 batches=()
@@ -165,6 +204,11 @@ if [ ${#pairs[@]} -gt 0 ]; then
 		record "plan of the guest batches" 1 tests/plan-batches
 	[ -z "$plan" ] || mapfile -t batches <<<"$plan"
 fi
+for pair in "${alone[@]}"; do
+	plan=$(tests/plan-batches "$pair") && [ -n "$plan" ] ||
+		record "plan of the guest batches" 1 tests/plan-batches
+	[ -z "$plan" ] || batches+=("$plan")
+done
 if [ -n "${CHECK_PLAN:-}" ]; then # print the plan only
 	printf '%s\n' "${batches[@]}"
 	exit 0
