@@ -1,5 +1,7 @@
 #include "fuse_session.hpp"
 
+#include <csignal>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 
@@ -36,6 +38,28 @@ int FuseMount::loop(unsigned max_threads) {
     fuse_loop_cfg_set_max_threads(cfg.get(), max_threads);
     fuse_loop_cfg_set_idle_threads(cfg.get(), 4);
     return fuse_loop_mt(fuse_, cfg.get());
+}
+
+int exit_status(int loop_result) {
+    switch (loop_result) {
+    case 0:
+    case SIGTERM:
+    case SIGINT:
+    case SIGHUP:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+std::string stop_reason(int loop_result) {
+    if (loop_result == 0)
+        return "unmounted";
+    if (loop_result > 0) {
+        const char* abbrev = sigabbrev_np(loop_result);
+        return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(loop_result);
+    }
+    return std::string("failed: ") + std::strerror(-loop_result);
 }
 
 } // namespace blksnapfs

@@ -40,6 +40,16 @@ public:
     // As blksnap::KernelBackend::snapshot_wait_event.
     virtual std::optional<blksnap::Event> wait_event(const blksnap::Uuid& id,
                                                      std::uint32_t timeout_ms) = 0;
+
+    // How many changes of the kernel's state (a take, a destroy) the source
+    // has seen so far: when it grows, what was read before is stale. A
+    // source that cannot tell stays at 0.
+    virtual std::uint64_t changes() { return 0; }
+    // Waits until changes() may have grown (true), or until wake() or when
+    // the source cannot tell (false).
+    virtual bool wait_change() { return false; }
+    // Ends a wait_change() in progress, and every later one.
+    virtual void wake() {}
 };
 
 } // namespace blksnapfs
