@@ -52,14 +52,17 @@ int exit_status(int loop_result) {
     }
 }
 
-std::string stop_reason(int loop_result) {
+std::string stop_message(int loop_result, const std::string& mountpoint) {
     if (loop_result == 0)
-        return "unmounted";
+        return "stopped: " + mountpoint + " was unmounted";
     if (loop_result > 0) {
         const char* abbrev = sigabbrev_np(loop_result);
-        return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(loop_result);
+        return std::string("stopped by ") +
+               (abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(loop_result)) +
+               ": unmounting " + mountpoint;
     }
-    return std::string("failed: ") + std::strerror(-loop_result);
+    return std::string("stopped on a failure (") + std::strerror(-loop_result) + "): unmounting " +
+           mountpoint;
 }
 
 } // namespace blksnapfs

@@ -47,7 +47,7 @@ private:
 // clean end (an unmount, or SIGTERM, SIGINT or SIGHUP, as systemd and users
 // stop it: the file system is unmounted then), 1 for a failure.
 int exit_status(int loop_result);
-// Why the loop ended, for the log: "unmounted", "SIGTERM"...
-std::string stop_reason(int loop_result);
+// What the log says when the loop on MOUNTPOINT returned LOOP_RESULT.
+std::string stop_message(int loop_result, const std::string& mountpoint);
 
 } // namespace blksnapfs

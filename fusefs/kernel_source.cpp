@@ -115,17 +115,17 @@ std::uint64_t KernelSource::changes() {
     return changes_;
 }
 
-bool KernelSource::wait_change() {
+Source::Wait KernelSource::wait_change(int timeout_ms) {
     if (!uevents_)
-        return false;
+        return Wait::woken;
     pollfd fds[2] = {{uevents_.get(), POLLIN, 0}, {wakeup_.get(), POLLIN, 0}};
     for (;;) {
-        const int n = ::poll(fds, 2, -1);
+        const int n = ::poll(fds, 2, timeout_ms);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 || (fds[1].revents & POLLIN))
-            return false;
-        return true;
+            return Wait::woken;
+        return n == 0 ? Wait::timeout : Wait::change;
     }
 }
 

@@ -26,7 +26,7 @@ public:
     // Changes are the kernel's uevents of snapshot image devices (added at
     // a take, removed at a destroy), read from a netlink socket.
     std::uint64_t changes() override;
-    bool wait_change() override;
+    Wait wait_change(int timeout_ms) override;
     void wake() override;
 
 private:

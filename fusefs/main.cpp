@@ -79,8 +79,7 @@ int run(int argc, char** argv) {
         TreeWatcher watcher(daemon.tree); // started after the fork of daemonizing
         ended = mount.loop(max_threads);
     }
-    log(ended < 0 ? LOG_ERR : LOG_INFO,
-        "stopped (" + stop_reason(ended) + "), unmounting " + options.mountpoint);
+    log(ended < 0 ? LOG_ERR : LOG_INFO, stop_message(ended, options.mountpoint));
     return exit_status(ended);
 }
 

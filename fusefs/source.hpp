@@ -45,9 +45,11 @@ public:
     // has seen so far: when it grows, what was read before is stale. A
     // source that cannot tell stays at 0.
     virtual std::uint64_t changes() { return 0; }
-    // Waits until changes() may have grown (true), or until wake() or when
-    // the source cannot tell (false).
-    virtual bool wait_change() { return false; }
+    // Waits up to TIMEOUT_MS (-1: no limit) until changes() may have grown:
+    // change; timeout; woken by wake(), or at once when the source cannot
+    // tell.
+    enum class Wait { change, timeout, woken };
+    virtual Wait wait_change(int /*timeout_ms*/) { return Wait::woken; }
     // Ends a wait_change() in progress, and every later one.
     virtual void wake() {}
 };

@@ -21,20 +21,31 @@ const TakenDevice* View::device(const std::string& id, const std::string& name) 
     return nullptr;
 }
 
-Tree::Tree(Source& source, Clock::duration ttl) : source_(source), ttl_(ttl) {}
+Tree::Tree(Source& source, Clock::duration ttl, Clock::duration settle)
+    : source_(source), ttl_(ttl), settle_(settle) {}
 
-bool Tree::fresh(std::uint64_t changes, Clock::time_point now) const {
-    return view_ && !invalid_ && changes_ == changes && now - scanned_ < ttl_;
+void Tree::note(std::uint64_t changes, Clock::time_point now) {
+    if (changes != changes_) {
+        changes_ = changes;
+        changed_at_ = now;
+    }
+}
+
+bool Tree::fresh(Clock::time_point now) const {
+    return view_ && !invalid_ && scanned_changes_ == changes_ && now - scanned_ < ttl_ &&
+           scanned_ - changed_at_ >= settle_;
 }
 
 std::shared_ptr<const View> Tree::view() {
+    const auto entered = Clock::now();
     const std::uint64_t changes = source_.changes();
     {
         std::lock_guard lock(mutex_);
-        if (fresh(changes, Clock::now()))
+        note(changes, entered);
+        if (fresh(entered))
             return view_;
     }
-    return rescan(changes);
+    return rescan(entered);
 }
 
 void Tree::invalidate() {
@@ -42,19 +53,23 @@ void Tree::invalidate() {
     invalid_ = true;
 }
 
-std::shared_ptr<const View> Tree::rescan(std::uint64_t changes) {
+std::shared_ptr<const View> Tree::rescan(Clock::time_point entered) {
     std::lock_guard scan(scan_mutex_);
     const auto began = Clock::now();
     std::shared_ptr<const View> before;
+    std::uint64_t changes = 0;
     {
         std::lock_guard lock(mutex_);
-        // Rescanned by another lookup while this one waited.
-        if (fresh(changes, began))
+        // Another lookup rescanned while this one waited: a scan that
+        // began after this lookup did sees all it must.
+        if (view_ && !invalid_ && scanned_ >= entered)
+            return view_;
+        if (fresh(began))
             return view_;
         before = view_;
         invalid_ = false; // an invalidate() from now on asks for another scan
     }
-    // Whatever changes after this point is seen by the next scan.
+    // What changes after this point is for the next scan.
     changes = source_.changes();
     auto v = std::make_shared<View>();
     std::string error;
@@ -69,8 +84,9 @@ std::shared_ptr<const View> Tree::rescan(std::uint64_t changes) {
         error = e.what();
     }
     std::lock_guard lock(mutex_);
+    note(changes, began);
     scanned_ = began;
-    changes_ = changes;
+    scanned_changes_ = changes;
     if (!error.empty()) {
         // Keep what was seen last (or nothing, at the start); the next
         // try comes after the time to live, so a lasting failure is not a
@@ -116,9 +132,18 @@ void Tree::log_changes(const View* before, const View& after) const {
 TreeWatcher::TreeWatcher(Tree& tree) : tree_(tree) {
     tree_.view(); // the snapshots there are at the start, logged
     thread_ = std::thread([this] {
-        while (!stop_ && tree_.source().wait_change())
-            if (!stop_)
-                tree_.view();
+        const auto settle_ms = static_cast<int>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(tree_.settle()).count());
+        int timeout = -1;
+        for (;;) {
+            const auto got = tree_.source().wait_change(timeout);
+            if (stop_ || got == Source::Wait::woken)
+                return;
+            tree_.view();
+            // Once the change has settled, look again (a take ends a
+            // little after its image is told).
+            timeout = got == Source::Wait::change ? settle_ms + 10 : -1;
+        }
     });
 }
 

@@ -1,9 +1,11 @@
 // The tree shown under the mount point: a view of the kernel's state, read
 // again only when it may be stale: the source saw a change (a take, a
 // destroy), someone called invalidate() (an event came), or the view is
-// older than its time to live. Lookups share the current view; one of them
-// rescans when it is stale while the others wait for that scan, not scan
-// again. A failed scan is logged and the last good view is kept.
+// older than its time to live. A take is told (by its image's uevent) a
+// little before it ends: views read less than SETTLE after a change are
+// stale too. Lookups share the current view; when it is stale one of them
+// rescans and the others wait for that scan rather than scan again. A
+// failed scan is logged and the last good view is kept.
 #pragma once
 
 #include "path.hpp"
@@ -43,7 +45,8 @@ class Tree {
 public:
     using Clock = std::chrono::steady_clock;
 
-    explicit Tree(Source& source, Clock::duration ttl = std::chrono::seconds(1));
+    explicit Tree(Source& source, Clock::duration ttl = std::chrono::seconds(1),
+                  Clock::duration settle = std::chrono::milliseconds(500));
 
     // The current view, rescanned first when stale.
     std::shared_ptr<const View> view();
@@ -57,21 +60,28 @@ public:
     std::optional<std::vector<std::string>> list(const std::string& path);
 
     Source& source() { return source_; }
+    Clock::duration settle() const { return settle_; }
 
 private:
-    bool fresh(std::uint64_t changes, Clock::time_point now) const; // under mutex_
-    std::shared_ptr<const View> rescan(std::uint64_t changes);
+    // Under mutex_: notes the source's CHANGES (seen at NOW); whether the
+    // view may be used at NOW.
+    void note(std::uint64_t changes, Clock::time_point now);
+    bool fresh(Clock::time_point now) const;
+    std::shared_ptr<const View> rescan(Clock::time_point entered);
     void log_changes(const View* before, const View& after) const;
 
     Source& source_;
     Clock::duration ttl_;
+    Clock::duration settle_;
     std::mutex scan_mutex_; // one scan at a time
     std::mutex mutex_;      // the fields below
     std::shared_ptr<const View> view_;
-    Clock::time_point scanned_; // when the scan of view_ began
-    std::uint64_t changes_ = 0; // the source's changes() then
-    bool invalid_ = true;       // invalidate() since
-    bool failing_ = false;      // the last scan failed
+    Clock::time_point scanned_;         // when the scan of view_ began
+    std::uint64_t scanned_changes_ = 0; // the source's changes() then
+    std::uint64_t changes_ = 0;         // the source's changes() last seen
+    Clock::time_point changed_at_;      // when they were seen to grow last
+    bool invalid_ = true;               // invalidate() since the scan began
+    bool failing_ = false;              // the last scan failed
 };
 
 // Refreshes a tree on its own thread whenever its source tells of a change,

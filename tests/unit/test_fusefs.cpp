@@ -217,7 +217,7 @@ TEST(FusefsTree, FollowsTheKernelAndCoalescesScans) {
 
 TEST(FusefsTree, RescansOnlyWhenTheKernelChanged) {
     FakeSource src;
-    Tree tree(src, std::chrono::hours(1));
+    Tree tree(src, std::chrono::hours(1), std::chrono::milliseconds(0));
     EXPECT_TRUE(tree.list("/")->empty());
     EXPECT_EQ(src.scans, 1);
     src.ids = {blksnap::Uuid::parse(uuid_a)};
@@ -235,6 +235,24 @@ TEST(FusefsTree, RescansOnlyWhenTheKernelChanged) {
     tree.invalidate();
     EXPECT_FALSE(tree.resolve("/" + uuid_a));
     EXPECT_EQ(src.scans, 3);
+}
+
+TEST(FusefsTree, ViewsReadJustAfterAChangeAreStale) {
+    FakeSource src;
+    Tree tree(src, std::chrono::hours(1), std::chrono::milliseconds(100));
+    tree.view();
+    EXPECT_EQ(src.scans, 1);
+    // A take is told by its image's uevent before it ends: what is read
+    // just then may miss the device, so lookups read again for a while...
+    src.changed = 1;
+    tree.view();
+    tree.view();
+    EXPECT_EQ(src.scans, 3);
+    // ... and once it has settled, one more scan holds.
+    std::this_thread::sleep_for(std::chrono::milliseconds(110));
+    tree.view();
+    tree.view();
+    EXPECT_EQ(src.scans, 4);
 }
 
 TEST(FusefsTree, RescansAfterItsTimeToLive) {
@@ -322,9 +340,11 @@ TEST(FusefsExit, CleanStopsExitZero) {
     EXPECT_EQ(exit_status(-EIO), 1);
     EXPECT_EQ(exit_status(-ENODEV), 1);
     EXPECT_EQ(exit_status(SIGKILL), 1);
-    EXPECT_EQ(stop_reason(0), "unmounted");
-    EXPECT_EQ(stop_reason(SIGTERM), "SIGTERM");
-    EXPECT_EQ(stop_reason(-EIO), "failed: Input/output error");
+    EXPECT_EQ(stop_message(0, "/snap"), "stopped: /snap was unmounted");
+    EXPECT_EQ(stop_message(SIGTERM, "/snap"), "stopped by SIGTERM: unmounting /snap");
+    EXPECT_EQ(stop_message(SIGHUP, "/snap"), "stopped by SIGHUP: unmounting /snap");
+    EXPECT_EQ(stop_message(-EIO, "/snap"),
+              "stopped on a failure (Input/output error): unmounting /snap");
 }
 
 TEST(FusefsInfo, Json) {
