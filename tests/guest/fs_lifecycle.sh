@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # columns: stock-6.1
-# cost: 120
+# cost: 130
 # vm: --disks 2 --disk-size 96M
 # blksnapfs life cycle: restarted while snapshots exist it shows them again;
 # once daemonized it logs to syslog (/dev/log: start, stop, snapshots
