@@ -1,5 +1,7 @@
 #include "fuse_session.hpp"
 
+#include <csignal>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 
@@ -36,6 +38,31 @@ int FuseMount::loop(unsigned max_threads) {
     fuse_loop_cfg_set_max_threads(cfg.get(), max_threads);
     fuse_loop_cfg_set_idle_threads(cfg.get(), 4);
     return fuse_loop_mt(fuse_, cfg.get());
+}
+
+int exit_status(int loop_result) {
+    switch (loop_result) {
+    case 0:
+    case SIGTERM:
+    case SIGINT:
+    case SIGHUP:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+std::string stop_message(int loop_result, const std::string& mountpoint) {
+    if (loop_result == 0)
+        return "stopped: " + mountpoint + " was unmounted";
+    if (loop_result > 0) {
+        const char* abbrev = sigabbrev_np(loop_result);
+        return std::string("stopped by ") +
+               (abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(loop_result)) +
+               ": unmounting " + mountpoint;
+    }
+    return std::string("stopped on a failure (") + std::strerror(-loop_result) + "): unmounting " +
+           mountpoint;
 }
 
 } // namespace blksnapfs

@@ -33,7 +33,8 @@ public:
     FuseMount& operator=(const FuseMount&) = delete;
 
     // Serves requests on up to MAX_THREADS threads until unmounted or
-    // signalled; returns 0 on a clean end.
+    // signalled; returns 0 after an unmount, the number of the signal that
+    // stopped it (SIGTERM, SIGINT, SIGHUP), or -errno on failure.
     int loop(unsigned max_threads);
 
 private:
@@ -41,5 +42,12 @@ private:
     bool mounted_ = false;
     bool signals_ = false;
 };
+
+// The exit status of the daemon after loop() returned LOOP_RESULT: 0 for a
+// clean end (an unmount, or SIGTERM, SIGINT or SIGHUP, as systemd and users
+// stop it: the file system is unmounted then), 1 for a failure.
+int exit_status(int loop_result);
+// What the log says when the loop on MOUNTPOINT returned LOOP_RESULT.
+std::string stop_message(int loop_result, const std::string& mountpoint);
 
 } // namespace blksnapfs

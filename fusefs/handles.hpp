@@ -3,7 +3,7 @@
 // the daemon uses stays bounded whatever readers do.
 #pragma once
 
-#include "image_stream.hpp"
+#include "image_file.hpp"
 #include "source.hpp"
 
 #include <blksnap/uuid.hpp>
@@ -25,7 +25,7 @@ struct Handle : boost::intrusive::set_base_hook<> {
     std::string path;                      // where it was opened
     std::optional<TakenDevice> device;     // image, cbt_map, info
     std::optional<blksnap::Uuid> snapshot; // events
-    std::unique_ptr<ImageStream> image;    // image
+    std::unique_ptr<ImageFile> image;      // image
     std::string text;                      // info: the content; events: unread text
     bool ended = false;                    // events: the snapshot is gone
     std::mutex mutex;                      // events: one reader at a time

@@ -2,6 +2,7 @@
 #include "daemon.hpp"
 #include "fuse_session.hpp"
 #include "kernel_source.hpp"
+#include "log.hpp"
 
 #include <blksnap/error.hpp>
 
@@ -68,10 +69,18 @@ int run(int argc, char** argv) {
     FuseMount mount(args.get(), operations(), &daemon, options.mountpoint);
     if (fuse_daemonize(options.foreground ? 1 : 0) != 0)
         return 1;
-    // The loop returns the signal that ended it (INT, HUP, TERM: a clean
-    // stop, as systemd and the user ask for it), 0, or -errno.
-    const int ended = mount.loop(max_threads);
-    return ended == 0 || ended == SIGINT || ended == SIGHUP || ended == SIGTERM ? 0 : 1;
+    // In the background stderr is gone: syslog from now on.
+    if (!options.foreground)
+        log_to(LogTarget::syslog_only);
+    log(LOG_INFO, std::string("blksnapfs ") + BLKSNAP_VERSION + " started on " +
+                      options.mountpoint + (options.writable ? " (writable)" : ""));
+    int ended;
+    {
+        TreeWatcher watcher(daemon.tree); // started after the fork of daemonizing
+        ended = mount.loop(max_threads);
+    }
+    log(ended < 0 ? LOG_ERR : LOG_INFO, stop_message(ended, options.mountpoint));
+    return exit_status(ended);
 }
 
 } // namespace
@@ -80,7 +89,7 @@ int main(int argc, char** argv) {
     try {
         return run(argc, argv);
     } catch (const std::exception& e) {
-        std::cerr << "blksnapfs: " << e.what() << "\n";
+        blksnapfs::log(LOG_ERR, e.what());
         return 1;
     }
 }

@@ -3,6 +3,7 @@
 #include "daemon.hpp"
 #include "events_file.hpp"
 #include "info.hpp"
+#include "log.hpp"
 #include "readahead.hpp"
 
 #include <blksnap/error.hpp>
@@ -23,15 +24,19 @@ Daemon& daemon() {
     return *static_cast<Daemon*>(fuse_get_context()->private_data);
 }
 
-// Runs FN, turning exceptions into -errno.
-template <typename Fn> int guarded(Fn&& fn) {
+// Runs FN, turning exceptions into -errno; an error that reaches the
+// caller as EIO is logged with what caused it.
+template <typename Fn> int guarded(const char* op, const char* path, Fn&& fn) {
     try {
         return fn();
     } catch (const blksnap::Error& e) {
+        if (e.code() == EIO)
+            log(LOG_ERR, std::string(op) + " " + (path ? path : "?") + ": " + e.what());
         return -e.code();
     } catch (const std::bad_alloc&) {
         return -ENOMEM;
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
+        log(LOG_ERR, std::string(op) + " " + (path ? path : "?") + " failed, EIO: " + e.what());
         return -EIO;
     }
 }
@@ -121,7 +126,7 @@ std::optional<Node> node_of(Handle& h) {
 }
 
 int op_getattr(const char* path, struct stat* st, fuse_file_info* fi) {
-    return guarded([&] {
+    return guarded("getattr", path, [&] {
         auto& d = daemon();
         Handle* h = fi ? d.handles.find(fi->fh) : nullptr;
         auto node = h ? node_of(*h) : d.tree.resolve(path);
@@ -136,7 +141,7 @@ int op_getattr(const char* path, struct stat* st, fuse_file_info* fi) {
 
 int op_readdir(const char* path, void* buf, fuse_fill_dir_t filler, off_t, fuse_file_info*,
                fuse_readdir_flags) {
-    return guarded([&] {
+    return guarded("readdir", path, [&] {
         const auto names = daemon().tree.list(path);
         if (!names)
             return -ENOENT;
@@ -149,7 +154,7 @@ int op_readdir(const char* path, void* buf, fuse_fill_dir_t filler, off_t, fuse_
 }
 
 int op_open(const char* path, fuse_file_info* fi) {
-    return guarded([&] {
+    return guarded("open", path, [&] {
         auto& d = daemon();
         const auto node = d.tree.resolve(path);
         if (!node)
@@ -170,9 +175,9 @@ int op_open(const char* path, fuse_file_info* fi) {
                 if (d.options.page_cache && d.options.readahead_kb)
                     set_readahead(d.options.mountpoint, d.options.readahead_kb);
             });
-            h->image = std::make_unique<ImageStream>(
-                node->device->image_path(), node->size,
-                StreamOptions{.writable = wants_write && d.options.writable});
+            h->image = std::make_unique<ImageFile>(
+                node->device->image_path(),
+                ImageFileOptions{.writable = wants_write && d.options.writable});
             // Straight to the daemon, which reads large aligned chunks ahead:
             // no second copy of the image in the page cache, no per-page work.
             fi->direct_io = !d.options.page_cache;
@@ -218,10 +223,16 @@ int read_events(Handle& h, char* buf, size_t size) {
         auto line = next_event_line(daemon().tree.source(), *h.snapshot, [session] {
             return fuse_interrupted() != 0 || fuse_session_exited(session) != 0;
         });
-        if (line)
+        // The event (a corruption) or the end (a destroy) changed what the
+        // tree shows.
+        daemon().tree.invalidate();
+        if (line) {
+            log(LOG_WARNING,
+                "snapshot " + h.snapshot->str() + ": event " + line->substr(0, line->size() - 1));
             h.text = std::move(*line);
-        else
+        } else {
             h.ended = true;
+        }
     }
     const size_t n = std::min(size, h.text.size());
     std::memcpy(buf, h.text.data(), n);
@@ -257,8 +268,9 @@ struct FreeBufvec {
 // the chunk's own buffer, read from the image device (no copy here; the
 // kernel copies it once, into the reader's pages). Other reads are copied
 // into a new buffer.
-int op_read_buf(const char*, fuse_bufvec** bufp, size_t size, off_t offset, fuse_file_info* fi) {
-    return guarded([&] {
+int op_read_buf(const char* path, fuse_bufvec** bufp, size_t size, off_t offset,
+                fuse_file_info* fi) {
+    return guarded("read", path, [&] {
         Handle* h = daemon().handles.find(fi->fh);
         if (!h)
             return -EBADF;
@@ -266,10 +278,10 @@ int op_read_buf(const char*, fuse_bufvec** bufp, size_t size, off_t offset, fuse
             static_cast<fuse_bufvec*>(std::malloc(sizeof(fuse_bufvec))));
         if (!vec)
             return -ENOMEM;
-        ImageStream::Buffer data;
+        ImageFile::Buffer data;
         long n = 0;
         if (h->kind == Handle::Kind::image)
-            n = h->image->take_chunk(offset, size, data);
+            n = h->image->take_block(offset, size, data);
         if (!data && n >= 0) {
             data.reset(static_cast<std::byte*>(std::malloc(std::max<size_t>(size, 1))));
             if (!data)
@@ -288,8 +300,8 @@ int op_read_buf(const char*, fuse_bufvec** bufp, size_t size, off_t offset, fuse
     });
 }
 
-int op_write(const char*, const char* buf, size_t size, off_t offset, fuse_file_info* fi) {
-    return guarded([&] {
+int op_write(const char* path, const char* buf, size_t size, off_t offset, fuse_file_info* fi) {
+    return guarded("write", path, [&] {
         Handle* h = daemon().handles.find(fi->fh);
         if (!h || h->kind != Handle::Kind::image)
             return -EBADF;
@@ -299,7 +311,7 @@ int op_write(const char*, const char* buf, size_t size, off_t offset, fuse_file_
 }
 
 int op_truncate(const char* path, off_t size, fuse_file_info*) {
-    return guarded([&] {
+    return guarded("truncate", path, [&] {
         auto& d = daemon();
         const auto node = d.tree.resolve(path ? path : "");
         if (node && !node->directory && static_cast<std::uint64_t>(size) == node->size &&
@@ -309,8 +321,8 @@ int op_truncate(const char* path, off_t size, fuse_file_info*) {
     });
 }
 
-int op_fsync(const char*, int, fuse_file_info* fi) {
-    return guarded([&] {
+int op_fsync(const char* path, int, fuse_file_info* fi) {
+    return guarded("fsync", path, [&] {
         Handle* h = daemon().handles.find(fi->fh);
         return h && h->image ? h->image->sync() : 0;
     });

@@ -40,6 +40,18 @@ public:
     // As blksnap::KernelBackend::snapshot_wait_event.
     virtual std::optional<blksnap::Event> wait_event(const blksnap::Uuid& id,
                                                      std::uint32_t timeout_ms) = 0;
+
+    // How many changes of the kernel's state (a take, a destroy) the source
+    // has seen so far: when it grows, what was read before is stale. A
+    // source that cannot tell stays at 0.
+    virtual std::uint64_t changes() { return 0; }
+    // Waits up to TIMEOUT_MS (-1: no limit) until changes() may have grown:
+    // change; timeout; woken by wake(), or at once when the source cannot
+    // tell.
+    enum class Wait { change, timeout, woken };
+    virtual Wait wait_change(int /*timeout_ms*/) { return Wait::woken; }
+    // Ends a wait_change() in progress, and every later one.
+    virtual void wake() {}
 };
 
 } // namespace blksnapfs

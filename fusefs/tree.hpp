@@ -1,16 +1,23 @@
-// The tree shown under the mount point, rebuilt from the Source on demand
-// (at most once per refresh interval, so that a burst of lookups costs one
-// scan).
+// The tree shown under the mount point: a view of the kernel's state, read
+// again only when it may be stale: the source saw a change (a take, a
+// destroy), someone called invalidate() (an event came), or the view is
+// older than its time to live. A take is told (by its image's uevent) a
+// little before it ends: views read less than SETTLE after a change are
+// stale too. Lookups share the current view; when it is stale one of them
+// rescans and the others wait for that scan rather than scan again. A
+// failed scan is logged and the last good view is kept.
 #pragma once
 
 #include "path.hpp"
 #include "source.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace blksnapfs {
@@ -38,10 +45,13 @@ class Tree {
 public:
     using Clock = std::chrono::steady_clock;
 
-    explicit Tree(Source& source, Clock::duration refresh_interval = std::chrono::milliseconds(20));
+    explicit Tree(Source& source, Clock::duration ttl = std::chrono::seconds(1),
+                  Clock::duration settle = std::chrono::milliseconds(500));
 
-    // The current view, rescanned when older than the refresh interval.
+    // The current view, rescanned first when stale.
     std::shared_ptr<const View> view();
+    // The next view() rescans.
+    void invalidate();
 
     // nullopt when PATH does not exist now.
     std::optional<Node> resolve(const std::string& path);
@@ -50,13 +60,44 @@ public:
     std::optional<std::vector<std::string>> list(const std::string& path);
 
     Source& source() { return source_; }
+    Clock::duration settle() const { return settle_; }
 
 private:
+    // Under mutex_: notes the source's CHANGES (seen at NOW); whether the
+    // view may be used at NOW.
+    void note(std::uint64_t changes, Clock::time_point now);
+    bool fresh(Clock::time_point now) const;
+    std::shared_ptr<const View> rescan(Clock::time_point entered);
+    void log_changes(const View* before, const View& after) const;
+
     Source& source_;
-    Clock::duration interval_;
-    std::mutex mutex_;
+    Clock::duration ttl_;
+    Clock::duration settle_;
+    std::mutex scan_mutex_; // one scan at a time
+    std::mutex mutex_;      // the fields below
     std::shared_ptr<const View> view_;
-    Clock::time_point scanned_;
+    Clock::time_point scanned_;         // when the scan of view_ began
+    std::uint64_t scanned_changes_ = 0; // the source's changes() then
+    std::uint64_t changes_ = 0;         // the source's changes() last seen
+    Clock::time_point changed_at_;      // when they were seen to grow last
+    bool invalid_ = true;               // invalidate() since the scan began
+    bool failing_ = false;              // the last scan failed
+};
+
+// Refreshes a tree on its own thread whenever its source tells of a change,
+// so that snapshots appearing and vanishing are logged as they do; ends
+// when destroyed (or at once, when the source cannot tell).
+class TreeWatcher {
+public:
+    explicit TreeWatcher(Tree& tree);
+    ~TreeWatcher();
+    TreeWatcher(const TreeWatcher&) = delete;
+    TreeWatcher& operator=(const TreeWatcher&) = delete;
+
+private:
+    Tree& tree_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
 };
 
 } // namespace blksnapfs

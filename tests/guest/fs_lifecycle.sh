@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # columns: stock-6.1
-# cost: 120
+# cost: 130
 # vm: --disks 2 --disk-size 96M
 # blksnapfs life cycle: restarted while snapshots exist it shows them again;
-# SIGTERM unmounts and exits 0;
+# once daemonized it logs to syslog (/dev/log: start, stop, snapshots
+# appearing and vanishing, reads failed with EIO); SIGTERM unmounts and exits
+# 0 (logged to stderr in the foreground); a snapshot taken after the mount
+# shows at once, and vanishes at once when destroyed;
 # a lazy unmount while readers are active lets them finish, then the daemon
 # ends; a snapshot destroyed while image.raw is open gives EIO, not a hang;
 # --writable writes land in the snapshot image, never in the original; two
@@ -23,14 +26,37 @@ id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 300M)
 blksnap snapshot_take -i "$id"
 dd if=/dev/urandom of="$dev" bs=1M count=32 seek=16 oflag=direct status=none
 
-step "daemon started, stopped, started again: same view"
+step "daemon started, stopped, started again: same view; its log in syslog"
+# A stand-in for the syslog daemon the guest lacks: what reaches /dev/log.
+log=$tmp/syslog
+rm -f /dev/log
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+with open(sys.argv[1], "ab", buffering=0) as out:
+    out.write(b"ready\n")
+    while True:
+        out.write(s.recv(65536).rstrip(b"\n") + b"\n")
+' "$log" &
+syslogd=$!
+wait_until grep -qs ready "$log" || fail "no /dev/log listener"
+logged() { # what: a line of blksnapfs (LOG_DAEMON) in syslog
+	wait_until grep -q "^<[0-9]*>.*blksnapfs\[[0-9]*\]: $1" "$log" ||
+		fail "not in syslog: $1; it has: $(tail -n 5 "$log")"
+}
 fs_start
 expect_eq "first daemon" "$(xsum "$snap/$id/$name/image.raw")" "$want"
 fs_stop
+logged "blksnapfs .* started on $snap\$"
+logged "snapshot $id appeared"
+logged "snapshot $id: $name shown (/dev/blksnap-image_"
+logged "stopped: $snap was unmounted"
+grep -q "^<30>.*started on" "$log" || fail "start not logged as LOG_DAEMON|LOG_INFO: $(cat "$log")"
 # As systemd stops it: SIGTERM to the daemon in the foreground; it
-# unmounts and exits 0.
+# unmounts, says so on stderr, and exits 0.
 mkdir -p "$snap"
-blksnapfs -f "$snap" &
+blksnapfs -f "$snap" 2>"$tmp/fg.err" &
 fg=$!
 wait_until mountpoint -q "$snap" || fail "foreground daemon did not mount"
 kill -TERM "$fg"
@@ -38,8 +64,23 @@ rc=0
 wait "$fg" || rc=$?
 expect_eq "exit status after SIGTERM" "$rc" 0
 mountpoint -q "$snap" && fail "$snap still mounted after SIGTERM"
+grep -q "^blksnapfs: stopped by SIGTERM: unmounting $snap\$" "$tmp/fg.err" ||
+	fail "foreground stop not on stderr: $(cat "$tmp/fg.err")"
 fs_start
 expect_eq "second daemon" "$(xsum "$snap/$id/$name/image.raw")" "$want"
+
+step "a snapshot taken after the mount shows at once; destroyed, it vanishes at once"
+id2=$(blksnap snapshot_create -d "$dev2" -f "$tmp" -l 100M)
+blksnap snapshot_take -i "$id2"
+expect_eq "root after the take" "$(ls "$snap" | tr '\n' ' ')" \
+	"$(printf '%s\n' "$id" "$id2" | sort | tr '\n' ' ')"
+expect_eq "size of the new image.raw" "$(stat -c %s "$snap/$id2/$name2/image.raw")" \
+	"$(blockdev --getsize64 "$dev2")"
+blksnap snapshot_destroy -i "$id2"
+[ -e "$snap/$id2" ] && fail "$id2 still shown once destroyed"
+expect_eq "root after the destroy" "$(ls "$snap")" "$id"
+logged "snapshot $id2 appeared"
+logged "snapshot $id2 vanished"
 
 step "lazy unmount while readers are active: they finish, then the daemon ends"
 dd if="$snap/$id/$name/image.raw" bs=64k status=none | xxhsum -H64 - | cut -d' ' -f1 >"$tmp/slow.sum" &
@@ -71,6 +112,7 @@ fi
 grep -q "Input/output error" <<<"$out" || fail "not EIO after destroy: $out"
 exec 3<&-
 fs_stop
+logged "read of /dev/blksnap-image_[0-9:]* at [0-9]* failed, EIO to the reader: read /dev/blksnap-image_"
 
 step "--writable: writes go to the snapshot image, not the original"
 orig_sum=$(xsum "$dev")
@@ -124,4 +166,5 @@ blksnap snapshot_destroy -i "$id1"
 fs_stop
 blksnap detach -d "$dev"
 blksnap detach -d "$dev2"
+kill "$syslogd"
 echo "fs_lifecycle: all checks passed"

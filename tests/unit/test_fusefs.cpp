@@ -1,13 +1,14 @@
-// blksnapfs's pure logic: path parsing, alignment, event lines, mount
-// lookup, the tree against a fake kernel, the handle table, and image
-// streams over a regular file.
-#include "align.hpp"
+// blksnapfs's pure logic: path parsing, event lines, mount lookup, the tree
+// and its refresh policy against a fake kernel, the handle table, the exit
+// status, and image files over a regular file.
 #include "event_line.hpp"
 #include "events_file.hpp"
 #include "fuse_session.hpp"
 #include "handles.hpp"
-#include "image_stream.hpp"
+#include "image_file.hpp"
 #include "info.hpp"
+#include "kernel_source.hpp"
+#include "log.hpp"
 #include "options.hpp"
 #include "path.hpp"
 #include "readahead.hpp"
@@ -19,11 +20,13 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <deque>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 #include <unistd.h>
 
 using namespace blksnapfs;
@@ -40,11 +43,16 @@ public:
     std::deque<blksnap::Event> events;
     bool gone = false;
     int scans = 0;
+    std::uint64_t changed = 0; // what changes() says
+    bool broken = false;       // snapshots() fails
 
     std::vector<blksnap::Uuid> snapshots() override {
         ++scans;
+        if (broken)
+            throw blksnap::Error(EIO, "snapshot_collect");
         return ids;
     }
+    std::uint64_t changes() override { return changed; }
     std::vector<TakenDevice> taken_devices(const blksnap::Uuid& id) override {
         std::vector<TakenDevice> out;
         for (const auto& d : devices)
@@ -110,28 +118,6 @@ TEST(FusefsPath, RefusesWhatCannotExist) {
              "/" + uuid_a + "/events/x", "/devices", "/devices/vda/info", "/" + uuid_a + "/", "//",
              "/" + uuid_a + "/../x", "/2A372215-0BA0-4733-9A73-8CBBB5B11794"})
         EXPECT_FALSE(parse_path(bad)) << bad;
-}
-
-TEST(FusefsAlign, ChunksAndRanges) {
-    static_assert(align_down(4097, 4096) == 4096);
-    static_assert(align_up(4097, 4096) == 8192);
-    static_assert(align_up(0, 512) == 0);
-    constexpr auto mib = 1ull << 20;
-    auto s = chunks_covering(mib - 1, 2, mib);
-    EXPECT_EQ(s.first, 0u);
-    EXPECT_EQ(s.last, 1u);
-    s = chunks_covering(3 * mib, mib, mib);
-    EXPECT_EQ(s.first, 3u);
-    EXPECT_EQ(s.last, 3u);
-    // The last chunk of a 2.5 MiB + 100 bytes source, logical blocks of 512.
-    const std::uint64_t size = 2 * mib + mib / 2 + 100;
-    auto r = chunk_range(2, mib, size, 512);
-    EXPECT_EQ(r.offset, 2 * mib);
-    EXPECT_EQ(r.length, mib / 2 + 512);
-    EXPECT_EQ(chunk_range(3, mib, size, 512).length, 0u);
-    EXPECT_EQ(clamp_length(size - 10, 4096, size), 10u);
-    EXPECT_EQ(clamp_length(size, 4096, size), 0u);
-    EXPECT_EQ(clamp_length(0, 4096, size), 4096u);
 }
 
 TEST(FusefsEvents, LineFormat) {
@@ -229,6 +215,138 @@ TEST(FusefsTree, FollowsTheKernelAndCoalescesScans) {
     EXPECT_FALSE(fresh.resolve("/" + uuid_a));
 }
 
+TEST(FusefsTree, RescansOnlyWhenTheKernelChanged) {
+    FakeSource src;
+    Tree tree(src, std::chrono::hours(1), std::chrono::milliseconds(0));
+    EXPECT_TRUE(tree.list("/")->empty());
+    EXPECT_EQ(src.scans, 1);
+    src.ids = {blksnap::Uuid::parse(uuid_a)};
+    for (int i = 0; i < 100; ++i) // lookups share the view
+        EXPECT_FALSE(tree.resolve("/" + uuid_a));
+    EXPECT_EQ(src.scans, 1);
+    // A take or a destroy (an image uevent): the next lookup sees it.
+    src.changed = 1;
+    EXPECT_TRUE(tree.resolve("/" + uuid_a));
+    EXPECT_EQ(src.scans, 2);
+    EXPECT_TRUE(tree.resolve("/" + uuid_a));
+    EXPECT_EQ(src.scans, 2);
+    // An event (invalidate()): the same.
+    src.ids.clear();
+    tree.invalidate();
+    EXPECT_FALSE(tree.resolve("/" + uuid_a));
+    EXPECT_EQ(src.scans, 3);
+}
+
+TEST(FusefsTree, ViewsReadJustAfterAChangeAreStale) {
+    FakeSource src;
+    Tree tree(src, std::chrono::hours(1), std::chrono::milliseconds(100));
+    tree.view();
+    EXPECT_EQ(src.scans, 1);
+    // A take is told by its image's uevent before it ends: what is read
+    // just then may miss the device, so lookups read again for a while...
+    src.changed = 1;
+    tree.view();
+    tree.view();
+    EXPECT_EQ(src.scans, 3);
+    // ... and once it has settled, one more scan holds.
+    std::this_thread::sleep_for(std::chrono::milliseconds(110));
+    tree.view();
+    tree.view();
+    EXPECT_EQ(src.scans, 4);
+}
+
+TEST(FusefsTree, RescansAfterItsTimeToLive) {
+    FakeSource src;
+    Tree tree(src, std::chrono::milliseconds(50));
+    tree.view();
+    tree.view();
+    EXPECT_EQ(src.scans, 1);
+    src.ids = {blksnap::Uuid::parse(uuid_a)};
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    EXPECT_EQ(*tree.list("/"), std::vector<std::string>{uuid_a});
+    EXPECT_EQ(src.scans, 2);
+}
+
+TEST(FusefsTree, ConcurrentLookupsShareOneScan) {
+    FakeSource src;
+    src.ids = {blksnap::Uuid::parse(uuid_a)};
+    Tree tree(src, std::chrono::hours(1));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 8; ++i)
+        threads.emplace_back([&] {
+            for (int j = 0; j < 50; ++j)
+                EXPECT_TRUE(tree.resolve("/" + uuid_a));
+        });
+    for (auto& t : threads)
+        t.join();
+    EXPECT_EQ(src.scans, 1);
+}
+
+TEST(FusefsTree, AFailedScanKeepsTheLastViewAndIsLogged) {
+    FakeSource src;
+    src.ids = {blksnap::Uuid::parse(uuid_a)};
+    src.devices = {device("vda", 0)};
+    Tree tree(src, std::chrono::milliseconds(0));
+    std::vector<std::pair<int, std::string>> logged;
+    log_capture([&](int prio, const std::string& m) { logged.emplace_back(prio, m); });
+    EXPECT_EQ(*tree.list("/"), std::vector<std::string>{uuid_a});
+    src.broken = true;
+    EXPECT_EQ(*tree.list("/"), std::vector<std::string>{uuid_a});
+    EXPECT_TRUE(tree.resolve("/" + uuid_a + "/vda/image.raw"));
+    src.broken = false;
+    src.ids.clear();
+    EXPECT_TRUE(tree.list("/")->empty());
+    log_capture({});
+    std::vector<std::string> messages;
+    for (const auto& [prio, m] : logged)
+        messages.push_back(m);
+    // Appearing and vanishing are logged; the failure once (not per
+    // lookup), with its cause, and its end.
+    const std::vector<std::string> want = {
+        "snapshot " + uuid_a + " appeared",
+        "snapshot " + uuid_a + ": vda shown (/dev/blksnap-image_253:0)",
+        "cannot read the snapshots from the kernel (showing the last ones seen): "
+        "snapshot_collect: Input/output error",
+        "reading the snapshots from the kernel works again",
+        "snapshot " + uuid_a + " vanished",
+    };
+    EXPECT_EQ(messages, want);
+    EXPECT_EQ(logged[2].first, LOG_ERR);
+}
+
+TEST(FusefsTree, AFailedFirstScanShowsAnEmptyRoot) {
+    FakeSource src;
+    src.broken = true;
+    Tree tree(src, std::chrono::milliseconds(0));
+    log_capture([](int, const std::string&) {});
+    EXPECT_TRUE(tree.list("/")->empty());
+    log_capture({});
+}
+
+TEST(FusefsTree, ImageUevents) {
+    using namespace std::string_literals;
+    EXPECT_TRUE(image_uevent("add@/devices/virtual/block/blksnap-image_253:0\0ACTION=add\0"s));
+    EXPECT_TRUE(image_uevent("remove@/devices/virtual/block/blksnap-image_8:16"s));
+    EXPECT_FALSE(image_uevent("add@/devices/virtual/block/loop0\0DEVNAME=blksnap-image_x"s));
+    EXPECT_FALSE(image_uevent("libudev\0/blksnap-image_253:0"s));
+    EXPECT_FALSE(image_uevent(""));
+}
+
+TEST(FusefsExit, CleanStopsExitZero) {
+    EXPECT_EQ(exit_status(0), 0); // unmounted
+    EXPECT_EQ(exit_status(SIGTERM), 0);
+    EXPECT_EQ(exit_status(SIGINT), 0);
+    EXPECT_EQ(exit_status(SIGHUP), 0);
+    EXPECT_EQ(exit_status(-EIO), 1);
+    EXPECT_EQ(exit_status(-ENODEV), 1);
+    EXPECT_EQ(exit_status(SIGKILL), 1);
+    EXPECT_EQ(stop_message(0, "/snap"), "stopped: /snap was unmounted");
+    EXPECT_EQ(stop_message(SIGTERM, "/snap"), "stopped by SIGTERM: unmounting /snap");
+    EXPECT_EQ(stop_message(SIGHUP, "/snap"), "stopped by SIGHUP: unmounting /snap");
+    EXPECT_EQ(stop_message(-EIO, "/snap"),
+              "stopped on a failure (Input/output error): unmounting /snap");
+}
+
 TEST(FusefsInfo, Json) {
     auto d = device("vda", 0);
     d.error_code = -28;
@@ -299,89 +417,80 @@ struct TempImage {
 
 } // namespace
 
-TEST(FusefsImageStream, ReadsAnyOffsetAndLength) {
-    const std::size_t size = (5u << 20) + 4096; // not a whole number of chunks
+TEST(FusefsImageFile, ReadsAnyOffsetAndLength) {
+    const std::size_t size = (5u << 20) + 4096; // not a whole number of blocks
     TempImage img(size);
-    ImageStream stream(img.path, size, StreamOptions{.chunk = 1u << 20, .depth = 3});
+    ImageFile file(img.path, ImageFileOptions{.block = 1u << 20, .depth = 3});
+    EXPECT_EQ(file.size(), size);
     std::vector<std::byte> buf(300000);
     // Sequential in odd pieces, then random.
     std::uint64_t off = 0;
     while (off < size) {
-        const long n = stream.read(buf, off);
+        const long n = file.read(buf, off);
         ASSERT_GT(n, 0);
         ASSERT_EQ(std::memcmp(buf.data(), img.data.data() + off, n), 0) << off;
         off += n;
     }
     EXPECT_EQ(off, size);
-    EXPECT_EQ(stream.read(buf, size), 0);
+    EXPECT_EQ(file.read(buf, size), 0);
     std::mt19937 rng(1);
     for (int i = 0; i < 200; ++i) {
         const std::uint64_t o = rng() % size;
         const std::size_t len = 1 + rng() % buf.size();
-        const long n = stream.read(std::span(buf.data(), len), o);
+        const long n = file.read(std::span(buf.data(), len), o);
         ASSERT_EQ(static_cast<std::uint64_t>(n), std::min<std::uint64_t>(len, size - o));
         ASSERT_EQ(std::memcmp(buf.data(), img.data.data() + o, n), 0) << o;
     }
 }
 
-TEST(FusefsImageStream, HandsOverWholeChunks) {
-    const std::size_t chunk = 1u << 20;
-    const std::size_t size = 3 * chunk + 4096; // the last chunk is short
+TEST(FusefsImageFile, HandsOverWholeBlocks) {
+    const std::size_t block = 1u << 20;
+    const std::size_t size = 3 * block + 4096; // the last block is short
     TempImage img(size);
-    ImageStream stream(img.path, size, StreamOptions{.chunk = chunk, .depth = 3});
-    ImageStream::Buffer buf;
-    // Whole chunks, in order, all kept: the stream never writes into a
-    // buffer it gave away (its later reads and read-ahead go elsewhere).
-    std::vector<std::pair<std::uint64_t, ImageStream::Buffer>> taken;
-    for (std::uint64_t off = 0; off < size; off += chunk) {
-        const long n = stream.take_chunk(off, chunk, buf);
-        ASSERT_EQ(static_cast<std::uint64_t>(n), std::min<std::uint64_t>(chunk, size - off));
-        ASSERT_TRUE(buf);
-        taken.emplace_back(n, std::move(buf));
-    }
-    for (std::size_t i = 0; i < taken.size(); ++i)
-        EXPECT_EQ(std::memcmp(taken[i].second.get(), img.data.data() + i * chunk, taken[i].first),
-                  0)
-            << i;
-    // The same chunk twice: read again, not a buffer already given away.
-    ASSERT_EQ(stream.take_chunk(chunk, chunk, buf), static_cast<long>(chunk));
-    ImageStream::Buffer again;
-    ASSERT_EQ(stream.take_chunk(chunk, chunk, again), static_cast<long>(chunk));
-    EXPECT_NE(buf.get(), again.get());
-    EXPECT_EQ(std::memcmp(again.get(), img.data.data() + chunk, chunk), 0);
-    // And read() still finds it.
-    std::vector<std::byte> copy(chunk);
-    ASSERT_EQ(stream.read(copy, chunk), static_cast<long>(chunk));
-    EXPECT_EQ(std::memcmp(copy.data(), img.data.data() + chunk, chunk), 0);
-    // Anything but a whole chunk is left to read(): not aligned, too short,
-    // longer than a chunk, past the end.
-    EXPECT_EQ(stream.take_chunk(4096, chunk, buf), 0);
-    EXPECT_FALSE(buf);
-    EXPECT_EQ(stream.take_chunk(0, chunk - 1, buf), 0);
-    EXPECT_FALSE(buf);
-    EXPECT_EQ(stream.take_chunk(0, 2 * chunk, buf), 0);
-    EXPECT_FALSE(buf);
-    EXPECT_EQ(stream.take_chunk(4 * chunk, chunk, buf), 0);
+    ImageFile file(img.path, ImageFileOptions{.block = block, .depth = 3});
+    ImageFile::Buffer buf;
+    ASSERT_EQ(file.take_block(0, block, buf), static_cast<long>(block));
+    ASSERT_TRUE(buf);
+    EXPECT_EQ(std::memcmp(buf.get(), img.data.data(), block), 0);
+    EXPECT_EQ(file.take_block(4096, block, buf), 0);
     EXPECT_FALSE(buf);
 }
 
-TEST(FusefsImageStream, ReadOnlyUnlessWritable) {
+TEST(FusefsImageFile, ReadOnlyUnlessWritable) {
     TempImage img(1u << 20);
-    ImageStream ro(img.path, img.data.size());
+    ImageFile ro(img.path);
     const std::byte b[1]{};
     EXPECT_EQ(ro.write(b, 0), -EROFS);
 
-    ImageStream rw(img.path, img.data.size(), StreamOptions{.writable = true});
+    ImageFile rw(img.path, ImageFileOptions{.writable = true});
     std::vector<std::byte> buf(8192);
-    ASSERT_EQ(rw.read(buf, 0), 8192); // cached now
+    ASSERT_EQ(ro.read(buf, 0), 8192); // cached now
     std::vector<std::byte> patch(5000, std::byte{0x5a});
     ASSERT_EQ(rw.write(patch, 1000), 5000);
     ASSERT_EQ(rw.sync(), 0);
-    ASSERT_EQ(ro.read(buf, 0), 8192); // other streams see it too
+    ASSERT_EQ(ro.read(buf, 0), 8192); // other files see it too
     EXPECT_EQ(buf[999], static_cast<std::byte>(img.data[999]));
     EXPECT_EQ(buf[1000], std::byte{0x5a});
     EXPECT_EQ(buf[5999], std::byte{0x5a});
     EXPECT_EQ(buf[6000], static_cast<std::byte>(img.data[6000]));
+}
+
+TEST(FusefsImageFile, AFailedReadIsEioAndLogged) {
+    TempImage img(1u << 20);
+    ImageFile file(img.path, ImageFileOptions{.block = 65536, .depth = 2});
+    // The file shrinks under the reader: the device read comes back short.
+    ASSERT_EQ(truncate(img.path.c_str(), 4096), 0);
+    std::vector<std::string> logged;
+    log_capture([&](int prio, const std::string& m) {
+        if (prio == LOG_ERR)
+            logged.push_back(m);
+    });
+    std::vector<std::byte> buf(4096);
+    EXPECT_EQ(file.read(buf, 512 * 1024), -EIO);
+    log_capture({});
+    ASSERT_EQ(logged.size(), 1u);
+    EXPECT_NE(logged[0].find("read of " + img.path + " at 524288 failed, EIO"), std::string::npos)
+        << logged[0];
 }
 
 blksnapfs::Options parse(std::vector<std::string> words) {

@@ -1,10 +1,10 @@
-// Alignment arithmetic for reading an image in aligned chunks.
+// Alignment arithmetic for reading a source in aligned blocks.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 
-namespace blksnapfs {
+namespace blksnap {
 
 constexpr std::uint64_t align_down(std::uint64_t value, std::uint64_t alignment) {
     return value / alignment * alignment;
@@ -14,32 +14,32 @@ constexpr std::uint64_t align_up(std::uint64_t value, std::uint64_t alignment) {
     return (value + alignment - 1) / alignment * alignment;
 }
 
-// The chunks of CHUNK bytes that cover [OFFSET, OFFSET+LENGTH): indexes
+// The blocks of BLOCK bytes that cover [OFFSET, OFFSET+LENGTH): indexes
 // FIRST..LAST inclusive. LENGTH must be positive.
-struct ChunkSpan {
+struct BlockSpan {
     std::uint64_t first = 0;
     std::uint64_t last = 0;
 };
 
-constexpr ChunkSpan chunks_covering(std::uint64_t offset, std::uint64_t length,
-                                    std::uint64_t chunk) {
-    return {offset / chunk, (offset + length - 1) / chunk};
+constexpr BlockSpan blocks_covering(std::uint64_t offset, std::uint64_t length,
+                                    std::uint64_t block) {
+    return {offset / block, (offset + length - 1) / block};
 }
 
-// The bytes chunk INDEX holds of a source of SIZE bytes: [offset, offset+length).
-// LENGTH is zero past the end; the last chunk is cut at SIZE rounded up to
+// The bytes block INDEX holds of a source of SIZE bytes: [offset, offset+length).
+// LENGTH is zero past the end; the last block is cut at SIZE rounded up to
 // ALIGNMENT (O_DIRECT needs whole logical blocks).
-struct ChunkRange {
+struct BlockRange {
     std::uint64_t offset = 0;
     std::uint64_t length = 0;
 };
 
-constexpr ChunkRange chunk_range(std::uint64_t index, std::uint64_t chunk, std::uint64_t size,
+constexpr BlockRange block_range(std::uint64_t index, std::uint64_t block, std::uint64_t size,
                                  std::uint64_t alignment) {
-    const std::uint64_t begin = index * chunk;
+    const std::uint64_t begin = index * block;
     if (begin >= size)
         return {begin, 0};
-    const std::uint64_t end = std::min(begin + chunk, align_up(size, alignment));
+    const std::uint64_t end = std::min(begin + block, align_up(size, alignment));
     return {begin, end - begin};
 }
 
@@ -49,4 +49,4 @@ constexpr std::uint64_t clamp_length(std::uint64_t offset, std::uint64_t length,
     return offset >= size ? 0 : std::min(length, size - offset);
 }
 
-} // namespace blksnapfs
+} // namespace blksnap
