@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# cost: 50
+# vm: --disk 32M
+# columns: stock-6.1 stock-6.12
+# The Debian packages as an administrator installs them (`make deb` builds
+# them into build/deb/; tests/check.sh does so before the guests): dpkg -i
+# of blksnap, blksnap-dkms, libblksnap1 and libblksnap-dev in the guest's
+# writable root; the module through DKMS; `modprobe blksnap` as
+# modules-load.d asks at boot; blksnapfs started with its unit's ExecStart
+# (PID 1 here is a script, not systemd); the demo's job with the installed
+# programs only (PATH without the build tree): a snapshot of a disk with
+# known content, image.raw copied with cp equal to that content after the
+# disk was overwritten, destroy; blksnapfs stopped as systemd stops it
+# (SIGTERM: exit 0, /snap unmounted). Then `dpkg -r` and `dpkg --purge`
+# leave no module loaded, no blksnap process, none of the packages' files,
+# no DKMS state.
+# The module: DKMS built it on the host, from the blksnap-dkms package, for
+# this guest's kernel (scripts/build-dkms.sh, a binaries-only DKMS
+# tarball); here the package's postinst registers the source (and skips
+# the build: the guest has no headers) and `dkms ldtarball` + `dkms
+# install` put the module in /lib/modules/RELEASE/updates/dkms as on an
+# installed system. Compiling it inside a TCG guest would take minutes.
+# The build tree's module that the runner loads is unloaded first.
+. "$(dirname "$0")/lib.sh"
+debdir=$BLKSNAP_REPO/build/deb
+tarball=$BLKSNAP_REPO/build/dkms/$BLKSNAP_KERNEL/blksnap.dkms.tar.gz
+dev=$(disk 1)
+name=$(basename "$dev")
+rel=$(uname -r)
+pkgs=(blksnap blksnap-dkms libblksnap1 libblksnap-dev)
+debs=()
+for p in "${pkgs[@]}"; do
+	f=$(ls "$debdir/${p}"_*.deb 2>/dev/null | head -n1)
+	[ -n "$f" ] || fail "no $debdir/${p}_*.deb: run make deb"
+	debs+=("$f")
+done
+[ -f "$tarball" ] || fail "no $tarball: run scripts/build-dkms.sh $BLKSNAP_KERNEL"
+# Installed programs only.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+log=$TMPDIR/pkg.log
+run() { "$@" >>"$log" 2>&1 || { cat "$log"; fail "$*"; }; }
+status_of() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true; }
+# Not installed, and after a purge not even its configuration.
+absent() { case $(status_of "$1") in "" | *not-installed) return 0 ;; esac; return 1; }
+fusepid=""
+trap '[ -z "$fusepid" ] || kill "$fusepid" 2>/dev/null; true' EXIT
+
+step "no blksnap installed yet"
+[ ! -d /sys/module/blksnap ] || rmmod blksnap
+! modprobe -q blksnap 2>/dev/null || fail "modprobe found a blksnap module before the install"
+for p in "${pkgs[@]}"; do
+	absent "$p" || fail "$p: $(status_of "$p") before the install"
+done
+! command -v blksnap >/dev/null || fail "a blksnap command before the install: $(command -v blksnap)"
+
+step "dpkg -i ${debs[*]##*/}"
+run dpkg -i "${debs[@]}"
+for p in "${pkgs[@]}"; do
+	expect_eq "$p status" "$(status_of "$p")" "install ok installed"
+done
+mapfile -t files < <(dpkg -L "${pkgs[@]}" | sort -u)
+expect_eq "blksnap command" "$(command -v blksnap)" /usr/sbin/blksnap
+expect_eq "blksnapfs command" "$(command -v blksnapfs)" /usr/sbin/blksnapfs
+
+step "the module built by DKMS for $rel: dkms ldtarball, dkms install"
+run dkms ldtarball "$tarball"
+version=$(dpkg-query -W -f='${Version}' blksnap-dkms)
+run dkms install -m blksnap -v "$version" -k "$rel"
+dkms status -m blksnap -v "$version" -k "$rel" | grep -q ': installed' ||
+	fail "dkms status: $(dkms status -m blksnap)"
+expect_eq "module file" "$(modinfo -n blksnap)" "/lib/modules/$rel/updates/dkms/blksnap.ko"
+
+step "modprobe what modules-load.d lists"
+mods=$(grep -v '^#' /usr/lib/modules-load.d/blksnap.conf)
+expect_eq "modules-load.d" "$mods" blksnap
+modprobe blksnap
+[ -c /dev/blksnap-control ] || fail "/dev/blksnap-control missing after modprobe"
+expect_eq "module version" "$(cat /sys/module/blksnap/version)" "$(modinfo -F version blksnap)"
+
+step "blksnapfs started with the unit's ExecStart"
+unit=/lib/systemd/system/blksnapfs.service
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
+[ "${exec_start%% *}" = /usr/sbin/blksnapfs ] || fail "ExecStart: $exec_start"
+need_modules fuse
+# shellcheck disable=SC2086 # the unit's command line, split as systemd does
+$exec_start >>"$log" 2>&1 &
+fusepid=$!
+for _ in $(seq 100); do
+	mountpoint -q /snap && break
+	kill -0 $fusepid 2>/dev/null || break
+	sleep 0.1
+done
+mountpoint -q /snap || { cat "$log"; fail "/snap not mounted"; }
+
+step "snapshot of $dev with known content"
+gen 1 $((16 << 20)) >"$TMPDIR/take.bin"
+dd if="$TMPDIR/take.bin" of="$dev" bs=1M oflag=direct status=none
+want=$(xxhsum -H64 <"$TMPDIR/take.bin" | cut -d' ' -f1)
+id=$(blksnap snapshot_create -d "$dev" -f "$TMPDIR" -l 32M)
+run blksnap snapshot_take -i "$id"
+gen 2 $((16 << 20)) | dd of="$dev" bs=1M oflag=direct status=none
+image=/snap/$id/$name/image.raw
+[ -f "$image" ] || fail "$image missing"
+cp "$image" "$TMPDIR/copy.raw"
+got=$(head -c $((16 << 20)) "$TMPDIR/copy.raw" | xxhsum -H64 | cut -d' ' -f1)
+expect_eq "image.raw (first 16 MiB) hash" "$got" "$want"
+run blksnap snapshot_destroy -i "$id"
+[ ! -e "/snap/$id" ] || fail "/snap/$id still there after destroy"
+run blksnap detach -d "$dev"
+
+step "blksnapfs stopped as systemd stops it"
+kill -TERM $fusepid
+st=0
+wait $fusepid || st=$?
+fusepid=""
+expect_eq "blksnapfs exit status on SIGTERM" "$st" 0
+! mountpoint -q /snap || fail "/snap still mounted"
+
+step "dpkg -r, dpkg --purge"
+run dpkg -r "${pkgs[@]}"
+run dpkg --purge "${pkgs[@]}"
+[ ! -d /sys/module/blksnap ] || fail "module still loaded after dpkg -r"
+! pgrep -x blksnapfs >/dev/null || fail "blksnapfs still running"
+for p in "${pkgs[@]}"; do
+	absent "$p" || fail "$p: $(status_of "$p") after the purge"
+done
+left=()
+for f in "${files[@]}"; do
+	[ -d "$f" ] && [ ! -L "$f" ] && continue # shared directories (/usr/sbin, ...)
+	[ -e "$f" ] || [ -L "$f" ] && left+=("$f")
+done
+for f in /usr/src/blksnap-"$version" /usr/include/blksnap /usr/share/doc/blksnap \
+	/var/lib/dkms/blksnap "/lib/modules/$rel/updates/dkms/blksnap.ko" /snap; do
+	[ -e "$f" ] && left+=("$f")
+done
+[ ${#left[@]} = 0 ] || fail "left behind: ${left[*]}"
+! modprobe -n -q blksnap 2>/dev/null || fail "modprobe still finds a blksnap module"
+step "done"
