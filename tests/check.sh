@@ -186,7 +186,8 @@ if [ ${#pkg_kernels[@]} -gt 0 ]; then
 	start=$SECONDS
 	(
 		set -e
-		make -s deb
+		# No -dbgsym packages: not installed by the test.
+		DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-} noddebs" make -s deb
 		lintian --fail-on error,warning build/deb/*.changes
 		for k in "${pkg_kernels[@]}"; do scripts/build-dkms.sh "$k"; done
 	) >"$log" 2>&1
