@@ -144,7 +144,7 @@ for p in "${pkgs[@]}"; do
 done
 left=()
 for f in "${files[@]}"; do
-	[ -d "$f" ] && [ ! -L "$f" ] && continue # shared directories (/usr/sbin, ...)
+	[ -d "$f" ] && continue # shared directories (/usr/sbin, /lib -> usr/lib, ...)
 	[ -e "$f" ] || [ -L "$f" ] && left+=("$f")
 done
 # Made at run time: the DKMS state, the module, blksnapfs's /snap.
