@@ -9,7 +9,7 @@ SOAK_SECS ?= 300
 BUILD   := build
 MESON   := $(BUILD)/meson
 
-.PHONY: all deps userspace kernels kmod unit check demo bench soak lint clean
+.PHONY: all deps userspace kernels kmod unit check demo bench soak lint deb clean
 
 all: userspace kmod
 
@@ -46,6 +46,17 @@ soak: userspace kmod
 		tests/vm/run $$k --disks 3 --timeout $$(($(SOAK_SECS) + 900)) \
 			--env SOAK_SECS=$(SOAK_SECS) -- tests/stress/soak.sh || exit 1; \
 	done
+
+# Debian packages (debian/): blksnap, blksnap-dkms, libblksnap1,
+# libblksnap-dev, built with dpkg-buildpackage from a copy of the tree in
+# build/deb/src; the .deb files are left in build/deb/.
+deb: deps
+	@rm -f $(BUILD)/deb/*.deb $(BUILD)/deb/*.ddeb $(BUILD)/deb/*.changes $(BUILD)/deb/*.buildinfo
+	@mkdir -p $(BUILD)/deb/src
+	@rsync -a --delete --exclude=/build --exclude=/.git --exclude='/obj-*' ./ $(BUILD)/deb/src/
+	@cd $(BUILD)/deb/src && dpkg-buildpackage -us -uc -b -jauto >../build.log 2>&1 || \
+		{ tail -n 30 ../build.log; echo "make deb: failed, log: $(BUILD)/deb/build.log"; exit 1; }
+	@cd $(BUILD)/deb && ls -l *.deb | awk '{ printf "%8d  %s\n", $$5, $$9 }'
 
 lint: kernels
 	@scripts/lint.sh

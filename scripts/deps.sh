@@ -16,6 +16,8 @@ PKGS=(
 	parted dosfstools socat gcc-12 dmsetup python3
 	# documentation lint
 	mandoc groff
+	# Debian packages (make deb, lintian) and DKMS (tests/guest/pkg_install)
+	debhelper dh-dkms dkms dpkg-dev lintian
 )
 
 missing=()

@@ -217,6 +217,26 @@ fi
 for k in "${kernels[@]}"; do
 	scripts/build-kmod.sh "$k" >/dev/null || record "$k:kmod" 1 "build/kmod/$k/build.log"
 done
+# pkg_install installs the Debian packages (make deb) and the module DKMS
+# built from blksnap-dkms for its kernel (scripts/build-dkms.sh); lintian
+# checks the packages (errors and warnings fail).
+pkg_kernels=()
+for b in "${batches[@]}"; do
+	read -r k _cost members <<<"$b"
+	[[ " $members" != *" pkg_install="* ]] || pkg_kernels+=("$k")
+done
+if [ ${#pkg_kernels[@]} -gt 0 ]; then
+	log=$logdir/deb.log
+	start=$SECONDS
+	(
+		set -e
+		# No -dbgsym packages: not installed by the test.
+		DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-} noddebs" make -s deb
+		lintian --fail-on error,warning build/deb/*.changes
+		for k in "${pkg_kernels[@]}"; do scripts/build-dkms.sh "$k"; done
+	) >"$log" 2>&1
+	record "deb (make deb, lintian, DKMS for ${pkg_kernels[*]}: $((SECONDS - start))s)" $? "$log"
+fi
 echo "== guest tests in columns ${columns[*]} (${#batches[@]} guests, $jobs_max at a time)"
 rm -rf "$logdir"/*-batch*
 i=0
