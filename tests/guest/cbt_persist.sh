@@ -4,8 +4,9 @@
 # A change map kept across a module reload: `blksnap cbtsave` saves the map
 # and detaches; after the reload `blksnap cbtrestore` continues the same
 # generation with the same map when nothing wrote to the device since the
-# save, and otherwise starts a new generation and says why (written after
-# the save, no save, damaged state file, device resized); cbtinfo tells.
+# save (the next `blksnap backup` is incremental and exact), and otherwise
+# starts a new generation and says why (written after the save, no save,
+# damaged state file, device resized); cbtinfo tells.
 # (The kernel's own refusal of a saved map once a write passed the tracker
 # is in badinput.)
 . "$(dirname "$0")/lib.sh"
@@ -19,12 +20,18 @@ field() { blksnap cbtinfo -d "$1" --state-dir "$state" | sed -n "s/^$2=//p"; }
 map_byte() { od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '; }
 wr() { dd if=/dev/urandom of="$1" bs=4k count=1 seek="$2" oflag=direct conv=notrunc status=none; }
 
-step "tracked writes, a take, more writes"
+bk=$tmp/backup
+mkdir -p "$bk"
+# backup_mode: run an incremental-capable backup, print its mode.
+backup_mode() {
+	blksnap backup -d "$dev" -o "$bk" -f "$tmp" -l 16M --json | python3 -c \
+		'import json, sys; print(json.load(sys.stdin)["mode"])'
+}
+
+step "tracked writes, a full backup (a take), more writes"
 blksnap attach -d "$dev" >/dev/null
 wr "$dev" 0
-id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 16M)
-blksnap snapshot_take -i "$id"
-blksnap snapshot_destroy -i "$id"
+expect_eq "first backup" "$(backup_mode)" full
 wr "$dev" 1000
 bs=$(field "$dev" block_size)
 blksnap readcbtmap -d "$dev" -f "$tmp/map.before"
@@ -52,6 +59,10 @@ far=$(((7 << 20) / 4096))
 wr "$dev" "$far"
 blksnap readcbtmap -d "$dev" -f "$tmp/map.next"
 expect_eq "map byte of a new write" "$(map_byte "$tmp/map.next" $((far * 4096 / bs)))" 2
+
+step "the next backup is incremental and exact"
+expect_eq "backup after the restore" "$(backup_mode)" incremental
+cmp "$bk/$name.img" "$dev" || fail "the incremental backup differs from the device"
 
 step "written between save and restore: a new generation, and why"
 blksnap cbtsave -d "$dev" --state-dir "$state" >/dev/null

@@ -7,8 +7,9 @@
 # then saves the map to a state directory on the second disk as the
 # shutdown unit does (cbtsave after the file systems are unmounted). The
 # second boot restores it before anything touches the data disk: the
-# generation, changes number and map continue exactly, and a new write is
-# recorded with the next number; it saves again. In the third boot the data
+# generation, changes number and map continue exactly, the next backup is
+# incremental and equals the device, and a new write is recorded with the
+# next number; it saves again. In the third boot the data
 # disk is written before the restore: a new generation starts, and
 # cbtrestore and cbtinfo say why.
 . "$(dirname "$0")/lib.sh"
@@ -19,6 +20,12 @@ field() { blksnap cbtinfo -d "$1" --state-dir "$state" | sed -n "s/^$2=//p"; }
 map_byte() { od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '; }
 wr() { dd if=/dev/urandom of="$1" bs=4k count=1 seek="$2" oflag=direct conv=notrunc status=none; }
 mkdir -p $state
+# backup_mode: a backup into the state disk; prints its mode.
+backup_mode() {
+	mkdir -p $state/bk
+	blksnap backup -d "$dev" -o $state/bk -f /tmp -l 16M --json | python3 -c \
+		'import json, sys; print(json.load(sys.stdin)["mode"])'
+}
 
 case ${BLKSNAP_BOOT:?run by tests/check.sh, boots: 3} in
 1)
@@ -27,9 +34,7 @@ case ${BLKSNAP_BOOT:?run by tests/check.sh, boots: 3} in
 	mount "$state_dev" $state
 	blksnap attach -d "$dev" >/dev/null
 	wr "$dev" 0
-	id=$(blksnap snapshot_create -d "$dev" -f $state -l 16M)
-	blksnap snapshot_take -i "$id"
-	blksnap snapshot_destroy -i "$id"
+	expect_eq "first backup" "$(backup_mode)" full
 	wr "$dev" 1000
 	blksnap readcbtmap -d "$dev" -f $state/map.boot1
 	blksnap cbtinfo -d "$dev" >$state/info.boot1
@@ -46,11 +51,14 @@ case ${BLKSNAP_BOOT:?run by tests/check.sh, boots: 3} in
 	expect_eq "chain" "$(field "$dev" chain)" continued
 	blksnap readcbtmap -d "$dev" -f /tmp/map
 	cmp /tmp/map $state/map.boot1 || fail "the map differs from boot 1's"
+	step "boot 2: the next backup is incremental and exact"
+	expect_eq "backup after the reboot" "$(backup_mode)" incremental
+	cmp $state/bk/"$(basename "$dev")".img "$dev" || fail "the backup differs from the device"
 	step "boot 2: a new write has the next number; saved again"
 	bs=$(field "$dev" block_size)
 	wr "$dev" 2000
 	blksnap readcbtmap -d "$dev" -f /tmp/map
-	expect_eq "map byte of the new write" "$(map_byte /tmp/map $((2000 * 4096 / bs)))" 2
+	expect_eq "map byte of the new write" "$(map_byte /tmp/map $((2000 * 4096 / bs)))" 3
 	blksnap cbtsave -d "$dev" --state-dir $state >/dev/null
 	umount $state
 	;;
