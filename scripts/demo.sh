@@ -4,6 +4,8 @@
 # blksnapfs shows it under /snap; `cp` copies image.raw, which must equal the
 # image at the take; the copy mounts (loop, read-only) with the files as they
 # were; the change map and the events are shown; the snapshot is destroyed.
+# Then the backup job: a full backup with `blksnap backup`, files changed, an
+# incremental one, and after unmount one more that equals the device.
 # Ends with "demo: PASS" (exit 0) or "demo: FAIL ..." (exit 1).
 set -euo pipefail
 disk=${BLKSNAP_DISKS%% *}
@@ -112,6 +114,21 @@ say events "$( [ -s "$tmp/events" ] && cat "$tmp/events" || echo "none while hel
 [ ! -e "$snap/$id" ] || die "$snap/$id still shown after destroy"
 say destroy "snapshot gone from $snap"
 fusermount3 -u "$snap"
+
+# The backup job: a full backup, files changed, an incremental one that
+# reads only what the change map marks; after unmount one more, equal to
+# the device byte for byte.
+bk=$tmp/backup
+mkdir -p "$bk"
+backup() { blksnap backup -d "$dev" -o "$bk" -f "$tmp" -l 64M 2>&1 | sed "s|$tmp/|\$tmp/|"; }
+say backup "$(backup)"
+for i in 1 2 3; do head -c $((1 << 20)) /dev/urandom >"$orig/new$i.bin"; done
+echo "changed after the full backup" >>"$orig/writer.log"
+sync
+say backup "$(backup)"
 umount "$orig"
+say backup "$(backup)"
+cmp -s "$bk/$name.img" "$dev" || die "the backup image differs from the device"
+say backup "$bk/$name.img equals $dev byte for byte"
 blksnap detach -d "$dev"
 echo "demo: PASS"
