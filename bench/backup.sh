@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Guest side of `make bench`: the backup job. A 1 GiB device (dm-linear over
+# a virtio disk) full of random data gets a full `blksnap backup`; then 4 KiB
+# are rewritten in 1% of its blocks chosen at random (the change map's
+# blocks: 1% of the data changed as the map sees it), and the incremental
+# backup that follows is timed against the full one, and against what a
+# backup without a change map does: rsync --inplace of the snapshot's
+# image.raw onto the previous full image (rsync reads both files whole to
+# find what differs; --no-whole-file, as between two local files rsync
+# would otherwise copy everything). Each backup ends with its data synced.
+# Prints one "BENCH {json}" line per comparison, as speed-ups (higher is
+# better): full seconds / incremental seconds, target 20 (the incremental at
+# most 0.05 of the full); rsync seconds / incremental seconds.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+read -r -a disks <<<"$BLKSNAP_DISKS"
+[ "${#disks[@]}" -ge 3 ] || { echo "backup.sh: needs three disks" >&2; exit 1; }
+modprobe -q fuse 2>/dev/null || true
+dmsetup create --noudevsync bench-bk --table "0 $((1 << 21)) linear ${disks[2]} 0"
+dmsetup mknodes bench-bk
+dev=/dev/mapper/bench-bk
+bk=/mnt/bench-bk rs=/mnt/bench-rs snap=/snap
+for d in 0 1; do mkfs.ext4 -q -F -E nodiscard "${disks[$d]}"; done
+mkdir -p $bk $rs $snap
+mount "${disks[0]}" $bk
+mount "${disks[1]}" $rs
+dd if=/dev/urandom of=$dev bs=1M count=1024 oflag=direct status=none
+blksnap attach -d $dev >/dev/null
+
+now() { date +%s.%N; }
+# timed_backup: one backup into $bk, synced; prints "SECONDS BYTES_READ MODE".
+timed_backup() {
+	local t0 out
+	t0=$(now)
+	out=$(blksnap backup -d $dev -o $bk -f /tmp -l 256M --json)
+	sync
+	python3 -c 'import json, sys; j = json.loads(sys.argv[3])
+print(float(sys.argv[2]) - float(sys.argv[1]), j["bytes_read"], j["mode"])' "$t0" "$(now)" "$out"
+}
+
+read -r full full_read mode < <(timed_backup)
+[ "$mode" = full ] || { echo "backup.sh: first backup was $mode" >&2; exit 1; }
+img=$(ls $bk/*.img)
+cp "$img" $rs/prev.img
+sync
+echo 3 >/proc/sys/vm/drop_caches
+
+# 1% of the change map's blocks, chosen at random: 4 KiB rewritten in each.
+bs=$(blksnap cbtinfo -d $dev | sed -n 's/^block_size=//p')
+python3 - $dev "$bs" <<'PY'
+import mmap, os, random, sys
+dev, bs = sys.argv[1], int(sys.argv[2])
+fd = os.open(dev, os.O_RDWR | os.O_DIRECT)
+count = os.lseek(fd, 0, os.SEEK_END) // bs
+buf = mmap.mmap(-1, 4096)
+buf.write(os.urandom(4096))
+for b in random.sample(range(count), count // 100):
+    os.pwritev(fd, [buf], b * bs)
+os.close(fd)
+PY
+echo 3 >/proc/sys/vm/drop_caches
+read -r inc inc_read mode < <(timed_backup)
+[ "$mode" = incremental ] || { echo "backup.sh: second backup was $mode" >&2; exit 1; }
+
+# The same change copied by rsync from a snapshot's image.raw.
+id=$(blksnap snapshot_create -d $dev -f /tmp -l 256M)
+blksnap snapshot_take -i "$id"
+blksnapfs $snap
+raw=$(ls -d $snap/"$id"/*/image.raw)
+echo 3 >/proc/sys/vm/drop_caches
+t0=$(now)
+rsync --inplace --no-whole-file "$raw" $rs/prev.img
+sync
+rsync_s=$(python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$t0" "$(now)")
+cmp "$raw" $rs/prev.img || { echo "backup.sh: rsync's copy differs" >&2; exit 1; }
+cmp "$img" $rs/prev.img || { echo "backup.sh: the incremental backup differs" >&2; exit 1; }
+fusermount3 -u $snap
+blksnap snapshot_destroy -i "$id"
+
+echo "# backup: full ${full} s (read $full_read bytes), incremental ${inc} s (read $inc_read bytes)," \
+	"rsync --inplace ${rsync_s} s"
+row "backup: 1% changed of 1 GiB, speed-up incremental vs full" "$inc" "$full" "x" 20
+row "backup: 1% changed of 1 GiB, speed-up incremental vs rsync" "$inc" "$rsync_s" "x" 1
+blksnap detach -d $dev >/dev/null
+umount $bk $rs
+dmsetup remove --noudevsync bench-bk
