@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cost: 20
 # boots: 3
+# columns: stock-6.1 stock-6.12 blkfilter-6.12
 # vm: --disk 32M --disk 16M
 # A change map kept across reboots (tests/check.sh boots three guests on
 # the same disks): the first boot tracks writes and a take on the data disk,
