@@ -2,7 +2,9 @@
 # Guest side of `make bench`: sequential read of a snapshot through
 # blksnapfs (image.raw, read as cp reads it: buffered, 1 MiB pieces, and
 # with O_DIRECT) against the image block device and the original, side by
-# side in one guest. Disk 1 is the original, disk 2 the difference storage.
+# side in one guest, and against libfuse's passthrough_ll and null examples.
+# Disk 1 is the original, disk 2 the difference storage, disk 3 holds the
+# file passthrough_ll serves.
 # Prints one "BENCH {json}" line per comparison.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -64,6 +66,38 @@ row "fs: seq read, image.raw (cp-like) vs image device" "$i" "$f" "MiB/s" 0.8
 row "fs: seq read, image.raw (cp-like) vs image device read the same way" "$ib" "$f" "MiB/s" 0.8
 row "fs: seq read, image.raw O_DIRECT vs image device" "$i" "$d" "MiB/s" 0.8
 row "fs: seq read, image.raw (cp-like) vs original" "$o" "$f" "MiB/s" 0.7
+
+# Against libfuse's own examples (built by bench/run from libfuse3-dev's
+# examples into $BENCH_FUSE_EXAMPLES): passthrough_ll serving the same bytes
+# as a regular file on an ext4 of disk 3 (a block device node under a FUSE
+# pass-through is opened by the kernel directly, so the image device itself
+# cannot be served through it), and null, which answers reads with no I/O
+# at all: the ceiling of any FUSE file system in this guest.
+ex=${BENCH_FUSE_EXAMPLES:?bench/run sets it}
+src=/mnt/bench-ptsrc pt=/mnt/bench-pt nul=/tmp/bench-null
+mkfs.ext4 -q -F -E nodiscard "${disks[2]}"
+mkdir -p $src $pt
+mount "${disks[2]}" $src
+dd if="$image" of=$src/image.bin bs=1M count="$size_mb" iflag=direct status=none
+"$ex/passthrough_ll" -o source=$src $pt
+touch $nul
+"$ex/null" $nul
+ptl=() nl=() fs2=()
+for r in $(seq "$rounds"); do
+	if [ $((r % 2)) = 1 ]; then
+		ptl+=("$(seq_read $pt/image.bin 0)") fs2+=("$(seq_read "$raw" 0)") nl+=("$(seq_read $nul 0)")
+	else
+		nl+=("$(seq_read $nul 0)") fs2+=("$(seq_read "$raw" 0)") ptl+=("$(seq_read $pt/image.bin 0)")
+	fi
+done
+p=$(mean "${ptl[@]}") n=$(mean "${nl[@]}") f2=$(mean "${fs2[@]}")
+echo "fs: cp-like read MiB/s: image.raw $f2, passthrough_ll $p, null $n" >&2
+per_round "fs: image.raw / passthrough_ll" "${fs2[*]}" "${ptl[*]}"
+row "fs: seq read, image.raw vs libfuse passthrough_ll (same bytes)" "$p" "$f2" "MiB/s" 1.0
+row "fs: seq read, image.raw vs libfuse null (the FUSE ceiling)" "$n" "$f2" "MiB/s" 0
+fusermount3 -u $pt
+fusermount3 -u $nul
+umount $src
 
 fusermount3 -u "$snap"
 blksnap snapshot_destroy -i "$id"
