@@ -228,7 +228,7 @@ void run_backup(KernelBackend& kernel, const BackupOptions& options, const Backu
     std::vector<std::string> names;
     std::set<std::string> seen;
     for (const auto& dev : options.devices) {
-        names.push_back(backup_file_name(dev));
+        names.push_back(cbt::device_file_name(dev));
         if (!seen.insert(names.back()).second)
             throw Error(EINVAL, context("backup", dev),
                         "another device given has the same file name '" + names.back() + "'");

@@ -17,33 +17,6 @@ std::string bytes_text(std::uint64_t n) {
 
 } // namespace
 
-std::string backup_file_name(const std::string& device) {
-    std::string name;
-    constexpr std::string_view dev = "/dev/";
-    if (device.starts_with(dev)) {
-        name = device.substr(dev.size());
-    } else {
-        const auto slash = device.find_last_of('/');
-        name = slash == std::string::npos ? device : device.substr(slash + 1);
-    }
-    // "/dev//vdb" and "/dev/mapper/" name the same things as without the
-    // extra slashes.
-    std::string out;
-    for (char c : name) {
-        if (c == '/') {
-            if (!out.empty() && out.back() != '-')
-                out += '-';
-            continue;
-        }
-        out += c;
-    }
-    while (!out.empty() && out.back() == '-')
-        out.pop_back();
-    if (out.empty() || out == "." || out == ".." || out.starts_with('.'))
-        throw Error(EINVAL, context("backup", device), "no file name can be made of this path");
-    return out;
-}
-
 Decision decide(const PreviousBackup& previous, const CbtInfo& info,
                 std::span<const std::uint8_t> map, std::uint64_t source_size) {
     auto full = [](std::string reason) { return Decision{false, std::move(reason), {}}; };

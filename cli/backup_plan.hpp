@@ -15,14 +15,6 @@
 
 namespace blksnap::cli {
 
-// The name of a device's files in the backup directory: the path without
-// "/dev/" and with every other '/' turned into '-' ("vdb1" for /dev/vdb1,
-// "mapper-vg-root" for /dev/mapper/vg-root, "disk-by-id-X" for
-// /dev/disk/by-id/X: a symbolic link is not resolved, so a stable name gives
-// a stable file). A path outside /dev gives its last component.
-// Error(EINVAL) when nothing usable is left.
-std::string backup_file_name(const std::string& device);
-
 // What the backup directory holds for a device before this run.
 struct PreviousBackup {
     enum class State { missing, damaged, valid };

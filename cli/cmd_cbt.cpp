@@ -118,13 +118,19 @@ void add_markdirtyblock(CLI::App& app, Context& ctx) {
     });
 }
 
+// -d DEVICE, --state-dir DIR and -j of cbtsave and cbtrestore.
+std::shared_ptr<DeviceArgs> add_state_args(CLI::App& cmd) {
+    auto args = std::make_shared<DeviceArgs>();
+    add_device(cmd, args->device);
+    add_state_dir(cmd, args->state_dir);
+    add_json(cmd, args->json);
+    return args;
+}
+
 void add_cbtsave(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand(
         "cbtsave", "Save the change map of a device to the state directory and detach it");
-    auto args = std::make_shared<DeviceArgs>();
-    add_device(*cmd, args->device);
-    add_state_dir(*cmd, args->state_dir);
-    add_json(*cmd, args->json);
+    auto args = add_state_args(*cmd);
     cmd->callback([&ctx, args] {
         DeviceFilter filter(ctx.kernel(), args->device);
         const CbtInfo info = cbt::save_tracking(filter, args->state_dir);
@@ -146,10 +152,7 @@ void add_cbtrestore(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand(
         "cbtrestore", "Attach a device and continue its saved change map if nothing wrote to "
                       "it since the save; otherwise start a new generation and say why");
-    auto args = std::make_shared<DeviceArgs>();
-    add_device(*cmd, args->device);
-    add_state_dir(*cmd, args->state_dir);
-    add_json(*cmd, args->json);
+    auto args = add_state_args(*cmd);
     cmd->callback([&ctx, args] {
         DeviceFilter filter(ctx.kernel(), args->device);
         const cbt::ChainRecord chain = cbt::restore_tracking(filter, args->state_dir);

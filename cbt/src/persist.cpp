@@ -188,12 +188,7 @@ std::optional<std::string> why_not_restorable(const SaveRecord& saved, const Cbt
 }
 
 PersistPaths persist_paths(const fs::path& dir, const std::string& device_path) {
-    std::string name = device_path;
-    if (name.rfind("/dev/", 0) == 0)
-        name = name.substr(5);
-    for (auto& ch : name)
-        if (ch == '/')
-            ch = '-';
+    const std::string name = device_file_name(device_path);
     return {dir / (name + ".cbt"), dir / (name + ".saved"), dir / (name + ".chain")};
 }
 

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <string_view>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -54,6 +55,34 @@ void fsync_or_throw(int fd, const std::string& what) {
 }
 
 } // namespace
+
+std::string device_file_name(const std::string& device) {
+    std::string name;
+    constexpr std::string_view dev = "/dev/";
+    if (device.starts_with(dev)) {
+        name = device.substr(dev.size());
+    } else {
+        const auto slash = device.find_last_of('/');
+        name = slash == std::string::npos ? device : device.substr(slash + 1);
+    }
+    // "/dev//vdb" and "/dev/mapper/" name the same things as without the
+    // extra slashes.
+    std::string out;
+    for (char c : name) {
+        if (c == '/') {
+            if (!out.empty() && out.back() != '-')
+                out += '-';
+            continue;
+        }
+        out += c;
+    }
+    while (!out.empty() && out.back() == '-')
+        out.pop_back();
+    if (out.empty() || out == "." || out == ".." || out.starts_with('.'))
+        throw Error(EINVAL, context("name a file after", device),
+                    "no file name can be made of this path");
+    return out;
+}
 
 CbtState CbtState::of(const CbtInfo& info, std::vector<std::uint8_t> map) {
     return {{info.generation_id, info.changes_number},

@@ -38,19 +38,19 @@ void write_file(const std::filesystem::path& p, const std::string& data) {
 
 // ---------------------------------------------------------------- names
 
-TEST(BackupFileName, IsThePathUnderDev) {
-    EXPECT_EQ(cli::backup_file_name("/dev/vdb1"), "vdb1");
-    EXPECT_EQ(cli::backup_file_name("/dev/mapper/vg-root"), "mapper-vg-root");
-    EXPECT_EQ(cli::backup_file_name("/dev/disk/by-id/virtio-x"), "disk-by-id-virtio-x");
-    EXPECT_EQ(cli::backup_file_name("/dev//vdb/"), "vdb");
-    EXPECT_EQ(cli::backup_file_name("/var/tmp/disk.img"), "disk.img");
-    EXPECT_EQ(cli::backup_file_name("vdc"), "vdc");
+TEST(DeviceFileName, IsThePathUnderDev) {
+    EXPECT_EQ(cbt::device_file_name("/dev/vdb1"), "vdb1");
+    EXPECT_EQ(cbt::device_file_name("/dev/mapper/vg-root"), "mapper-vg-root");
+    EXPECT_EQ(cbt::device_file_name("/dev/disk/by-id/virtio-x"), "disk-by-id-virtio-x");
+    EXPECT_EQ(cbt::device_file_name("/dev//vdb/"), "vdb");
+    EXPECT_EQ(cbt::device_file_name("/var/tmp/disk.img"), "disk.img");
+    EXPECT_EQ(cbt::device_file_name("vdc"), "vdc");
 }
 
-TEST(BackupFileName, RefusesPathsWithoutAName) {
+TEST(DeviceFileName, RefusesPathsWithoutAName) {
     for (const char* bad : {"/dev/", "/dev/..", "/dev/.hidden", "", "/"}) {
         try {
-            cli::backup_file_name(bad);
+            cbt::device_file_name(bad);
             ADD_FAILURE() << "accepted '" << bad << "'";
         } catch (const Error& e) {
             EXPECT_EQ(e.code(), EINVAL);

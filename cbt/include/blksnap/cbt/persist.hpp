@@ -71,7 +71,7 @@ struct PersistPaths {
     std::filesystem::path record; // NAME.saved
     std::filesystem::path chain;  // NAME.chain
 };
-// NAME is the device's name under /dev ("vdb1", "mapper-vg-lv").
+// NAME is device_file_name() of the device ("vdb1", "mapper-vg-lv").
 PersistPaths persist_paths(const std::filesystem::path& dir, const std::string& device_path);
 
 // Saves the map of an attached device and detaches it. The map is read

@@ -21,9 +21,19 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace blksnap::cbt {
+
+// The name of a device's state files (blksnap backup's DIR/NAME.img and
+// .state, cbtsave's NAME.cbt): the path without "/dev/" and with every
+// other '/' turned into '-' ("vdb1" for /dev/vdb1, "mapper-vg-root" for
+// /dev/mapper/vg-root, "disk-by-id-X" for /dev/disk/by-id/X: a symbolic
+// link is not resolved, so a stable name gives a stable file). A path
+// outside /dev gives its last component. Error(EINVAL) when nothing usable
+// is left.
+std::string device_file_name(const std::string& device);
 
 struct CbtState {
     Position position;
