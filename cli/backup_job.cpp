@@ -146,8 +146,7 @@ struct DeviceJob {
         TargetImage target =
             d.incremental ? TargetImage::open(r.image) : TargetImage::create(r.image, r.size);
         Xxh64 source_hash;
-        for (const auto& step : plan)
-            copy(reader, target, step, source_hash, r);
+        copy(reader, target, plan, source_hash, r);
         target.sync();
         // Reads that succeeded before a corruption gave the right data, but
         // tell it anyway: the storage was too small for this backup.
@@ -177,29 +176,39 @@ struct DeviceJob {
         return text;
     }
 
-    // Reads STEP and writes the parts of it to be written.
-    void copy(ImageReader& reader, TargetImage& target, const CopyStep& step, Xxh64& hash,
-              DeviceReport& r) {
-        auto w = step.write.begin();
-        reader.read(step.read.offset, step.read.length,
-                    [&](std::uint64_t offset, std::span<const std::byte> data) {
-                        if (hooks.interrupted && hooks.interrupted())
-                            throw Error(EINTR, context("backup", device), "interrupted");
-                        const std::uint64_t end = offset + data.size();
-                        for (; w != step.write.end() && w->offset < end; ++w) {
-                            const std::uint64_t from = std::max(offset, w->offset);
-                            const std::uint64_t to = std::min(end, w->offset + w->length);
-                            const auto part = data.subspan(static_cast<std::size_t>(from - offset),
-                                                           static_cast<std::size_t>(to - from));
-                            target.write(from, part);
-                            hash.update(part);
-                            if (to < w->offset + w->length)
-                                break; // the rest of this range comes in the next piece
-                        }
-                        r.bytes_read += data.size();
-                        r.bytes_written = target.bytes_written();
-                        call(hooks.progress, r);
-                    });
+    // Reads the PLAN's steps, several reads in flight across them, and
+    // writes the parts of each to be written.
+    void copy(ImageReader& reader, TargetImage& target, const std::vector<CopyStep>& plan,
+              Xxh64& hash, DeviceReport& r) {
+        std::vector<BlockRange> reads;
+        reads.reserve(plan.size());
+        for (const auto& step : plan)
+            reads.push_back({step.read.offset, step.read.length});
+        auto step = plan.begin();
+        auto w = step == plan.end() ? std::vector<ByteRange>::const_iterator{}
+                                    : step->write.begin();
+        reader.read(reads, [&](std::uint64_t offset, std::span<const std::byte> data) {
+            if (hooks.interrupted && hooks.interrupted())
+                throw Error(EINTR, context("backup", device), "interrupted");
+            while (offset >= step->read.offset + step->read.length) {
+                ++step; // pieces come in order: this one is in a later step
+                w = step->write.begin();
+            }
+            const std::uint64_t end = offset + data.size();
+            for (; w != step->write.end() && w->offset < end; ++w) {
+                const std::uint64_t from = std::max(offset, w->offset);
+                const std::uint64_t to = std::min(end, w->offset + w->length);
+                const auto part = data.subspan(static_cast<std::size_t>(from - offset),
+                                               static_cast<std::size_t>(to - from));
+                target.write(from, part);
+                hash.update(part);
+                if (to < w->offset + w->length)
+                    break; // the rest of this range comes in the next piece
+            }
+            r.bytes_read += data.size();
+            r.bytes_written = target.bytes_written();
+            call(hooks.progress, r);
+        });
     }
 };
 

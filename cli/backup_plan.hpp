@@ -53,8 +53,8 @@ struct CopyStep {
 
 // Reads for the changed EXTENTS (ascending, as cbt::changed_since gives
 // them), clipped to SIZE bytes. Extents closer than MAX_GAP bytes share one
-// read (the reader keeps several requests in flight only within one read);
-// the gap is read but not written.
+// read (one request instead of two: the reader keeps several in flight
+// across reads anyway); the gap is read but not written.
 std::vector<CopyStep> copy_plan(std::span<const cbt::Extent> extents, std::uint64_t size,
                                 std::uint64_t max_gap);
 

@@ -154,9 +154,11 @@ std::uint64_t TargetImage::hash(std::span<const ByteRange> ranges) {
     ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_DONTNEED);
     ImageReader reader(path_.string(), ReadOptions{1u << 20, 4, false});
     Xxh64 h;
+    std::vector<BlockRange> reads;
+    reads.reserve(ranges.size());
     for (const auto& r : ranges)
-        reader.read(r.offset, r.length,
-                    [&](std::uint64_t, std::span<const std::byte> data) { h.update(data); });
+        reads.push_back({r.offset, r.length});
+    reader.read(reads, [&](std::uint64_t, std::span<const std::byte> data) { h.update(data); });
     return h.digest();
 }
 

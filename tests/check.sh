@@ -79,13 +79,12 @@ fi
 # debug one), used to plan. Columns: one per kernel, and for a kernel with
 # the block device filter (blkfilter-*) a second one, KERNEL+ftrace, where
 # the module runs with interception=ftrace: the stock kernels' interception
-# under KASAN, lockdep and kmemleak. That column runs the tests marked
-# "# interception" (where the two interceptions differ: the write path, a
-# take, device removal, the ioctls); every test there does not fit the CI's
-# time on two cores (README). As stock-6.12 runs the same 6.12 source,
+# under KASAN, lockdep and kmemleak. That column runs every test the
+# kernel's own column runs (a test naming KERNEL in its columns runs in
+# KERNEL+ftrace too). As stock-6.12 runs the same 6.12 source,
 # it runs only the tests marked "# smoke" (load, change map, snapshot,
 # image.raw) and those that name it in their columns. CHECK_ALL=1 runs
-# every test in every column. The tests of a kernel run in batches, several in
+# every test in every column; CHECK_COLUMNS="COLUMN ..." only those columns. The tests of a kernel run in batches, several in
 # one guest boot (tests/vm/batch: each with its own fresh disks, the module
 # loaded afresh, its leftovers undone, splats while it ran failing it), so
 # that boots and kmemleak scans are paid once a batch; tests/plan-batches
@@ -100,18 +99,21 @@ per_test_timeout=1200
 header() { sed -n "s/^# $1: //p" "$2" | head -n1; }
 columns=()
 for k in "${kernels[@]}"; do
-	columns+=("$k")
-	[[ $k != blkfilter-* ]] || columns+=("$k+ftrace")
+	for c in "$k" "$k+ftrace"; do
+		[[ $c != *+ftrace || $k == blkfilter-* ]] || continue
+		[ -z "${CHECK_COLUMNS:-}" ] || [[ " $CHECK_COLUMNS " == *" $c "* ]] || continue
+		columns+=("$c")
+	done
 done
 runs_on() { # column test
 	local only
+	[[ $1 != *+ftrace ]] || { runs_on "${1%+ftrace}" "$2"; return; }
 	only=$(header columns "$2")
 	[ -z "$only" ] || [[ " $only " == *" $1 "* ]] || return 1
 	[ -z "$only" ] || return 0
 	[ -z "${CHECK_ALL:-}" ] || return 0
 	case $1 in
 	stock-6.12) grep -qx '# smoke' "$2" ;;
-	*+ftrace) grep -qx '# interception' "$2" ;;
 	esac
 }
 # A kernel built with KASAN and lockdep runs the tests about three times
@@ -120,12 +122,7 @@ slowdown() { grep -qx 'CONFIG_KASAN=y' "build/kernels/$1/kdir/.config" 2>/dev/nu
 # run_batch COLUMN INDEX TEST=SIZE,... : one guest for these tests.
 run_batch() {
 	local k=$1 i=$2 t name sizes args=() specs=() first=1 log res rc start
-	# The ftrace column runs without kmemleak, which doubles the cost of
-	# every exec on the debug kernel (README): the blkfilter column checks
-	# the module's allocations for leaks, nearly all of them common code.
-	if [[ $k == *+ftrace ]]; then
-		args+=(--modparams interception=ftrace --no-kmemleak)
-	fi
+	[[ $k != *+ftrace ]] || args+=(--modparams interception=ftrace)
 	shift 2
 	for t in "$@"; do
 		name=${t%%=*} sizes=${t#*=}

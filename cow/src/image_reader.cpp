@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fcntl.h>
 #include <liburing.h>
 #include <linux/fs.h>
@@ -363,41 +364,85 @@ struct ImageReader::Engine {
 
     // --- streaming ------------------------------------------------------
 
-    void read(std::uint64_t offset, std::uint64_t length, const ReadSink& sink) {
+    // The ranges' blocks in order: range by range, each cut in pieces of
+    // at most block_size from its start.
+    struct Pieces {
+        std::span<const BlockRange> ranges;
+        std::uint64_t block_size;
+        std::size_t range = 0;   // of the next piece
+        std::uint64_t inside = 0; // its offset in that range
+
+        bool done() const { return range == ranges.size(); }
+        BlockRange next() {
+            const BlockRange& r = ranges[range];
+            const BlockRange piece{r.offset + inside, std::min(block_size, r.length - inside)};
+            inside += piece.length;
+            if (inside == r.length) {
+                ++range;
+                inside = 0;
+                skip_empty();
+            }
+            return piece;
+        }
+        void skip_empty() {
+            while (range < ranges.size() && ranges[range].length == 0)
+                ++range;
+        }
+    };
+
+    void check_range(const BlockRange& r) const {
         const std::string ctx = context("read", path);
-        if (offset > size || length > size - offset)
+        if (r.offset > size || r.length > size - r.offset)
             throw Error(EINVAL, ctx,
-                        "range " + std::to_string(offset) + "+" + std::to_string(length) +
+                        "range " + std::to_string(r.offset) + "+" + std::to_string(r.length) +
                             " is beyond the end (" + std::to_string(size) + " bytes)");
-        if (options.direct && (offset % alignment || length % alignment))
+        if (options.direct && (r.offset % alignment || r.length % alignment))
             throw Error(EINVAL, ctx,
                         "offset and length must be multiples of " + std::to_string(alignment) +
                             " with O_DIRECT");
+    }
+
+    // Reads stay queue_depth pieces ahead of the sink, across the ranges:
+    // many small ranges are read as fast as one large one.
+    void read(std::span<const BlockRange> ranges, const ReadSink& sink) {
+        std::uint64_t end = 0;
+        for (const auto& r : ranges) {
+            check_range(r);
+            if (r.offset < end)
+                throw Error(EINVAL, context("read", path),
+                            "range " + std::to_string(r.offset) +
+                                " overlaps or precedes the one before");
+            end = r.offset + r.length;
+        }
         std::lock_guard lock(mutex);
         Unpin unpin{slots};
-        const std::uint64_t bs = options.block_size;
-        const std::uint64_t blocks = (length + bs - 1) / bs;
-        auto block = [&](std::uint64_t i) {
-            const std::uint64_t at = offset + i * bs;
-            return BlockRange{at, std::min(bs, offset + length - at)};
-        };
-        std::uint64_t next_queue = 0;
-        for (std::uint64_t next = 0; next < blocks; ++next) {
+        Pieces queued_to{ranges, options.block_size};
+        Pieces delivered{ranges, options.block_size};
+        queued_to.skip_empty();
+        delivered.skip_empty();
+        std::deque<BlockRange> ahead; // queued, not yet delivered, in order
+        while (!delivered.done()) {
             // Queue what free slots allow, then submit them together.
             for (;;) {
-                for (; next_queue < blocks && next_queue < next + options.queue_depth;
-                     ++next_queue) {
-                    const BlockRange r = block(next_queue);
+                while (!queued_to.done() && ahead.size() < options.queue_depth) {
+                    const std::size_t range = queued_to.range;
+                    const std::uint64_t inside = queued_to.inside;
+                    const BlockRange r = queued_to.next();
                     Slot* s = obtain(r.offset, static_cast<std::uint32_t>(r.length));
-                    if (!s)
+                    if (!s) { // no free slot: take this piece again later
+                        queued_to.range = range;
+                        queued_to.inside = inside;
                         break;
+                    }
                     s->pinned = true;
+                    ahead.push_back(r);
                 }
-                if (next_queue > next)
+                if (!ahead.empty())
                     break;
                 reap(true); // every slot in flight (an aborted call's): let one finish
             }
-            const BlockRange r = block(next);
+            const BlockRange r = delivered.next();
+            ahead.pop_front();
             Slot* head = find(r.offset, static_cast<std::uint32_t>(r.length));
             wait_ready(*head);
             head->used = ++tick;
@@ -427,7 +472,12 @@ std::uint32_t ImageReader::alignment() const {
 }
 
 void ImageReader::read(std::uint64_t offset, std::uint64_t length, const ReadSink& sink) {
-    engine_->read(offset, length, sink);
+    const BlockRange range{offset, length};
+    engine_->read(std::span(&range, 1), sink);
+}
+
+void ImageReader::read(std::span<const BlockRange> ranges, const ReadSink& sink) {
+    engine_->read(ranges, sink);
 }
 
 std::size_t ImageReader::read_at(std::span<std::byte> out, std::uint64_t offset) {

@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# interception
 # cost: 20
 # vm: --disks 1 --disk-size 256M
 # Bad requests get a clean errno and no kernel splat; an unprivileged caller

@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# interception
 # cost: 65
 # vm: --disks 1 --disk-size 128M
 # smoke

@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# interception
 # cost: 5
 # smoke
 # The module loads, answers on its control device, and unloads cleanly.

@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# interception
 # cost: 60
 # vm: --disks 1 --disk-size 256M
 # Devices that go away while attached lose their filter cleanly: a deleted

@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# interception
 # cost: 100
 # vm: --disk 64M --disk 256M
 # Races between snapshot operations and the I/O path that could leave an

@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# interception
 # vm: --disks 3 --disk-size 48M
 # cost: 60
 # Virtio disks hot-unplugged under the module: an attached disk goes with

@@ -57,6 +57,47 @@ TEST_F(ImageReaderTest, QueueDepthOneAndLarge) {
     read_and_check({1 << 20, 64, true}, 0, data.size());
 }
 
+TEST_F(ImageReaderTest, ManyRangesInOneCall) {
+    // Small ranges and large ones, some of several blocks, one empty, the
+    // last cut by the end of the file; at depths 1 and 8.
+    const std::vector<BlockRange> ranges{{0, 4096},
+                                         {8192, 1536},
+                                         {65536, 0},
+                                         {65536, 3 * 65536 + 512},
+                                         {1 << 20, 4096},
+                                         {data.size() - 2560, 2560}};
+    for (unsigned depth : {1u, 8u}) {
+        ImageReader reader(path, {65536, depth, true});
+        std::vector<BlockRange> got;
+        reader.read(ranges, [&](std::uint64_t at, std::span<const std::byte> piece) {
+            EXPECT_LE(piece.size(), 65536u);
+            EXPECT_EQ(std::memcmp(piece.data(), data.data() + at, piece.size()), 0) << at;
+            if (!got.empty() && got.back().offset + got.back().length == at &&
+                got.back().length % 65536 == 0)
+                got.back().length += piece.size(); // the next piece of the same range
+            else
+                got.push_back({at, piece.size()});
+        });
+        std::vector<BlockRange> want;
+        for (const auto& r : ranges)
+            if (r.length)
+                want.push_back(r);
+        ASSERT_EQ(got.size(), want.size()) << depth;
+        for (std::size_t i = 0; i < want.size(); ++i) {
+            EXPECT_EQ(got[i].offset, want[i].offset) << i;
+            EXPECT_EQ(got[i].length, want[i].length) << i;
+        }
+    }
+}
+
+TEST_F(ImageReaderTest, ManyRangesMustAscend) {
+    ImageReader reader(path, {4096, 2, true});
+    const std::vector<BlockRange> overlapping{{0, 8192}, {4096, 4096}};
+    EXPECT_THROW(reader.read(overlapping, [](auto, auto) {}), Error);
+    const std::vector<BlockRange> descending{{8192, 4096}, {0, 4096}};
+    EXPECT_THROW(reader.read(descending, [](auto, auto) {}), Error);
+}
+
 TEST_F(ImageReaderTest, BufferedReadsAllowAnyRange) {
     EXPECT_EQ(read_and_check({1000, 3, false}, 7, 10001), 11u);
     EXPECT_EQ(read_and_check({1000, 3, false}, 0, 0), 0u);

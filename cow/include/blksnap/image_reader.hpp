@@ -9,6 +9,7 @@
 // Calls on one reader are serialised (it may be shared by threads).
 #pragma once
 
+#include <blksnap/align.hpp>
 #include <blksnap/unique_fd.hpp>
 
 #include <cstddef>
@@ -54,6 +55,10 @@ public:
     // Throws Error with the path and offset on a failed or short read; an
     // exception from SINK stops the read and is passed on.
     void read(std::uint64_t offset, std::uint64_t length, const ReadSink& sink);
+    // The same for several RANGES (ascending, not overlapping), one after
+    // another, with reads in flight across them (the changed blocks of an
+    // incremental backup).
+    void read(std::span<const BlockRange> ranges, const ReadSink& sink);
 
     // Random access: copies what lies at OFFSET into OUT, at any offset and
     // of any length; short only at the end of the source. Reads whole
