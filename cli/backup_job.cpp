@@ -185,8 +185,8 @@ struct DeviceJob {
         for (const auto& step : plan)
             reads.push_back({step.read.offset, step.read.length});
         auto step = plan.begin();
-        auto w = step == plan.end() ? std::vector<ByteRange>::const_iterator{}
-                                    : step->write.begin();
+        auto w =
+            step == plan.end() ? std::vector<ByteRange>::const_iterator{} : step->write.begin();
         reader.read(reads, [&](std::uint64_t offset, std::span<const std::byte> data) {
             if (hooks.interrupted && hooks.interrupted())
                 throw Error(EINTR, context("backup", device), "interrupted");

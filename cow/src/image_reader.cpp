@@ -369,7 +369,7 @@ struct ImageReader::Engine {
     struct Pieces {
         std::span<const BlockRange> ranges;
         std::uint64_t block_size;
-        std::size_t range = 0;   // of the next piece
+        std::size_t range = 0;    // of the next piece
         std::uint64_t inside = 0; // its offset in that range
 
         bool done() const { return range == ranges.size(); }

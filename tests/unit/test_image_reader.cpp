@@ -60,12 +60,9 @@ TEST_F(ImageReaderTest, QueueDepthOneAndLarge) {
 TEST_F(ImageReaderTest, ManyRangesInOneCall) {
     // Small ranges and large ones, some of several blocks, one empty, the
     // last cut by the end of the file; at depths 1 and 8.
-    const std::vector<BlockRange> ranges{{0, 4096},
-                                         {8192, 1536},
-                                         {65536, 0},
-                                         {65536, 3 * 65536 + 512},
-                                         {1 << 20, 4096},
-                                         {data.size() - 2560, 2560}};
+    const std::vector<BlockRange> ranges{{0, 4096},       {8192, 1536},
+                                         {65536, 0},      {65536, 3 * 65536 + 512},
+                                         {1 << 20, 4096}, {data.size() - 2560, 2560}};
     for (unsigned depth : {1u, 8u}) {
         ImageReader reader(path, {65536, depth, true});
         std::vector<BlockRange> got;
