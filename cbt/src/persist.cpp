@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <unistd.h>
 
 namespace blksnap::cbt {
 
@@ -198,6 +199,12 @@ CbtInfo save_tracking(DeviceFilter& filter, const fs::path& dir) {
     CbtInfo info;
     std::vector<std::uint8_t> map;
     WriteCounters before;
+    // Nowhere to save: say so while the device is still tracked (a detach
+    // first would lose the map for nothing).
+    fs::create_directories(dir);
+    if (::access(dir.c_str(), W_OK) != 0)
+        throw Error(errno, context("save the change map of", device),
+                    "cannot write to " + dir.string() + "; nothing saved, still tracking");
     for (int attempt = 0;; attempt++) {
         before = quiet_counters(device);
         info = filter.cbt_info();
@@ -212,7 +219,6 @@ CbtInfo save_tracking(DeviceFilter& filter, const fs::path& dir) {
     if (write_counters(device) != before)
         throw Error(EBUSY, context("save the change map of", device),
                     "written while it was being detached; nothing saved, the chain is broken");
-    fs::create_directories(dir);
     // The record last: without it the map is never loaded.
     remove_quietly(paths.record);
     write_state_file(paths.state, CbtState::of(info, std::move(map)));

@@ -73,6 +73,16 @@ expect_eq "restore" "$out" "chain broken for $dev, a new generation starts: the 
 [ "$(field "$dev" generation_id)" != "$gen" ] || fail "the generation continued"
 expect_eq "chain" "$(field "$dev" chain)" "broken: the device was written after the save"
 
+step "no save: a read-only state directory is refused before the detach"
+mkdir "$tmp/ro"
+mount -t tmpfs -o ro none "$tmp/ro"
+if out=$(blksnap cbtsave -d "$dev" --state-dir "$tmp/ro" 2>&1); then
+	fail "cbtsave into a read-only directory succeeded: $out"
+fi
+[[ $out == *"cannot write to $tmp/ro"*"still tracking"* ]] || fail "cbtsave, read-only: $out"
+is_attached "$dev" || fail "a failed cbtsave detached $dev"
+umount "$tmp/ro"
+
 step "no save: a new generation, and why"
 blksnap detach -d "$dev"
 out=$(blksnap cbtrestore -d "$dev" --state-dir "$state" --json)
