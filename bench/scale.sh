@@ -29,13 +29,15 @@ start_writer() {
 	local args=() d
 	for d in "$@"; do args+=(--name="w${d##*/}" --filename="$d"); done
 	fio --eta=never --direct=1 --ioengine=psync --rw=randwrite --bs=4k --size=16M --time_based \
-		--runtime=3600 --rate=1m --output=/dev/null "${args[@]}" &
+		--runtime=3600 --rate=1m --output=/dev/null "${args[@]}" 2>"$tmp/writer.err" &
 	writer=$!
 	sleep 1
 }
 stop_writer() {
 	kill "$writer" 2>/dev/null || true
 	wait "$writer" 2>/dev/null || true
+	[ ! -s "$tmp/writer.err" ] || echo "# writer's stderr: $(sort "$tmp/writer.err" | uniq -c | head -n3)"
+	rm -f "$tmp/writer.err"
 }
 
 echo "# scale: take of 4 devices vs fsfreeze of their file systems, both under writes"
@@ -127,15 +129,18 @@ m3=$(kmem "$tmp/slab3")
 [ "$(blksnap snapshot_info -d "$orig" -f error_code)" = 0 ] || { echo "snapshot corrupted" >&2; exit 1; }
 blksnap snapshot_destroy -i "$id"
 blksnap detach -d "$orig"
-per_tib() { # before after chunks: MiB per TiB copied
-	python3 -c 'import sys; a,b,n,c=sys.argv[1].split(),sys.argv[2].split(),int(sys.argv[3]),int(sys.argv[4])
-per=(int(b[0])-int(a[0])+int(b[1])-int(a[1]))/n
-print(f"{per*2**40/c/2**20:.2f} {per:.1f}")' "$1" "$2" "$3" $chunk
+# per_tib BEFORE AFTER CHUNKS SLABINFO-BEFORE SLABINFO-AFTER: MiB per TiB
+# copied and bytes per chunk: the growth of the module's slab caches
+# (slab_module) and of vmalloc.
+per_tib() {
+	python3 -c 'import sys; a,b,n,m,c=sys.argv[1].split(),sys.argv[2].split(),int(sys.argv[3]),int(sys.argv[4]),int(sys.argv[5])
+per=(m+int(b[1])-int(a[1]))/n
+print(f"{per*2**40/c/2**20:.2f} {per:.1f} {int(b[0])-int(a[0])}")' "$1" "$2" "$3" "$(slab_module "$4" "$5")" $chunk
 }
-read -r contig contig_b < <(per_tib "$m1" "$m2" "$cow_chunks")
-read -r spread spread_b < <(per_tib "$m2" "$m3" $((cow_chunks / 4)))
-echo "# contiguous: $cow_chunks chunks, $contig_b bytes per chunk; slab growth: $(slab_growth "$tmp/slab1" "$tmp/slab2")"
-echo "# 100 chunks apart: $((cow_chunks / 4)) chunks, $spread_b bytes per chunk; slab growth: $(slab_growth "$tmp/slab2" "$tmp/slab3")"
+read -r contig contig_b contig_slab < <(per_tib "$m1" "$m2" "$cow_chunks" "$tmp/slab1" "$tmp/slab2")
+read -r spread spread_b spread_slab < <(per_tib "$m2" "$m3" $((cow_chunks / 4)) "$tmp/slab2" "$tmp/slab3")
+echo "# contiguous: $cow_chunks chunks, $contig_b bytes per chunk (Slab total grew $contig_slab bytes); slab growth: $(slab_growth "$tmp/slab1" "$tmp/slab2")"
+echo "# 100 chunks apart: $((cow_chunks / 4)) chunks, $spread_b bytes per chunk (Slab total grew $spread_slab bytes); slab growth: $(slab_growth "$tmp/slab2" "$tmp/slab3")"
 row_lower "scale: kernel memory per TiB copied, contiguous chunks" 16 "$contig" MiB/TiB 1.0
 row_lower "scale: kernel memory per TiB copied, chunks 100 apart" 16 "$spread" MiB/TiB 1.0
 
@@ -153,6 +158,6 @@ for size in 1G:1024 1T:$((1 << 20)) 64T:$((64 << 20)); do
 	echo "# ${size%%:*}: attach $ms ms, change map $map bytes, $(cbt_field "$dev" block_count) blocks" \
 		"of $(cbt_field "$dev" block_size) bytes"
 	blksnap detach -d "$dev"
-	row_lower "scale: change-map memory of a ${size%%:*}B device vs bound" \
+	row_lower "scale: change-map memory of a ${size%%:*}iB device vs bound" \
 		"$(python3 -c "print($bound / 2**20)")" "$(python3 -c "print($map / 2**20)")" MiB 1.0
 done

@@ -78,6 +78,26 @@ print(" ".join(f"{k}:+{v // 1024}KiB" for v, k in g if v > 0))
 PY
 }
 
+# slab_module BEFORE AFTER: the growth in bytes of the slab caches the
+# module allocates from (kmalloc-*, and radix_tree_node for the xarray of
+# chunks) between two /proc/slabinfo copies. Unlike the Slab total of
+# /proc/meminfo, it does not net out caches that other parts of the kernel
+# shrank meanwhile (dentries, inodes); other users of kmalloc still count.
+slab_module() {
+	python3 - "$1" "$2" <<'PY'
+import sys
+def load(p):
+    d = {}
+    for line in open(p):
+        f = line.split()
+        if f[0].startswith(("kmalloc-", "radix_tree_node")):
+            d[f[0]] = int(f[2]) * int(f[3])
+    return d
+a, b = load(sys.argv[1]), load(sys.argv[2])
+print(sum(b[k] - a.get(k, 0) for k in b))
+PY
+}
+
 # kmem_delta "BEFORE" "AFTER" FIELD: the difference of field FIELD (1 slab,
 # 2 vmalloc, 3 module vmalloc, 4 free) between two kmem lines, in bytes.
 kmem_delta() {

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# cost: 60
+# cost: 50
 # columns: stock-6.1
 # Huge devices (null_blk disks whose writes vanish: any size for free).
 # Attaching a 64 TiB device costs the change map only: the module's vmalloc
 # growth stays within two maps of tracking_block_maximum_count bytes. A
 # taken snapshot of a 16 TiB device, chunks rewritten after the take: the
-# kernel memory the snapshot holds per chunk copied (slab and vmalloc,
-# caches dropped before each reading), for contiguous chunks and for chunks
+# kernel memory the snapshot holds per chunk copied (growth of the kmalloc
+# and radix_tree_node slab caches, and of vmalloc, caches dropped before
+# each reading; the Slab total is printed too), for contiguous chunks and for chunks
 # 100 apart (1% of the device), reported per chunk and per TiB copied.
 # Stock kernels only: the debug kernel's KASAN redzones and kmemleak
 # metadata would make the memory figures its own, not the module's.
@@ -72,22 +73,23 @@ touch_chunks "$orig" $((4 * chunks)) "$chunks" 100 $chunk
 settle_dev "$store"
 m3=$(kmem "$tmp/slab3")
 [ "$(blksnap snapshot_info -d "$orig" -f error_code)" = 0 ] || fail "snapshot corrupted"
-report() { # name before after chunks
-	python3 - "$@" $chunk $tib <<'PY'
+report() { # name before after chunks slabinfo-before slabinfo-after
+	python3 - "$1" "$2" "$3" "$4" "$(slab_module "$5" "$6")" $chunk $tib <<'PY'
 import sys
-name, a, b, n, chunk, tib = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+name, a, b = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+n, mod, chunk, tib = (int(x) for x in sys.argv[4:8])
 slab, vm = int(b[0]) - int(a[0]), int(b[1]) - int(a[1])
-per = (slab + vm) / n
+per = (mod + vm) / n
 print(f"SCALE cow_memory {name} chunks={n} chunk_kib={chunk >> 10} slab_delta={slab} "
-      f"vmalloc_delta={vm} bytes_per_chunk={per:.1f} "
+      f"module_caches_delta={mod} vmalloc_delta={vm} bytes_per_chunk={per:.1f} "
       f"mib_per_tib_copied={per * tib / chunk / 2**20:.1f}")
 PY
 }
-report "first" "$m0" "$m1" $((chunks / 4))
+report "first" "$m0" "$m1" $((chunks / 4)) "$tmp/slab0" "$tmp/slab1"
 echo "# slab growth: $(slab_growth "$tmp/slab0" "$tmp/slab1")"
-report "contiguous" "$m1" "$m2" $((2 * chunks))
+report "contiguous" "$m1" "$m2" $((2 * chunks)) "$tmp/slab1" "$tmp/slab2"
 echo "# slab growth: $(slab_growth "$tmp/slab1" "$tmp/slab2")"
-report "spread_1pct" "$m2" "$m3" "$chunks"
+report "spread_1pct" "$m2" "$m3" "$chunks" "$tmp/slab2" "$tmp/slab3"
 echo "# slab growth: $(slab_growth "$tmp/slab2" "$tmp/slab3")"
 
 step "destroy: the memory is given back"

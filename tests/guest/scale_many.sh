@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 45
+# cost: 50
 # columns: stock-6.1
 # Many devices: 32 (null_blk disks in memory; the runner has at most 26
 # virtio disks) attached and taken in one snapshot while a writer writes all

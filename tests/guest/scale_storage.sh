@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 40
+# cost: 20
 # columns: stock-6.1
 # vm: --disk 512M
 # The difference storage grows in many steps under a writer: a file on
