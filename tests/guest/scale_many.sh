@@ -6,8 +6,8 @@
 # of them in turn; the take time is reported, and every image is coherent
 # with every other: record n goes to each device in order, so the newest
 # record of the images never rises along that order and falls by at most
-# one. Stock kernels only: 32 devices made, attached and read one by one
-# cost several hundred execs, minutes on the debug kernel.
+# one. Stock kernels only: 64 commands and 512 MiB of images read in
+# Python, minutes on the debug kernel.
 # SCALE_DEVICES (default 32) sets how many.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/scale-helpers.bash"
