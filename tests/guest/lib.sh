@@ -89,6 +89,8 @@ wait_for_dev() {
 # nullb_create NAME SIZE_MB [BLOCK_SIZE]: a memory-backed null_blk disk made
 # through configfs (removable at will); prints its /dev path. Its configfs
 # dir is /sys/kernel/config/nullb/NAME (power 0 + rmdir removes it).
+# NULLB_MEMORY_BACKED=0: writes vanish and reads return whatever the buffer
+# held, so a disk of any size costs nothing.
 nullb_create() {
 	local nb=/sys/kernel/config/nullb/$1 before
 	[ -d /sys/module/null_blk ] || modprobe null_blk nr_devices=0 || fail "modprobe null_blk"
@@ -96,7 +98,7 @@ nullb_create() {
 	mkdir "$nb"
 	echo "$2" >"$nb/size"
 	[ -z "${3:-}" ] || echo "$3" >"$nb/blocksize"
-	echo 1 >"$nb/memory_backed"
+	echo "${NULLB_MEMORY_BACKED:-1}" >"$nb/memory_backed"
 	before=$(ls /sys/block)
 	echo 1 >"$nb/power"
 	# The disk's name differs between kernels: find the new one.
