@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 45
+# cost: 75
 # columns: stock-6.1 stock-6.12
 # vm: --disk 160M --disk 48M
 # Kernel memory that a held snapshot keeps per copied chunk: at most 16
@@ -25,14 +25,13 @@ load_module chunk_minimum_shift=12 chunk_maximum_shift=12
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 info=/sys/kernel/debug/blksnap/$(lsblk -dno MAJ:MIN "$dev" | tr -d ' ')
 
-# kernel_bytes: slab and vmalloc memory in use, as steady as it gets: the
-# caches dropped twice, a second apart (the first drop makes kfree_rcu()
-# free what it batches for up to 5 s), empty slabs shrunk.
+# kernel_bytes [WAIT]: slab and vmalloc memory in use, as steady as it
+# gets: after WAIT seconds (kfree_rcu() batches frees for up to 5 s), caches
+# dropped, empty slabs shrunk.
 kernel_bytes() {
 	local s
 	sync
-	echo 3 >/proc/sys/vm/drop_caches
-	sleep 1
+	sleep "${1:-0}"
 	echo 3 >/proc/sys/vm/drop_caches
 	for s in /sys/kernel/slab/*/shrink; do echo 1 >"$s" 2>/dev/null || true; done
 	awk '/^(Slab|VmallocUsed):/ { t += $2 } END { print t * 1024 }' /proc/meminfo
@@ -60,6 +59,15 @@ at_most() {
 		fail "$1: $(per_chunk "$2" "$3") bytes per chunk, over $4"
 }
 
+step "warm up: the kernel makes the copy-on-write worker threads once"
+# (Their stacks and task structs are no cost per chunk; idle, they stay
+# for minutes.)
+id=$(blksnap snapshot_create -d "$dev" -f "$store_dev" -l 48M)
+blksnap snapshot_take -i "$id"
+dd if=/dev/zero of="$dev" bs=1M count=16 oflag=direct status=none
+sleep 1
+blksnap snapshot_destroy -i "$id"
+
 step "every chunk holds other data"
 gen 1 $(((dense + sparse_span) * 4096)) | dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none
 before=$(sum "$dev")
@@ -72,7 +80,7 @@ m0=$(field map_bytes)
 step "dense: rewrite $dense chunks in order"
 gen 2 $((dense * 4096)) | dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none
 settle $dense
-k1=$(kernel_bytes)
+k1=$(kernel_bytes 6)
 m1=$(field map_bytes)
 
 step "sparse: rewrite $sparse of $sparse_span chunks at random"
@@ -81,18 +89,19 @@ fio --name=sparse --filename="$dev" --rw=randwrite --bs=4k --direct=1 \
 	--io_size=$((sparse * 4096)) --randseed=18 --ioengine=psync \
 	--eta=never --output=/dev/null
 settle $((dense + sparse))
-k2=$(kernel_bytes)
+k2=$(kernel_bytes 6)
 m2=$(field map_bytes)
 
 kd=$((k1 - k0)) ks=$((k2 - k1))
 echo "kernel: dense $(per_chunk $kd $dense) B/chunk ($kd B)," \
 	"sparse $(per_chunk $ks $sparse) B/chunk ($ks B)"
 [ ! -r "$info" ] || cat "$info"
-at_most "dense rewrite, kernel memory" $kd $dense 16
-# Over 327 chunks the slab figure cannot resolve a few bytes per chunk
-# (slabs of other caches come and go): it is held to 16 bytes per chunk
-# plus 64 KiB; the module's own count below is exact.
-at_most "sparse rewrite, kernel memory (64 KiB of slack)" $((ks - 65536)) $sparse 16
+# The kernel's figure moves by up to about 150 KiB between two readings
+# whatever the module does (slabs of other caches come and go): it is
+# held to 16 bytes per chunk plus 128 KiB (the module of before took 112
+# bytes per chunk here); the module's own count below is exact.
+at_most "dense rewrite, kernel memory (128 KiB of slack)" $((kd - 131072)) $dense 16
+at_most "sparse rewrite, kernel memory (128 KiB of slack)" $((ks - 131072)) $sparse 16
 
 [ -r "$info" ] || fail "no chunk report $info"
 expect_eq "chunks stored" "$(field stored)" $((dense + sparse))
@@ -103,7 +112,7 @@ echo "module: map $(per_chunk "$m1" $dense) B/chunk after the dense rewrite" \
 at_most "dense rewrite, chunk map" "$m1" $dense 16
 at_most "sparse rewrite, chunk map" $((m2 - m1)) $sparse 16
 # The kernel's figure cannot be far below what the module counts.
-[ $((kd + 65536)) -ge $((m1 - m0)) ] ||
+[ $((kd + 131072)) -ge $((m1 - m0)) ] ||
 	fail "the kernel counts $kd B for a map of $((m1 - m0)) B"
 
 step "the image holds the data of the take"
