@@ -8,7 +8,10 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/blksnap.h>
+#include <linux/debugfs.h>
+#include <linux/hash.h>
 #include <linux/sched/mm.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include "cbt_map.h"
 #include "diff_area.h"
@@ -26,6 +29,8 @@
  */
 static struct workqueue_struct *cow_wq;
 static struct workqueue_struct *store_wq;
+/* blksnap/ in debugfs: a file per device of a taken snapshot. */
+static struct dentry *debug_dir;
 
 /* Sectors of chunk @n that lie on the device (the last may be short). */
 static inline sector_t chunk_len(struct diff_area *area, unsigned long n)
@@ -71,30 +76,155 @@ void diff_area_corrupt(struct diff_area *area, int error)
 	wake_up_all(&area->store_wait);
 }
 
-/*
- * Chunk @n, made on first use. The chunk and the xarray's node are small
- * GFP_NOIO allocations, which the page allocator retries rather than fails
- * (it fails them for a task the OOM killer chose, which a worker never
- * is); they stay until the area is freed, so a reserve would be used up
- * once and for all. Chunk buffers, large, have one (diff_buffer.c).
- */
-static struct chunk *chunk_get(struct diff_area *area, unsigned long n)
+static struct hlist_head *inflight_bucket(struct diff_area *area, unsigned long n)
 {
-	struct chunk *chunk, *old;
+	return &area->inflight[hash_long(n, DIFF_AREA_INFLIGHT_BITS)];
+}
 
-	chunk = xa_load(&area->chunks, n);
+/*
+ * The chunk @n in flight, or NULL.
+ * Context: rcu_read_lock() or area->chunks_lock held.
+ */
+static struct chunk *inflight_find(struct diff_area *area, unsigned long n)
+{
+	struct chunk *chunk;
+
+	hlist_for_each_entry_rcu(chunk, inflight_bucket(area, n), hash_link,
+				 lockdep_is_held(&area->chunks_lock))
+		if (chunk->n == n)
+			return chunk;
+	return NULL;
+}
+
+/*
+ * The flags of chunk @n (CHUNK_DONE_FLAGS if it is retired), and, if it is
+ * stored, where. A chunk leaves @inflight only after it is in the map
+ * (chunk_put()), so a reader that does not find it in flight finds it in
+ * the map if it was there.
+ * Context: any; lockless.
+ */
+static unsigned long chunk_state(struct diff_area *area, unsigned long n,
+				 sector_t *sector)
+{
+	unsigned long flags = 0;
+	struct chunk *chunk;
+
+	rcu_read_lock();
+	chunk = inflight_find(area, n);
+	if (chunk) {
+		flags = READ_ONCE(chunk->flags);
+		if (flags & BIT(CHUNK_STORED)) {
+			/* The sector was set before the flag (store_work_fn()). */
+			smp_rmb();
+			*sector = chunk->storage_sector;
+		}
+	} else {
+		/* Pairs with the barrier in chunk_put(). */
+		smp_rmb();
+		if (chunk_map_find(&area->map, n, sector))
+			flags = CHUNK_DONE_FLAGS;
+	}
+	rcu_read_unlock();
+	return flags;
+}
+
+/*
+ * Chunk @n in flight, with a reference for the caller, or NULL with
+ * *@sector set if it is retired. Context: area->chunks_lock held.
+ */
+static struct chunk *chunk_find_locked(struct diff_area *area, unsigned long n,
+				       sector_t *sector, bool *retired)
+{
+	struct chunk *chunk = inflight_find(area, n);
+
+	*retired = false;
 	if (chunk)
+		chunk->users++;
+	else
+		*retired = chunk_map_find(&area->map, n, sector);
+	return chunk;
+}
+
+/*
+ * Chunk @n with a reference for the caller (chunk_put() drops it), made
+ * if it is not in flight; or NULL with *@sector set if it is retired: its
+ * old data is at *@sector in the storage, and writes pass. A chunk is
+ * small GFP_NOIO allocation, which the page allocator retries rather than
+ * fails (it fails them for a task the OOM killer chose, which a worker
+ * never is).
+ * Context: process context.
+ * Return: the chunk, NULL, or ERR_PTR(-ENOMEM).
+ */
+static struct chunk *chunk_get(struct diff_area *area, unsigned long n,
+			       sector_t *sector)
+{
+	struct chunk *chunk, *new;
+	bool retired;
+
+	spin_lock(&area->chunks_lock);
+	chunk = chunk_find_locked(area, n, sector, &retired);
+	spin_unlock(&area->chunks_lock);
+	if (chunk || retired)
 		return chunk;
-	chunk = kzalloc(sizeof(*chunk), GFP_NOIO);
-	if (!chunk)
-		return NULL;
-	mutex_init(&chunk->lock);
-	old = xa_cmpxchg(&area->chunks, n, NULL, chunk, GFP_NOIO);
-	if (old) {
-		kfree(chunk);
-		return xa_is_err(old) ? NULL : old;
+	new = kzalloc(sizeof(*new), GFP_NOIO);
+	if (!new)
+		return ERR_PTR(-ENOMEM);
+	mutex_init(&new->lock);
+	new->n = n;
+	new->users = 1;
+	INIT_LIST_HEAD(&new->store_link);
+	spin_lock(&area->chunks_lock);
+	chunk = chunk_find_locked(area, n, sector, &retired);
+	if (!chunk && !retired) {
+		hlist_add_head_rcu(&new->hash_link, inflight_bucket(area, n));
+		area->nr_inflight++;
+		chunk = new;
+		new = NULL;
+	}
+	spin_unlock(&area->chunks_lock);
+	if (new) {
+		mutex_destroy(&new->lock);
+		kfree(new);
 	}
 	return chunk;
+}
+
+/* Another reference to a chunk the caller holds one of. */
+static void chunk_hold(struct diff_area *area, struct chunk *chunk)
+{
+	spin_lock(&area->chunks_lock);
+	chunk->users++;
+	spin_unlock(&area->chunks_lock);
+}
+
+/*
+ * Drop a reference; the last one frees an idle chunk: a retired one (its
+ * place is in the map), or one neither copied nor placed (it holds
+ * nothing). Context: process context, chunk->lock not held.
+ */
+static void chunk_put(struct diff_area *area, struct chunk *chunk)
+{
+	unsigned long flags;
+	bool idle;
+
+	spin_lock(&area->chunks_lock);
+	flags = READ_ONCE(chunk->flags);
+	idle = !--chunk->users &&
+	       ((flags & BIT(CHUNK_RETIRED)) ||
+		!(flags & (BIT(CHUNK_COPIED) | BIT(CHUNK_PLACED))));
+	if (idle) {
+		/* A lockless reader that misses the chunk here sees it in
+		 * the map (pairs with the barrier in chunk_state()).
+		 */
+		smp_mb();
+		hlist_del_rcu(&chunk->hash_link);
+		area->nr_inflight--;
+	}
+	spin_unlock(&area->chunks_lock);
+	if (idle) {
+		mutex_destroy(&chunk->lock);
+		kfree_rcu(chunk, rcu);
+	}
 }
 
 /**
@@ -185,6 +315,7 @@ static void queue_worker(struct workqueue_struct *wq,
 /* Queue a chunk whose old data is in memory for storing. */
 static void store_enqueue(struct diff_area *area, struct chunk *chunk)
 {
+	chunk_hold(area, chunk);
 	spin_lock_irq(&area->lock);
 	list_add_tail(&chunk->store_link, &area->store_queue);
 	area->store_count++;
@@ -236,16 +367,20 @@ static void place_range(struct diff_area *area, sector_t sector,
 {
 	unsigned long n, last = diff_area_chunk_of(area, sector + count - 1);
 	struct chunk *chunk;
+	sector_t stored;
 
 	for (n = diff_area_chunk_of(area, sector); n <= last; n++) {
-		chunk = chunk_get(area, n);
-		if (!chunk || test_bit(CHUNK_COPIED, &chunk->flags) ||
-		    test_bit(CHUNK_PLACED, &chunk->flags) ||
-		    !mutex_trylock(&chunk->lock))
+		chunk = chunk_get(area, n, &stored);
+		if (IS_ERR_OR_NULL(chunk))
 			continue;
-		if (!test_bit(CHUNK_COPIED, &chunk->flags))
-			chunk_place(area, chunk);
-		mutex_unlock(&chunk->lock);
+		if (!test_bit(CHUNK_COPIED, &chunk->flags) &&
+		    !test_bit(CHUNK_PLACED, &chunk->flags) &&
+		    mutex_trylock(&chunk->lock)) {
+			if (!test_bit(CHUNK_COPIED, &chunk->flags))
+				chunk_place(area, chunk);
+			mutex_unlock(&chunk->lock);
+		}
+		chunk_put(area, chunk);
 	}
 }
 
@@ -304,27 +439,50 @@ static void chunk_release_original(struct diff_area *area,
 	set_bit(CHUNK_WRITABLE, &chunk->flags);
 }
 
+/*
+ * A stored chunk leaves flight: writes may reach it (a chunk an image
+ * write copied may still have image reads of its original in flight) and
+ * its place goes into the map; the struct chunk goes with its last user.
+ * Context: chunk->lock held, CHUNK_STORED set.
+ */
+static int chunk_retire(struct diff_area *area, struct chunk *chunk)
+{
+	int ret;
+
+	if (!test_bit(CHUNK_WRITABLE, &chunk->flags))
+		chunk_release_original(area, chunk, chunk->n);
+	ret = chunk_map_add(&area->map, chunk->n, chunk->storage_sector);
+	if (!ret)
+		set_bit(CHUNK_RETIRED, &chunk->flags);
+	return ret;
+}
+
 /* Save every chunk a write to the original touches. */
 static void cow_range(struct diff_area *area, sector_t sector, sector_t count)
 {
 	unsigned long n, last = diff_area_chunk_of(area, sector + count - 1);
 	struct chunk *chunk;
+	sector_t stored;
 	int ret = 0;
 
 	for (n = diff_area_chunk_of(area, sector); n <= last && !ret; n++) {
-		chunk = chunk_get(area, n);
-		if (!chunk) {
-			ret = -ENOMEM;
+		chunk = chunk_get(area, n, &stored);
+		if (IS_ERR(chunk)) {
+			ret = PTR_ERR(chunk);
 			break;
 		}
-		if (test_bit(CHUNK_WRITABLE, &chunk->flags))
+		/* Retired: stored, and writes pass. */
+		if (!chunk)
 			continue;
-		mutex_lock(&chunk->lock);
-		if (!test_bit(CHUNK_COPIED, &chunk->flags))
-			ret = chunk_copy(area, chunk, n, false);
-		if (!ret)
-			chunk_release_original(area, chunk, n);
-		mutex_unlock(&chunk->lock);
+		if (!test_bit(CHUNK_WRITABLE, &chunk->flags)) {
+			mutex_lock(&chunk->lock);
+			if (!test_bit(CHUNK_COPIED, &chunk->flags))
+				ret = chunk_copy(area, chunk, n, false);
+			if (!ret && !test_bit(CHUNK_WRITABLE, &chunk->flags))
+				chunk_release_original(area, chunk, n);
+			mutex_unlock(&chunk->lock);
+		}
+		chunk_put(area, chunk);
 	}
 	if (ret)
 		diff_area_corrupt(area, ret);
@@ -388,18 +546,22 @@ static void store_work_fn(struct work_struct *work)
 			ret = diff_storage_rw(area->ds, chunk->storage_sector,
 					      &it);
 		}
-		if (ret) {
-			diff_area_corrupt(area, ret);
-		} else {
+		if (!ret) {
 			/* Lockless readers see the sector once they see the
-			 * flag (diff_area_chunk_stored()).
+			 * flag (chunk_state()).
 			 */
 			smp_mb__before_atomic();
 			set_bit(CHUNK_STORED, &chunk->flags);
 		}
 		diff_buffer_put(&area->pool, chunk->buf);
 		chunk->buf = NULL;
+		/* A map that cannot grow loses the snapshot, not the data. */
+		if (!ret)
+			ret = chunk_retire(area, chunk);
+		if (ret)
+			diff_area_corrupt(area, ret);
 		mutex_unlock(&chunk->lock);
+		chunk_put(area, chunk);
 
 		spin_lock_irq(&area->lock);
 		area->store_count--;
@@ -408,6 +570,23 @@ static void store_work_fn(struct work_struct *work)
 	}
 	memalloc_noio_restore(noio);
 }
+
+/*
+ * blksnap/MAJOR:MINOR in debugfs: the chunks of a device of a taken
+ * snapshot, and the memory their map takes.
+ */
+static int chunks_show(struct seq_file *m, void *v)
+{
+	struct diff_area *area = m->private;
+
+	seq_printf(m, "chunk_size %llu\n", 1ULL << area->chunk_shift);
+	seq_printf(m, "chunks %lu\n", area->chunk_count);
+	seq_printf(m, "stored %lu\n", READ_ONCE(area->map.count));
+	seq_printf(m, "in_flight %lu\n", READ_ONCE(area->nr_inflight));
+	seq_printf(m, "map_bytes %zu\n", READ_ONCE(area->map.bytes));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(chunks);
 
 /**
  * diff_area_create() - prepare copy-on-write for a device being taken.
@@ -424,6 +603,7 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 				   struct event_queue *events)
 {
 	struct diff_area *area = kzalloc(sizeof(*area), GFP_KERNEL);
+	char name[24];
 	unsigned int i;
 	int ret;
 
@@ -438,7 +618,16 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 	area->chunk_count = DIV_ROUND_UP_ULL(area->capacity,
 					     1ULL << (area->chunk_shift -
 						      SECTOR_SHIFT));
-	xa_init(&area->chunks);
+	spin_lock_init(&area->chunks_lock);
+	for (i = 0; i < ARRAY_SIZE(area->inflight); i++)
+		INIT_HLIST_HEAD(&area->inflight[i]);
+	/* Every region of the storage is a multiple of the smallest chunk. */
+	ret = chunk_map_init(&area->map, area->chunk_count,
+			     chunk_minimum_shift - SECTOR_SHIFT);
+	if (ret) {
+		kfree(area);
+		return ERR_PTR(ret);
+	}
 	spin_lock_init(&area->lock);
 	bio_list_init(&area->pending);
 	mutex_init(&area->order_lock);
@@ -457,10 +646,15 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 	/* One chunk buffer in reserve: copy-on-write goes on without memory. */
 	ret = diff_buffer_pool_init(&area->pool, (size_t)1 << area->chunk_shift);
 	if (ret) {
+		chunk_map_destroy(&area->map);
 		kfree(area);
 		return ERR_PTR(ret);
 	}
 	init_waitqueue_head(&area->store_wait);
+	snprintf(name, sizeof(name), "%u:%u", MAJOR(area->bdev->bd_dev),
+		 MINOR(area->bdev->bd_dev));
+	area->debug = debugfs_create_file(name, 0400, debug_dir, area,
+					  &chunks_fops);
 	return area;
 }
 
@@ -482,19 +676,25 @@ void diff_area_drain(struct diff_area *area)
  */
 void diff_area_free(struct diff_area *area)
 {
+	struct hlist_node *next;
 	struct chunk *chunk;
-	unsigned long n;
-
 	unsigned int i;
 
+	/* Waits for readers of the file. */
+	debugfs_remove(area->debug);
 	diff_area_drain(area);
 	for (i = 0; i < DIFF_AREA_STORE_WORKERS; i++)
 		flush_work(&area->store_workers[i].work);
-	xa_for_each(&area->chunks, n, chunk) {
-		diff_buffer_put(&area->pool, chunk->buf);
-		kfree(chunk);
+	/* What is left in flight: chunks placed, or a failed snapshot's. */
+	for (i = 0; i < ARRAY_SIZE(area->inflight); i++) {
+		hlist_for_each_entry_safe(chunk, next, &area->inflight[i],
+					  hash_link) {
+			diff_buffer_put(&area->pool, chunk->buf);
+			mutex_destroy(&chunk->lock);
+			kfree(chunk);
+		}
 	}
-	xa_destroy(&area->chunks);
+	chunk_map_destroy(&area->map);
 	diff_buffer_pool_destroy(&area->pool);
 	kfree(area);
 }
@@ -504,13 +704,11 @@ static bool range_writable(struct diff_area *area, sector_t sector,
 			   sector_t count)
 {
 	unsigned long n, last = diff_area_chunk_of(area, sector + count - 1);
-	struct chunk *chunk;
+	sector_t stored;
 
-	for (n = diff_area_chunk_of(area, sector); n <= last; n++) {
-		chunk = xa_load(&area->chunks, n);
-		if (!chunk || !test_bit(CHUNK_WRITABLE, &chunk->flags))
+	for (n = diff_area_chunk_of(area, sector); n <= last; n++)
+		if (!(chunk_state(area, n, &stored) & BIT(CHUNK_WRITABLE)))
 			return false;
-	}
 	return true;
 }
 
@@ -634,17 +832,24 @@ int diff_area_chunk_io(struct diff_area *area, unsigned long n, size_t offset,
 		       struct bio *bio, struct bvec_iter *iter, size_t len)
 {
 	struct chunk *chunk;
+	sector_t stored;
 	int ret;
 
 	ret = READ_ONCE(area->error);
 	if (ret)
 		return ret;
-	chunk = chunk_get(area, n);
+	chunk = chunk_get(area, n, &stored);
+	if (IS_ERR(chunk))
+		return PTR_ERR(chunk);
+	/* Retired: stored for good, and nothing else goes on with it. */
 	if (!chunk)
-		return -ENOMEM;
+		return diff_storage_rw_bio(area->ds,
+					   stored + (offset >> SECTOR_SHIFT),
+					   bio, iter, len);
 	mutex_lock(&chunk->lock);
 	ret = chunk_io_locked(area, chunk, n, offset, bio, iter, len);
 	mutex_unlock(&chunk->lock);
+	chunk_put(area, chunk);
 	return ret;
 }
 
@@ -662,15 +867,14 @@ int diff_area_chunk_io(struct diff_area *area, unsigned long n, size_t offset,
  */
 bool diff_area_pin_original(struct diff_area *area, unsigned long n)
 {
-	struct chunk *chunk;
+	sector_t stored;
 
 	atomic_inc(readers_of(area, n));
 	/* The count is visible before we look at the flag; pairs with the
 	 * barrier in chunk_release_original().
 	 */
 	smp_mb__after_atomic();
-	chunk = xa_load(&area->chunks, n);
-	if (!chunk || !test_bit(CHUNK_COPIED, &chunk->flags))
+	if (!(chunk_state(area, n, &stored) & BIT(CHUNK_COPIED)))
 		return true;
 	diff_area_unpin_original(area, n, n);
 	return false;
@@ -711,13 +915,7 @@ void diff_area_unpin_original(struct diff_area *area, unsigned long first,
 bool diff_area_chunk_stored(struct diff_area *area, unsigned long n,
 			    sector_t *storage_sector)
 {
-	struct chunk *chunk = xa_load(&area->chunks, n);
-
-	if (!chunk || !test_bit(CHUNK_STORED, &chunk->flags))
-		return false;
-	smp_rmb(); /* the sector was set before the flag */
-	*storage_sector = chunk->storage_sector;
-	return true;
+	return chunk_state(area, n, storage_sector) & BIT(CHUNK_STORED);
 }
 
 /**
@@ -737,6 +935,8 @@ int diff_area_init(void)
 		destroy_workqueue(cow_wq);
 		return -ENOMEM;
 	}
+	/* Diagnostics only: a failure here is no failure of the module. */
+	debug_dir = debugfs_create_dir(KBUILD_MODNAME, NULL);
 	return 0;
 }
 
@@ -745,6 +945,7 @@ int diff_area_init(void)
  */
 void diff_area_done(void)
 {
+	debugfs_remove(debug_dir);
 	destroy_workqueue(store_wq);
 	destroy_workqueue(cow_wq);
 }

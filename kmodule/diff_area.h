@@ -5,9 +5,10 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/kref.h>
+#include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/workqueue.h>
-#include <linux/xarray.h>
+#include "chunk_map.h"
 #include "diff_buffer.h"
 
 struct diff_storage;
@@ -21,7 +22,15 @@ enum chunk_flags {
 			 * writes to the original pass
 			 */
 	CHUNK_PLACED,	/* @storage_sector is its place in the storage */
+	CHUNK_RETIRED,	/* stored, writable and in &diff_area.map: the
+			 * chunk leaves @inflight with its last user
+			 */
 };
+
+/* The flags of a chunk that is in &diff_area.map. */
+#define CHUNK_DONE_FLAGS                                            \
+	(BIT(CHUNK_COPIED) | BIT(CHUNK_STORED) | BIT(CHUNK_WRITABLE) | \
+	 BIT(CHUNK_PLACED) | BIT(CHUNK_RETIRED))
 
 /*
  * Image reads of chunks not yet copied go to the original device without
@@ -37,21 +46,34 @@ enum chunk_flags {
 #define DIFF_AREA_COW_WORKERS 8
 /* Store workers per device: chunks are written to the storage in parallel. */
 #define DIFF_AREA_STORE_WORKERS 4
+/* Buckets of &diff_area.inflight, as a power of two. */
+#define DIFF_AREA_INFLIGHT_BITS 8
 
 /**
- * struct chunk - one copy-on-write unit of a device.
+ * struct chunk - a copy-on-write unit of a device while it is in flight:
+ * placed, being copied, waiting for storing or being stored, or used by
+ * image I/O. Once stored, only its place in &diff_area.map is kept.
  * @lock:           serialises copying, storing and image I/O of the chunk.
  * @flags:          &enum chunk_flags; only ever set, never cleared.
+ * @n:              the chunk's number.
+ * @users:          references: callers of chunk_get() and the store queue;
+ *                  under &diff_area.chunks_lock.
  * @buf:            the old data until it is stored.
  * @storage_sector: where it is stored (once CHUNK_PLACED).
  * @store_link:     entry in &diff_area.store_queue.
+ * @hash_link:      entry in &diff_area.inflight.
+ * @rcu:            frees it after lockless readers are done with it.
  */
 struct chunk {
 	struct mutex lock; /* see @lock above */
 	unsigned long flags;
+	unsigned long n;
+	unsigned int users;
 	struct diff_buffer *buf;
 	sector_t storage_sector;
 	struct list_head store_link;
+	struct hlist_node hash_link;
+	struct rcu_head rcu;
 };
 
 /**
@@ -73,7 +95,15 @@ struct diff_area_worker {
  * @chunk_shift: chunk size, as a power of two in bytes.
  * @chunk_count: number of chunks.
  * @capacity:    device size in sectors at the take.
- * @chunks:      chunk number -> &struct chunk, made on first use.
+ * @chunks_lock: protects @inflight (lockless readers use RCU) and the
+ *               chunks' @users; taken in process context only, innermost.
+ * @inflight:    the chunks in flight (&struct chunk), by chunk number;
+ *               a chunk is made on first use and leaves once it is idle:
+ *               retired, or neither copied nor placed.
+ * @nr_inflight: chunks in @inflight.
+ * @map:         chunk number -> storage sector of the retired chunks. A
+ *               chunk is added to it before it leaves @inflight.
+ * @debug:       its debugfs file, or an error pointer or NULL.
  * @lock:        protects @pending, @store_queue and @store_count. Taken with
  *               interrupts off: diff_area_submit_bio() takes it in whatever
  *               context a bio is submitted from, softirq or hardirq
@@ -106,7 +136,11 @@ struct diff_area {
 	unsigned int chunk_shift;
 	unsigned long chunk_count;
 	sector_t capacity;
-	struct xarray chunks;
+	spinlock_t chunks_lock; /* see @chunks_lock above */
+	struct hlist_head inflight[1 << DIFF_AREA_INFLIGHT_BITS];
+	unsigned long nr_inflight;
+	struct chunk_map map;
+	struct dentry *debug;
 	spinlock_t lock; /* see @lock above */
 	struct bio_list pending;
 	struct mutex order_lock; /* see @order_lock above */
