@@ -111,9 +111,9 @@ echo "module: map $(per_chunk "$m1" $dense) B/chunk after the dense rewrite" \
 	"$(per_chunk "$m2" $((dense + sparse))) B/chunk in all"
 at_most "dense rewrite, chunk map" "$m1" $dense 16
 at_most "sparse rewrite, chunk map" $((m2 - m1)) $sparse 16
-# The kernel's figure cannot be far below what the module counts.
-[ $((kd + 131072)) -ge $((m1 - m0)) ] ||
-	fail "the kernel counts $kd B for a map of $((m1 - m0)) B"
+# No lower bound on the kernel's figure: other caches shrink while the
+# test runs (once -114688 B on stock-6.12 for a map of 32768 B), so only
+# the upper bounds above hold whatever the rest of the kernel does.
 
 step "the image holds the data of the take"
 expect_eq "image" "$(sum "$image")" "$before"
