@@ -84,12 +84,15 @@ fi
 # KERNEL+ftrace too). As stock-6.12 runs the same 6.12 source,
 # it runs only the tests marked "# smoke" (load, change map, snapshot,
 # image.raw) and those that name it in their columns. CHECK_ALL=1 runs
-# every test in every column; CHECK_COLUMNS="COLUMN ..." only those columns. The tests of a kernel run in batches, several in
-# one guest boot (tests/vm/batch: each with its own fresh disks, the module
-# loaded afresh, its leftovers undone, splats while it ran failing it), so
-# that boots and kmemleak scans are paid once a batch; tests/plan-batches
-# groups them. Guests run CHECK_JOBS at a time (default 2): TCG guests are
-# CPU-bound and mostly single-threaded, so two share two cores well.
+# every test in every column; CHECK_COLUMNS="COLUMN ..." only those columns.
+# The tests of a kernel run in batches, several in one guest boot
+# (tests/vm/batch: each with its own fresh disks, the module loaded afresh
+# with its column's parameters, its leftovers undone, splats while it ran
+# failing it), so that boots and kmemleak scans are paid once a batch; the
+# two columns of a debug kernel share its boots (a test of KERNEL+ftrace is
+# NAME@ftrace in the batch). tests/plan-batches groups them. Guests run
+# CHECK_JOBS at a time (default 2): TCG guests are CPU-bound and mostly
+# single-threaded, so two share two cores well.
 mapfile -t guest_tests < <(ls tests/guest/*.sh 2>/dev/null | grep -v '/lib\.sh$')
 if [ -n "${TESTS:-}" ]; then
 	mapfile -t guest_tests < <(for t in $TESTS; do echo "tests/guest/$t.sh"; done)
@@ -119,10 +122,10 @@ runs_on() { # column test
 # A kernel built with KASAN and lockdep runs the tests about three times
 # slower.
 slowdown() { grep -qx 'CONFIG_KASAN=y' "build/kernels/$1/kdir/.config" 2>/dev/null && echo 3 || echo 1; }
-# run_batch COLUMN INDEX TEST=SIZE,... : one guest for these tests.
+# run_batch KERNEL INDEX TEST=SIZE,... : one guest for these tests (TEST is
+# NAME, or NAME@ftrace for the KERNEL+ftrace column).
 run_batch() {
 	local k=$1 i=$2 t name sizes args=() specs=() first=1 log res rc start
-	[[ $k != *+ftrace ]] || args+=(--modparams interception=ftrace)
 	shift 2
 	for t in "$@"; do
 		name=${t%%=*} sizes=${t#*=}
@@ -135,14 +138,14 @@ run_batch() {
 	res=$logdir/$k-batch$i.results
 	start=$SECONDS
 	local boots
-	boots=$(header boots "tests/guest/${1%%=*}.sh")
+	boots=$(header boots "tests/guest/${1%%[=@]*}.sh")
 	if [ -n "$boots" ]; then
-		run_boots "$k" "$i" "$boots" "${specs[0]}" "${args[@]}"
+		run_boots "$k" "$i" "$boots" "${args[@]}" -- "${specs[@]}"
 		return
 	fi
 	for attempt in 1 2; do
 		rm -rf "$res"
-		tests/vm/run "${k%+ftrace}" --timeout $((per_test_timeout * $# + 300)) --results "$res" \
+		tests/vm/run "$k" --timeout $((per_test_timeout * $# + 300)) --results "$res" \
 			"${args[@]}" -- tests/vm/batch "$per_test_timeout" "${specs[@]}" >"$log" 2>&1
 		rc=$?
 		# Exit 5: the emulation failed before any test started (QEMU
@@ -155,44 +158,69 @@ run_batch() {
 	done
 	echo "$rc $((SECONDS - start))" >"$logdir/$k-batch$i.rc"
 }
-# run_boots COLUMN INDEX BOOTS SPEC RUNNER-ARGS...: a test of several boots
-# (header "# boots: N"): N guests one after another on the same disk
-# images, the test run in each with BLKSNAP_BOOT=1..N; it stops at the
-# first boot that fails. Its log is the boots' logs in order.
+# run_boots KERNEL INDEX BOOTS RUNNER-ARGS... -- SPEC...: tests of several
+# boots (header "# boots: N"): N guests one after another on the same disk
+# images, the tests run in each with BLKSNAP_BOOT=1..N; a test stops at the
+# first boot where it fails (later boots run the others). Its log is the
+# boots' logs in order.
 run_boots() {
-	local k=$1 i=$2 boots=$3 spec=$4 b rc=0 name st=1 secs=0 disks
-	shift 4
-	name=${spec%%=*}
+	local k=$1 i=$2 boots=$3 b rc=0 name st secs spec disks args=() active=()
+	local -A own=() # a test's own seconds, over its boots
+	shift 3
+	while [ "$1" != -- ]; do args+=("$1"); shift; done
+	shift
+	active=("$@")
 	disks=$logdir/$k-batch$i.disks
 	rm -rf "$disks" "$res"
 	mkdir -p "$res/batch"
 	: >"$log"
-	for ((b = 1; b <= boots; b++)); do
-		tests/vm/run "${k%+ftrace}" --timeout $((per_test_timeout + 300)) --results "$res.boot$b" \
-			--disk-images "$disks" --env BLKSNAP_BOOT=$b "$@" \
-			-- tests/vm/batch "$per_test_timeout" "$spec" >>"$log" 2>&1
-		rc=$?
-		{
-			echo "== boot $b of $boots"
-			cat "$res.boot$b/batch/$name.log" 2>/dev/null
-		} >>"$res/batch/$name.log"
-		st=1
-		read -r st secs <"$res.boot$b/batch/$name.status" 2>/dev/null || st=1
-		[ "$rc" = 0 ] && [ "$st" = 0 ] || break
+	for spec in "$@"; do
+		echo "1 0" >"$res/batch/${spec%%=*}.status"
+		: >"$res/batch/${spec%%=*}.log"
 	done
-	echo "$st $((SECONDS - start))" >"$res/batch/$name.status"
+	for ((b = 1; b <= boots && ${#active[@]} > 0; b++)); do
+		tests/vm/run "$k" --timeout $((per_test_timeout * ${#active[@]} + 300)) \
+			--results "$res.boot$b" --disk-images "$disks" --env BLKSNAP_BOOT=$b \
+			"${args[@]}" -- tests/vm/batch "$per_test_timeout" "${active[@]}" >>"$log" 2>&1
+		rc=$?
+		local still=()
+		for spec in "${active[@]}"; do
+			name=${spec%%=*}
+			{
+				echo "== boot $b of $boots"
+				cat "$res.boot$b/batch/$name.log" 2>/dev/null
+			} >>"$res/batch/$name.log"
+			st=1
+			st=1 secs=0
+			read -r st secs <"$res.boot$b/batch/$name.status" 2>/dev/null || st=1
+			own[$name]=$((${own[$name]:-0} + ${secs:-0}))
+			echo "$st ${own[$name]}" >"$res/batch/$name.status"
+			[ "$rc" = 0 ] && [ "$st" = 0 ] && still+=("$spec")
+		done
+		active=("${still[@]}")
+		[ "$rc" = 0 ] || break
+	done
 	rm -rf "$disks"
 	echo "$rc $((SECONDS - start))" >"$logdir/$k-batch$i.rc"
 }
-pairs=() alone=()
+# A column's test in a batch of its kernel: NAME, or NAME@ftrace.
+pairs=()
+declare -A alone=()
 for t in "${guest_tests[@]}"; do
 	name=$(basename "$t" .sh)
 	for k in "${columns[@]}"; do
 		runs_on "$k" "$t" || continue
 		cost=$(header cost "$t")
-		pair="$k:$name:$(header vm "$t"):$((${cost:-120} * $(slowdown "${k%+ftrace}")))"
-		# A test of several boots (a reboot) is a batch of its own.
-		if [ -n "$(header boots "$t")" ]; then alone+=("$pair"); else pairs+=("$pair"); fi
+		g=${k%+ftrace} id=$name
+		[ "$g" = "$k" ] || id=$name@ftrace
+		pair="$g:$id:$(header vm "$t"):$((${cost:-120} * $(slowdown "$g")))"
+		# A test of several boots (a reboot) shares its boots only with
+		# itself in the other column of its kernel.
+		if [ -n "$(header boots "$t")" ]; then
+			alone[$g:$name]+=$pair$'\n'
+		else
+			pairs+=("$pair")
+		fi
 	done
 done
 batches=()
@@ -201,8 +229,9 @@ if [ ${#pairs[@]} -gt 0 ]; then
 		record "plan of the guest batches" 1 tests/plan-batches
 	[ -z "$plan" ] || mapfile -t batches <<<"$plan"
 fi
-for pair in "${alone[@]}"; do
-	plan=$(tests/plan-batches "$pair") && [ -n "$plan" ] ||
+for key in $(printf '%s\n' "${!alone[@]}" | sort); do
+	mapfile -t group <<<"${alone[$key]%$'\n'}"
+	plan=$(BATCH_MAX_COST=100000 tests/plan-batches "${group[@]}") && [ -n "$plan" ] ||
 		record "plan of the guest batches" 1 tests/plan-batches
 	[ -z "$plan" ] || batches+=("$plan")
 done
@@ -255,15 +284,16 @@ for b in "${batches[@]}"; do
 	fi
 	names=()
 	for t in $members; do
-		name=${t%%=*}
-		names+=("$name")
-		log=$logdir/$k-$name.log
-		if read -r st tsecs <"$logdir/$k-batch$i.results/batch/$name.status" 2>/dev/null; then
-			cp "$logdir/$k-batch$i.results/batch/$name.log" "$log"
-			record "$k:$name (${tsecs}s)" "$st" "$log"
+		id=${t%%=*} name=${id%@ftrace} col=$k
+		[ "$id" = "$name" ] || col=$k+ftrace
+		names+=("$id")
+		log=$logdir/$col-$name.log
+		if read -r st tsecs <"$logdir/$k-batch$i.results/batch/$id.status" 2>/dev/null; then
+			cp "$logdir/$k-batch$i.results/batch/$id.log" "$log"
+			record "$col:$name (${tsecs}s)" "$st" "$log"
 		else
 			echo "not run to its end: the guest of batch $i ended (see $logdir/$k-batch$i.log)" >"$log"
-			record "$k:$name (not run to its end)" 1 "$log"
+			record "$col:$name (not run to its end)" 1 "$log"
 		fi
 	done
 	# The runner's own verdict on the guest: kmemleak, a splat outside any
