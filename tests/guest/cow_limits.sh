@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 150
+# cost: 110
 # vm: --disk 68M --disk 192M
 # Limits of copy-on-write. Module parameters out of range are refused at
 # load (insmod fails with EINVAL, nothing else happens) and, for those
@@ -113,12 +113,15 @@ big_chunk() {
 	id=$(blksnap snapshot_create -d "$dev" -f "$tmp/s/store" -l 150M)
 	blksnap snapshot_take -i "$id"
 	image=$(blksnap snapshot_info -d "$dev" -f image)
+	step "- taken; a write to the first chunk"
 	gen 1 4096 >"$tmp/w1"
 	dd if="$tmp/w1" of="$dev" bs=4k seek=3 oflag=direct conv=notrunc status=none
 	dd if="$tmp/w1" of="$tmp/data" bs=4k seek=3 conv=notrunc status=none
 	expect_storage "storage after one chunk" $((chunk + (1 << 20)))
+	step "- the image compared"
 	expect_eq "image after a write to the first chunk" "$(sum "$image")" "$before"
 	want_size=$((chunk + (1 << 20)))
+	step "- writes over a boundary and to the last chunk"
 	if [ $((3 * chunk)) -lt "$size" ]; then
 		# 12 KiB over the boundary of chunks 1 and 2, through the page
 		# cache.
@@ -144,6 +147,7 @@ big_chunk() {
 	dd if="$dev" bs=4k skip=3 count=1 iflag=direct status=none |
 		cmp -s - "$tmp/w1" || fail "write to the first chunk did not land"
 	expect_storage "storage after the writes" "$want_size"
+	step "- the image compared"
 	expect_eq "image after the writes" "$(sum "$image")" "$before"
 	expect_eq "error code" "$(blksnap snapshot_info -d "$dev" -f error_code)" 0
 	blksnap snapshot_destroy -i "$id"
