@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cost: 40
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
-# vm: --disk 64M
+# vm: --disk 32M
 # blksnap backup: a full backup of a mounted ext4, then five incremental
 # ones with files written between and during them: each verified against
 # its snapshot, each reading only about what changed; after the last, the
@@ -92,7 +92,7 @@ for round in 1 2 3 4 5; do
 	backup
 	wait "$writer"
 	# At least the 1.25 MiB written before; at most that, the writer's
-	# 1 MiB, and the file system's metadata and journal: far from 64 MiB.
+	# 1 MiB, and the file system's metadata and journal: far from 32 MiB.
 	expect_incremental $((5 * mib / 4)) $((12 * mib))
 done
 
@@ -125,7 +125,7 @@ for try in 1 2 3; do
 	cp "$bk/$name.state" "$tmp/state.before"
 	dd if=/dev/urandom of="$dev" bs=1M count=16 seek=8 oflag=direct status=none
 done
-dd if=/dev/urandom of="$dev" bs=1M count=4 seek=40 oflag=direct status=none
+dd if=/dev/urandom of="$dev" bs=1M count=4 seek=26 oflag=direct status=none
 kill -CONT "$bg"
 wait "$bg" && fail "the backup of an overflowed snapshot succeeded"
 msg=$(<"$tmp/bg.err")
@@ -140,13 +140,13 @@ expect_exact "after the overflow"
 
 step "a backup killed with SIGKILL: the state stays, the next run is exact"
 cp "$bk/$name.state" "$tmp/state.before"
-dd if=/dev/urandom of="$dev" bs=1M count=16 seek=20 oflag=direct status=none
+dd if=/dev/urandom of="$dev" bs=1M count=16 seek=12 oflag=direct status=none
 # Killed while it copies (16 MiB take 0.1-0.2 s on a stock kernel).
 catch_backup KILL 32M 0.03 || fail "the backup ended before it could be killed"
 wait "$bg" || true
 cmp "$tmp/state.before" "$bk/$name.state" || fail "the killed backup changed the state"
 [ -b "$image" ] || fail "the killed backup's snapshot is gone"
-dd if=/dev/urandom of="$dev" bs=1M count=1 seek=50 oflag=direct status=none
+dd if=/dev/urandom of="$dev" bs=1M count=1 seek=30 oflag=direct status=none
 backup
 [[ $err == *"destroyed snapshot"*"left by an interrupted backup"* ]] ||
 	fail "the leftover snapshot was not reported: $err"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cost: 45
-# vm: --disks 1 --disk-size 64M
+# vm: --disks 1 --disk-size 32M
 # smoke
 # A snapshot's image holds the device's content at the take, byte for byte,
 # while the original is overwritten; the original ends up holding exactly

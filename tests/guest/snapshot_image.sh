@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cost: 90
-# vm: --disk 64M --disk 320M
+# vm: --disk 32M --disk 320M
 # Images are writable (writes land in the difference storage, never on the
 # original) and mountable: ext4, and xfs with nouuid. A snapshot survives
 # the removal of its device as a corrupted one, and unloading the module
@@ -13,7 +13,7 @@ need_modules ext4 xfs loop
 sum() { dd if="$1" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1; }
 
 step "writes to the image go to the snapshot, not the original"
-dd if=/dev/urandom of="$dev" bs=1M count=64 oflag=direct status=none
+dd if=/dev/urandom of="$dev" bs=1M count=32 oflag=direct status=none
 orig=$(sum "$dev")
 id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 350M)
 blksnap snapshot_take -i "$id"
@@ -25,7 +25,7 @@ dd if="$image" bs=4k skip=17 count=768 iflag=direct status=none | cmp - "$tmp/w"
 	fail "image does not read back what was written to it"
 expect_eq "original untouched" "$(sum "$dev")" "$orig"
 step "and stay there while the original is written"
-dd if=/dev/urandom of="$dev" bs=1M count=32 seek=8 oflag=direct status=none
+dd if=/dev/urandom of="$dev" bs=1M count=24 seek=8 oflag=direct status=none
 dd if="$image" bs=4k skip=17 count=768 iflag=direct status=none | cmp - "$tmp/w" ||
 	fail "image lost its writes"
 blksnap snapshot_destroy -i "$id"

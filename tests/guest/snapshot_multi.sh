@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cost: 90
-# vm: --disks 3 --disk-size 128M
+# vm: --disks 3 --disk-size 32M
 # Several devices are taken at one instant; two snapshots live side by side;
 # a snapshot destroyed while its image and original are busy goes cleanly.
 . "$(dirname "$0")/lib.sh"
@@ -24,8 +24,8 @@ while not stop:  # one record more once told to stop: one after the take
     n += 1
     buf.seek(0)
     buf.write(n.to_bytes(8, "little") * 512)
-    os.pwrite(a, buf, (n % 32768) * 4096)
-    os.pwrite(b, buf, (n % 32768) * 4096)
+    os.pwrite(a, buf, (n % 8192) * 4096)
+    os.pwrite(b, buf, (n % 8192) * 4096)
     if n == 50:
         open(sys.argv[3], "w").close()
 print(n)
@@ -63,7 +63,7 @@ echo "newest record: image a $na, image b $nb, written $(cat "$tmp/count")"
 [ "$na" -eq "$nb" ] || [ "$na" -eq $((nb + 1)) ] || fail "take not coherent: a=$na b=$nb"
 
 step "a second snapshot of another device at the same time"
-dd if=/dev/urandom of="$c" bs=1M count=128 oflag=direct status=none
+dd if=/dev/urandom of="$c" bs=1M count=32 oflag=direct status=none
 csum=$(xxhsum -H64 - <"$c" | cut -d' ' -f1)
 id2=$(blksnap snapshot_create -d "$c" -f "$tmp" -l 200M)
 blksnap snapshot_take -i "$id2"

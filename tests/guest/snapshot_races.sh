@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cost: 100
-# vm: --disk 64M --disk 256M
+# vm: --disk 32M --disk 256M
 # Races between snapshot operations and the I/O path that could leave an
 # image or a change map wrong without any error:
 #  - a device detached (or detached and attached again) between
