@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 90
+# cost: 200
 # vm: --disk 32M
 # columns: stock-6.1 stock-6.12
 # The Debian packages as an administrator installs them (`make deb` builds
