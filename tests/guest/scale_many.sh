@@ -10,6 +10,7 @@
 # Python, minutes on the debug kernel.
 # SCALE_DEVICES (default 32) sets how many.
 . "$(dirname "$0")/lib.sh"
+here=$(dirname "$0")
 . "$(dirname "$0")/scale-helpers.bash"
 n=${SCALE_DEVICES:-32}
 tmp=$(mktemp -d)
@@ -26,24 +27,7 @@ wait_for_dev "$store"
 step "taken together while all are written"
 # Record k goes to block k % 4096 of every device in turn (they are zero
 # at first: every nonzero block of an image is a record).
-cat >"$tmp/writer.py" <<'PY'
-import mmap, os, sys
-fds = [os.open(d, os.O_WRONLY | os.O_DIRECT) for d in sys.argv[3:]]
-buf = mmap.mmap(-1, 4096)
-k = 0
-stop = False
-while not stop:  # one record more once told to stop: one after the take
-    stop = os.path.exists(sys.argv[2])
-    k += 1
-    buf.seek(0)
-    buf.write(k.to_bytes(8, "little") * 512)
-    for fd in fds:
-        os.pwrite(fd, buf, (k % 4096) * 4096)
-    if k == 50:
-        open(sys.argv[1], "w").close()
-print(k)
-PY
-python3 "$tmp/writer.py" "$tmp/started" "$tmp/stop" "${devs[@]}" >"$tmp/count" &
+"$here/records.py" write "$tmp/started" "$tmp/stop" 4096 "${devs[@]}" >"$tmp/count" &
 writer=$!
 until [ -e "$tmp/started" ]; do
 	kill -0 "$writer" 2>/dev/null || fail "the writer ended before writing 50 records"
@@ -67,17 +51,5 @@ for d in "${devs[@]}"; do
 	expect_eq "error code of $d" "$(blksnap snapshot_info -d "$d" -f error_code)" 0
 	images+=("$(blksnap snapshot_info -d "$d" -f image)")
 done
-python3 - "$(cat "$tmp/count")" "${images[@]}" <<'PY' || fail "images not coherent"
-import sys
-written = int(sys.argv[1])
-newest = []
-for p in sys.argv[2:]:
-    data = open(p, "rb").read()
-    newest.append(max(int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data), 4096)))
-print("newest record per image:", newest, "written:", written)
-top = newest[0]
-ok = 0 < top < written and all(x in (top, top - 1) for x in newest)
-ok = ok and all(a >= b for a, b in zip(newest, newest[1:]))
-sys.exit(0 if ok else 1)
-PY
+"$here/records.py" coherent "$(cat "$tmp/count")" "${images[@]}" || fail "images not coherent"
 blksnap snapshot_destroy -i "$id"
