@@ -45,8 +45,10 @@ static unsigned int chunk_shift_for(sector_t capacity)
 	u64 bytes = (u64)capacity << SECTOR_SHIFT;
 	unsigned int shift = chunk_minimum_shift;
 
+	/* A short last chunk is a chunk: count it. */
 	while (shift < chunk_maximum_shift &&
-	       (bytes >> shift) > (1ULL << chunk_maximum_count_shift))
+	       (bytes >> shift) + !!(bytes & ((1ULL << shift) - 1)) >
+		       (1ULL << chunk_maximum_count_shift))
 		shift++;
 	return shift;
 }

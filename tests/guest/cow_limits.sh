@@ -162,10 +162,10 @@ if want bigchunks; then
 	gen 10 "$(blockdev --getsize64 "$dev")" >"$tmp/data"
 	dd if="$tmp/data" of="$dev" bs=1M oflag=direct status=none
 	big_chunk $((4 << 20)) chunk_minimum_shift=22 chunk_maximum_shift=22
-	# 68 MiB in at most 2^0 chunks: the chunk grows to the largest, 64 MiB
-	# (the maximum shift stops it), so there are two, and the last one is
-	# short (4 MiB) but takes a whole chunk's storage.
-	big_chunk $((64 << 20)) chunk_maximum_count_shift=0 free_diff_buffer_pool_size=0
+	# 68 MiB in at most 2^1 chunks: 32 MiB would make three (the short
+	# last one counts), so the chunk grows to 64 MiB, the largest: two,
+	# the last one short (4 MiB) but taking a whole chunk's storage.
+	big_chunk $((64 << 20)) chunk_maximum_count_shift=1 free_diff_buffer_pool_size=0
 	umount "$tmp/s"
 fi
 
