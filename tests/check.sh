@@ -190,7 +190,6 @@ run_boots() {
 				echo "== boot $b of $boots"
 				cat "$res.boot$b/batch/$name.log" 2>/dev/null
 			} >>"$res/batch/$name.log"
-			st=1
 			st=1 secs=0
 			read -r st secs <"$res.boot$b/batch/$name.status" 2>/dev/null || st=1
 			own[$name]=$((${own[$name]:-0} + ${secs:-0}))
