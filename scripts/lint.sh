@@ -35,6 +35,8 @@ if [ -d "build/kernels/$kernel/kdir" ]; then
 		echo "sparse: see $out.log"
 		status=1
 	fi
+else
+	echo "sparse: skipped, no build/kernels/$kernel (scripts/kernels.sh ensure $kernel)"
 fi
 
 # clang-format: the C++ sources must be formatted with the repo's style.

@@ -28,6 +28,45 @@ record() { # name status log
 	fi
 }
 
+# The kernels are made ready (scripts/kernels.sh ensure, then
+# scripts/build-kmod.sh) in the background while the host tests run and the
+# guests of the kernels already ready start: on a fresh machine the stock
+# kernels are fetched in a minute or two, while the debug kernel
+# (blkfilter-*) is built from source for about 20 minutes. A kernel is ready
+# when $logdir/kernel-KERNEL.rc holds its status (log: kernel-KERNEL.log).
+kernel_rc() { cat "$logdir/kernel-$1.rc" 2>/dev/null; }
+prepare_kernel() {
+	{ scripts/kernels.sh ensure "$1" && scripts/build-kmod.sh "$1"; } >"$logdir/kernel-$1.log" 2>&1
+	echo $? >"$logdir/kernel-$1.rc.tmp" && mv "$logdir/kernel-$1.rc.tmp" "$logdir/kernel-$1.rc"
+}
+builds=() # the background jobs building a kernel from source
+if [ -z "${CHECK_PLAN:-}" ]; then
+	rm -f "$logdir"/kernel-*.rc
+	stock=()
+	for k in "${kernels[@]}"; do
+		case $k in
+		blkfilter-*) prepare_kernel "$k" & builds+=($!) ;;
+		*) stock+=("$k") ;;
+		esac
+	done
+	# The fetched ones one after another (apt-get and dpkg locks).
+	(for k in "${stock[@]}"; do prepare_kernel "$k"; done) &
+	# What the guests and host tests run: the C++ userspace.
+	log=$logdir/userspace.log
+	if ! make -s userspace >"$log" 2>&1; then
+		record "userspace build" 1 "$log"
+		cat "$log" >&2
+		wait
+		echo "$passed passed, $failed failed"
+		exit 1
+	fi
+fi
+# wait_kernel KERNEL: until it is ready; its status.
+wait_kernel() {
+	until [ -n "$(kernel_rc "$1")" ]; do sleep 2; done
+	return "$(kernel_rc "$1")"
+}
+
 if [ -z "${CHECK_PLAN:-}" ]; then
 echo "== host unit tests"
 log=$logdir/unit.log
@@ -67,6 +106,8 @@ record "install" $? "$log"
 
 echo "== static checks"
 log=$logdir/lint.log
+# Its sparse pass builds the module against stock-6.12's headers.
+[[ " ${kernels[*]} " != *" stock-6.12 "* ]] || wait_kernel stock-6.12
 scripts/lint.sh >"$log" 2>&1
 record "lint" $? "$log"
 fi
@@ -121,7 +162,8 @@ runs_on() { # column test
 }
 # A kernel built with KASAN and lockdep runs the tests about three times
 # slower.
-slowdown() { grep -qx 'CONFIG_KASAN=y' "build/kernels/$1/kdir/.config" 2>/dev/null && echo 3 || echo 1; }
+slowdown() { grep -qx 'CONFIG_KASAN=y' "kmodule/kernel-6.12/config.fragment" &&
+	[[ $1 == blkfilter-* ]] && echo 3 || echo 1; }
 # run_batch KERNEL INDEX TEST=SIZE,... : one guest for these tests (TEST is
 # NAME, or NAME@ftrace for the KERNEL+ftrace column).
 run_batch() {
@@ -238,10 +280,6 @@ if [ -n "${CHECK_PLAN:-}" ]; then # print the plan only
 	printf '%s\n' "${batches[@]}"
 	exit 0
 fi
-# Build what the guests load before starting them in parallel.
-for k in "${kernels[@]}"; do
-	scripts/build-kmod.sh "$k" >/dev/null || record "$k:kmod" 1 "build/kmod/$k/build.log"
-done
 # pkg_install installs the Debian packages (make deb) and the module DKMS
 # built from blksnap-dkms for its kernel (scripts/build-dkms.sh); lintian
 # checks the packages (errors and warnings fail).
@@ -258,21 +296,58 @@ if [ ${#pkg_kernels[@]} -gt 0 ]; then
 		# No -dbgsym packages: not installed by the test.
 		DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-} noddebs" make -s deb
 		lintian --fail-on error,warning build/deb/*.changes
-		for k in "${pkg_kernels[@]}"; do scripts/build-dkms.sh "$k"; done
+		for k in "${pkg_kernels[@]}"; do wait_kernel "$k" && scripts/build-dkms.sh "$k"; done
 	) >"$log" 2>&1
 	record "deb (make deb, lintian, DKMS for ${pkg_kernels[*]}: $((SECONDS - start))s)" $? "$log"
 fi
 echo "== guest tests in columns ${columns[*]} (${#batches[@]} guests, $jobs_max at a time)"
 rm -rf "$logdir"/*-batch*
-i=0
-for b in "${batches[@]}"; do
-	read -r k _cost members <<<"$b"
-	i=$((i + 1))
-	while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
-	# shellcheck disable=SC2086
-	run_batch "$k" "$i" $members &
+# Batches start in the planned order (longest first) as their kernel gets
+# ready; while a kernel is still being built, it takes one of the
+# $jobs_max places (a kernel build keeps both cores busy; a guest starved
+# of CPU for long trips timeouts in it).
+pending=()
+for ((i = 1; i <= ${#batches[@]}; i++)); do pending+=("$i"); done
+declare -A guests=() # pid -> batch
+building() {
+	local pid n=0
+	for pid in "${builds[@]}"; do
+		kill -0 "$pid" 2>/dev/null && n=$((n + 1))
+	done
+	echo $n
+}
+while [ ${#pending[@]} -gt 0 ]; do
+	for pid in "${!guests[@]}"; do
+		kill -0 "$pid" 2>/dev/null || unset "guests[$pid]"
+	done
+	started=""
+	if [ $((${#guests[@]} + $(building))) -lt "$jobs_max" ] || [ ${#guests[@]} -eq 0 ]; then
+		rest=()
+		for i in "${pending[@]}"; do
+			read -r k _cost members <<<"${batches[i - 1]}"
+			rc=$(kernel_rc "$k")
+			if [ -n "$started" ] || [ -z "$rc" ]; then
+				rest+=("$i")
+			elif [ "$rc" != 0 ]; then
+				# Its kernel or module did not build: the batch's tests fail.
+				echo "1 0" >"$logdir/$k-batch$i.rc"
+				started=$i
+			else
+				# shellcheck disable=SC2086
+				run_batch "$k" "$i" $members &
+				guests[$!]=$i
+				started=$i
+			fi
+		done
+		pending=("${rest[@]}")
+	fi
+	[ -n "$started" ] || sleep 2
 done
 wait
+for k in "${kernels[@]}"; do
+	[ "$(kernel_rc "$k")" = 0 ] ||
+		record "$k: kernel and module (scripts/kernels.sh, build-kmod.sh)" 1 "$logdir/kernel-$k.log"
+done
 i=0
 for b in "${batches[@]}"; do
 	read -r k _cost members <<<"$b"
