@@ -1,6 +1,8 @@
 # Shared helpers for guest tests (sourced). Tests run as root inside a QEMU
 # guest started by tests/vm/run, with the module loaded and the repo's
-# programs on PATH; they exit 0 on success.
+# programs on PATH; they exit 0 on success. An exec costs about a second on
+# the debug kernel under emulation: the helpers use the shell's builtins
+# where they can.
 set -euo pipefail
 
 step() { printf "# %s [%ss]\n" "$*" "$SECONDS"; }
@@ -21,17 +23,22 @@ load_module() {
 }
 
 # The interception flavour the module runs with: blkfilter or ftrace.
-flavour() { cat /sys/module/blksnap/parameters/interception; }
+flavour() { echo "$(</sys/module/blksnap/parameters/interception)"; }
 
 # Is DEV attached? (the kernel's "filter" sysfs attribute on a patched
 # kernel in blkfilter mode, the control device's list otherwise)
 is_attached() {
-	local dev=$1 sys
-	sys=/sys/class/block/$(basename "$(readlink -f "$dev")")
-	if [ "$(flavour)" = blkfilter ]; then
-		[ "$(cat "$sys/filter")" = blksnap ]
+	local dev=$1 sys line devno
+	[ -L "$dev" ] && dev=$(readlink -f "$dev")
+	sys=/sys/class/block/${dev##*/}
+	if [ "$(</sys/module/blksnap/parameters/interception)" = blkfilter ]; then
+		[ "$(<"$sys/filter")" = blksnap ]
 	else
-		grep -qx "$(cat "$sys/dev")" /sys/class/misc/blksnap-control/attached
+		devno=$(<"$sys/dev")
+		while read -r line; do
+			[ "$line" = "$devno" ] && return 0
+		done </sys/class/misc/blksnap-control/attached
+		return 1
 	fi
 }
 
@@ -49,7 +56,13 @@ gen() {
 }
 
 # Field of `blksnap-probe info DEV`.
-cbt_field() { blksnap-probe info "$1" | sed -n "s/^$2=//p"; }
+cbt_field() {
+	local out line
+	out=$(blksnap-probe info "$1") || return
+	while IFS= read -r line; do
+		[ "${line%%=*}" != "$2" ] || echo "${line#*=}"
+	done <<<"$out"
+}
 
 # Load kernel modules a test needs (no-op when built in).
 need_modules() {
@@ -62,10 +75,10 @@ need_modules() {
 # Load scsi_debug with PARAMS and print its disk's node once it is there
 # (up to 10 s). Stock kernels only: the debug kernel has no SCSI.
 scsi_debug_disk() { # params...
-	local s dev=
+	local s i dev=
 	need_modules sd_mod
 	modprobe scsi_debug "$@" || fail "modprobe scsi_debug $*"
-	for _ in $(seq 100); do
+	for ((i = 0; i < 100; i++)); do
 		for s in /sys/bus/pseudo/drivers/scsi_debug/adapter*/host*/target*/*/block/*; do
 			[ -e "$s" ] && dev=/dev/${s##*/}
 		done
@@ -79,7 +92,7 @@ scsi_debug_disk() { # params...
 # Wait (up to 5 s) for a block device node to appear.
 wait_for_dev() {
 	local i
-	for i in $(seq 50); do
+	for ((i = 0; i < 50; i++)); do
 		[ -b "$1" ] && return 0
 		sleep 0.1
 	done
@@ -92,15 +105,23 @@ wait_for_dev() {
 # NULLB_MEMORY_BACKED=0: writes vanish and reads return whatever the buffer
 # held, so a disk of any size costs nothing.
 nullb_create() {
-	local nb=/sys/kernel/config/nullb/$1 before
+	local nb=/sys/kernel/config/nullb/$1 d
+	local -A before=()
 	[ -d /sys/module/null_blk ] || modprobe null_blk nr_devices=0 || fail "modprobe null_blk"
 	[ -d /sys/kernel/config/nullb ] || mount -t configfs none /sys/kernel/config
 	mkdir "$nb"
 	echo "$2" >"$nb/size"
 	[ -z "${3:-}" ] || echo "$3" >"$nb/blocksize"
 	echo "${NULLB_MEMORY_BACKED:-1}" >"$nb/memory_backed"
-	before=$(ls /sys/block)
+	for d in /sys/block/*; do before[$d]=1; done
 	echo 1 >"$nb/power"
 	# The disk's name differs between kernels: find the new one.
-	echo "/dev/$(comm -13 <(echo "$before") <(ls /sys/block) | head -n1)"
+	# devtmpfs makes the node a moment after the disk appears.
+	for d in /sys/block/*; do
+		[ -z "${before[$d]:-}" ] || continue
+		wait_for_dev "/dev/${d##*/}"
+		echo "/dev/${d##*/}"
+		return 0
+	done
+	echo /dev/
 }
