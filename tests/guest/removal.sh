@@ -46,10 +46,15 @@ dev=$(nullb_create probe 256)
 blksnap-probe attach "$dev"
 is_attached "$dev" || fail "$dev not attached"
 devnum=$(cat /sys/class/block/$(basename "$dev")/dev)
-dd if=/dev/urandom of="$dev" bs=64k count=64 oflag=direct status=none &
+# The writer gets the device already open: opened by name, it could come
+# after the removal and create a regular file in /dev instead.
+exec 7<>"$dev"
+dd if=/dev/urandom bs=64k count=64 oflag=direct status=none >&7 2>/dev/null &
 writer=$!
+exec 7>&-
 echo 0 >"$nb/power"
 wait "$writer" || true
+[ ! -e "$dev" ] || [ -b "$dev" ] || fail "$dev is no longer a block device node"
 rmdir "$nb"
 grep -qx "$devnum" /sys/class/misc/blksnap-control/attached 2>/dev/null &&
 	fail "removed null_blk device still listed"
