@@ -88,6 +88,7 @@ echo "== install, and a program built against it"
 # with the library's own error, which proves it linked and loaded.
 log=$logdir/install.log
 stage=$top/build/stage
+# shellcheck disable=SC2086 # $flags: the words of pkg-config's answer
 {
 	rm -rf "$stage" &&
 		meson install -C build/meson --destdir "$stage" --quiet &&
@@ -95,7 +96,6 @@ stage=$top/build/stage
 		flags=$(PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$stage \
 			pkg-config --cflags --libs blksnap) &&
 		echo "pkg-config: $flags" &&
-		# shellcheck disable=SC2086 # the words of pkg-config's answer
 		c++ -std=c++20 -Wall -Wextra -Werror examples/blksnap-list.cpp $flags \
 			-o "$stage/blksnap-list" &&
 		lib=$(find "$stage" -name 'libblksnap.so.1' | head -n1) && [ -n "$lib" ] &&
@@ -134,7 +134,10 @@ fi
 # NAME@ftrace in the batch). tests/plan-batches groups them. Guests run
 # CHECK_JOBS at a time (default 2): TCG guests are CPU-bound and mostly
 # single-threaded, so two share two cores well.
-mapfile -t guest_tests < <(ls tests/guest/*.sh 2>/dev/null | grep -v '/lib\.sh$')
+guest_tests=()
+for t in tests/guest/*.sh; do
+	[ "$t" = tests/guest/lib.sh ] || guest_tests+=("$t")
+done
 if [ -n "${TESTS:-}" ]; then
 	mapfile -t guest_tests < <(for t in $TESTS; do echo "tests/guest/$t.sh"; done)
 fi

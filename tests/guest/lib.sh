@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for guest tests (sourced). Tests run as root inside a QEMU
 # guest started by tests/vm/run, with the module loaded and the repo's
 # programs on PATH; they exit 0 on success. An exec costs about a second on
