@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # cost: 50
+# smp: 2
 # columns: stock-6.1
 # Many devices: 32 (null_blk disks in memory; the runner has at most 26
 # virtio disks) attached and taken in one snapshot while a writer writes all

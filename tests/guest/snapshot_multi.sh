@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # cost: 90
+# smp: 2
 # vm: --disks 3 --disk-size 32M
 # Several devices are taken at one instant; two snapshots live side by side;
 # a snapshot destroyed while its image and original are busy goes cleanly.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # cost: 100
+# smp: 2
 # vm: --disk 32M --disk 256M
 # Races between snapshot operations and the I/O path that could leave an
 # image or a change map wrong without any error:
