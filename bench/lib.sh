@@ -1,4 +1,5 @@
 # Helpers the guest sides of `make bench` source.
+# shellcheck shell=bash
 
 # fio_name PATH: PATH escaped for fio, which splits --filename at ':'
 # (image devices are blksnap-image_MAJ:MIN).

@@ -35,8 +35,8 @@ touch_iops() {
 # copies of the first touch are stored in the background; the rewrite pass
 # must not pay for them).
 settle() {
-	local stat=/sys/class/block/${1##*/}/stat last="" now i
-	for i in $(seq 120); do
+	local stat=/sys/class/block/${1##*/}/stat last="" now _
+	for _ in $(seq 120); do
 		now=$(awk '{print $7}' "$stat")
 		[ "$now" = "$last" ] && return 0
 		last=$now

@@ -14,8 +14,8 @@ PKGS=(
 	# guests and what the tests run inside them
 	qemu-system-x86 busybox-static fio xfsprogs e2fsprogs util-linux
 	parted dosfstools socat gcc-12 dmsetup python3
-	# documentation lint
-	mandoc groff
+	# lint: shell scripts, documentation
+	shellcheck mandoc groff
 	# Debian packages (make deb, lintian) and DKMS (tests/guest/pkg_install)
 	debhelper dh-dkms dkms dpkg-dev lintian
 )

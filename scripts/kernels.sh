@@ -176,7 +176,7 @@ verify_config() {
 		CONFIG_*=*)
 			grep -qxF -- "$line" "$config" || {
 				sym=${line%%=*}
-				echo "kernels: fragment wants $line, got: $(grep -E "^(# )?$sym[= ]" "$config" || echo unset)" >&2
+				echo "kernels: fragment wants $line, got: $(grep -E "^(# )?${sym}[= ]" "$config" || echo unset)" >&2
 				bad=1
 			} ;;
 		"# CONFIG_"*" is not set")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Static checks: checkpatch --strict and sparse on the kernel module,
-# clang-format on the C++ sources. Prints problems; exits non-zero on any.
+# Static checks: checkpatch --strict and sparse on the kernel module, the
+# shell scripts' lint (shellcheck), clang-format on the C++ sources. Prints problems; exits non-zero on any.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -37,6 +37,19 @@ if [ -d "build/kernels/$kernel/kdir" ]; then
 	fi
 else
 	echo "sparse: skipped, no build/kernels/$kernel (scripts/kernels.sh ensure $kernel)"
+fi
+
+# Every shell script of the repository through shellcheck, at warning
+# level, following what it sources.
+mapfile -t shells < <(git ls-files | while read -r f; do
+	case $f in
+	*.sh | *.bash) echo "$f" ;;
+	*) [ -f "$f" ] && head -n1 "$f" | grep -q '^#!.*\<\(ba\)\?sh\>' && echo "$f" ;;
+	esac
+done)
+if [ ${#shells[@]} -gt 0 ] &&
+	! shellcheck -x -P SCRIPTDIR -S warning -f gcc "${shells[@]}"; then
+	status=1
 fi
 
 # clang-format: the C++ sources must be formatted with the repo's style.

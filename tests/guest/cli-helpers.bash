@@ -1,4 +1,5 @@
 # Helpers shared by the CLI guest tests (sourced after lib.sh, with $tmp set).
+# shellcheck shell=bash disable=SC2154 # $tmp: lib.sh's
 
 # slurp VAR FILE: VAR=$(cat FILE) without a fork (they are slow under TCG).
 slurp() {

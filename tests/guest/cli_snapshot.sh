@@ -241,6 +241,7 @@ dd if=/dev/urandom of="$tmp/new" bs=1M count=8 status=none
 dd if="$tmp/new" of="$d1" bs=1M seek=32 oflag=direct status=none
 run blksnap snapshot_waitevent -i "$id" -t 20000
 [ "$rc" = 0 ] || fail "waitevent: exit $rc ($err)"
+# shellcheck disable=SC1011 # $'\n' inside the pattern, not a quote
 [[ $out =~ ^result=ok$'\n'time=[0-9]+$'\n'event=corrupted$'\n'dev_id=$m1$'\n'err_code=-28$ ]] ||
 	fail "waitevent printed '$out'"
 expect_eq "error_code" "$(blksnap snapshot_info -d "$d1" -f error_code)" -28
@@ -267,6 +268,7 @@ done
 wait_exit "$watcher"
 expect_eq "watcher status" "$wrc" 0
 slurp w "$tmp/watch"
+# shellcheck disable=SC2154 # w: set by slurp
 [[ $w =~ ^"Start snapshot watcher."$'\n'[0-9]+" - The snapshot was corrupted for device [$m2] with error \"No space left on device\"."$'\n'"Snapshot watcher finished."$ ]] ||
 	fail "watcher printed '$w'"
 ok blksnap snapshot_destroy -i "$id"

@@ -45,7 +45,7 @@ dev=$(nullb_create probe 256)
 [ -b "$dev" ] || fail "no null_blk device"
 blksnap-probe attach "$dev"
 is_attached "$dev" || fail "$dev not attached"
-devnum=$(cat /sys/class/block/$(basename "$dev")/dev)
+devnum=$(cat "/sys/class/block/${dev##*/}/dev")
 # The writer gets the device already open: opened by name, it could come
 # after the removal and create a regular file in /dev instead.
 exec 7<>"$dev"

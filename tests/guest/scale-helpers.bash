@@ -40,7 +40,7 @@ nullb_many() {
 # KMEM_DROP=0: no dropping (the guest's root is the host's over 9p: every
 # program run after a drop is read again, about a second).
 kmem() {
-	local k v _ addr size caller rest slab=0 vm=0 free=0 mod=0
+	local k v _ size rest slab=0 vm=0 free=0 mod=0
 	if [ "${KMEM_DROP:-1}" = 1 ]; then
 		sync
 		echo 3 >/proc/sys/vm/drop_caches
@@ -53,7 +53,7 @@ kmem() {
 		MemFree:) free=$((v * 1024)) ;;
 		esac
 	done </proc/meminfo
-	while read -r addr size caller rest; do
+	while read -r _ size _ rest; do
 		[[ " $rest " != *" [blksnap] "* ]] || mod=$((mod + size))
 	done </proc/vmallocinfo
 	echo "$slab $vm $mod $free"

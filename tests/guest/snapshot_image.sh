@@ -84,7 +84,7 @@ if [ "$(flavour)" = blkfilter ]; then
 else
 	rmmod blksnap
 fi
-[ ! -e /dev/blksnap-image_$(cat /sys/class/block/$(basename "$dev")/dev) ] ||
+[ ! -e "/dev/blksnap-image_$(cat "/sys/class/block/${dev##*/}/dev")" ] ||
 	fail "image left after unload"
 dd if=/dev/zero of="$dev" bs=64k count=16 oflag=direct status=none
 load_module

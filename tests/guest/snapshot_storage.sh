@@ -57,7 +57,7 @@ ev=$(blksnap snapshot_waitevent -i "$id" -t 1000)
 echo "$ev"
 grep -qx "event=corrupted" <<<"$ev" || fail "no corrupted event: $ev"
 grep -qx "err_code=-28" <<<"$ev" || fail "wrong error in event: $ev"
-grep -qx "dev_id=$(cat /sys/class/block/$(basename "$dev")/dev)" <<<"$ev" ||
+grep -qx "dev_id=$(cat "/sys/class/block/${dev##*/}/dev")" <<<"$ev" ||
 	fail "wrong device in event: $ev"
 dd if="$image" of=/dev/null bs=1M count=1 iflag=direct status=none 2>/dev/null &&
 	fail "image read succeeded on a corrupted snapshot"
