@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks: checkpatch --strict and sparse on the kernel module, the
-# shell scripts' lint (shellcheck), clang-format on the C++ sources. Prints problems; exits non-zero on any.
+# shell scripts' lint (shellcheck), clang-format on the C++ sources. Prints
+# problems; exits non-zero on any.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -39,14 +40,13 @@ else
 	echo "sparse: skipped, no build/kernels/$kernel (scripts/kernels.sh ensure $kernel)"
 fi
 
-# Every shell script of the repository through shellcheck, at warning
-# level, following what it sources.
-mapfile -t shells < <(git ls-files | while read -r f; do
-	case $f in
-	*.sh | *.bash) echo "$f" ;;
-	*) [ -f "$f" ] && head -n1 "$f" | grep -q '^#!.*\<\(ba\)\?sh\>' && echo "$f" ;;
-	esac
-done)
+# Every shell script of the repository (named *.sh or *.bash, or with a sh
+# or bash shebang) through shellcheck, at warning level, following what it
+# sources.
+mapfile -t shells < <(git ls-files -z | xargs -0 awk 'FNR == 1 {
+	if (FILENAME ~ /\.(sh|bash)$/ || /^#!.*[\/ ](ba)?sh( |$)/) print FILENAME
+	nextfile
+}')
 if [ ${#shells[@]} -gt 0 ] &&
 	! shellcheck -x -P SCRIPTDIR -S warning -f gcc "${shells[@]}"; then
 	status=1

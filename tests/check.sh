@@ -122,9 +122,10 @@ fi
 # spend a third more time (four TCG threads contending; measured, the same
 # tests: 110 s vs 74 s on stock-6.12, 350 s vs 220 s on the debug kernel),
 # so only the tests of real parallelism (races, the fuzzer's two threads,
-# writers across a take) get two, in batches of their own. Columns: one per kernel, and for a kernel with
-# the block device filter (blkfilter-*) a second one, KERNEL+ftrace, where
-# the module runs with interception=ftrace: the stock kernels' interception
+# writers across a take) get two, in batches of their own.
+# Columns: one per kernel, and for a kernel with the block device filter
+# (blkfilter-*) a second one, KERNEL+ftrace, where the module runs with
+# interception=ftrace: the stock kernels' interception
 # under KASAN, lockdep and kmemleak. That column runs every test the
 # kernel's own column runs (a test naming KERNEL in its columns runs in
 # KERNEL+ftrace too). As stock-6.12 runs the same 6.12 source,
@@ -296,7 +297,7 @@ fi
 # checks the packages (errors and warnings fail).
 pkg_kernels=()
 for b in "${batches[@]}"; do
-	read -r k smp _cost members <<<"$b"
+	read -r k _smp _cost members <<<"$b"
 	[[ " $members" != *" pkg_install="* ]] || pkg_kernels+=("$k")
 done
 if [ ${#pkg_kernels[@]} -gt 0 ]; then
@@ -364,7 +365,7 @@ for k in "${kernels[@]}"; do
 done
 i=0
 for b in "${batches[@]}"; do
-	read -r k smp _cost members <<<"$b"
+	read -r k _smp _cost members <<<"$b"
 	i=$((i + 1))
 	read -r rc secs <"$logdir/$k-batch$i.rc" 2>/dev/null || { rc=1 secs=0; }
 	if [ -e "$logdir/$k-batch$i.reran" ]; then
