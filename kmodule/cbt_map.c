@@ -218,8 +218,9 @@ void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count)
  * @map: the map.
  *
  * The active copy becomes the readable one and a new number starts. After
- * 255 takes, or once cbt_map_prepare() saw the device resized, the
- * generation ends: a new identifier, and an empty map (of the new size).
+ * 255 takes, once cbt_map_prepare() saw the device resized, or once
+ * cbt_map_invalidate() was called, the generation ends: a new identifier,
+ * and an empty map (of the new size).
  *
  * Context: process context; the I/O path marks nothing meanwhile (the
  * device's tracker is gated and idle), so the maps are copied with
@@ -234,13 +235,16 @@ void cbt_map_switch(struct cbt_map *map)
 
 	mutex_lock(&map->update_lock);
 	active = map->active;
-	new_generation = active == U8_MAX || map->next.capacity;
+	spin_lock_irqsave(&map->lock, flags);
+	new_generation = active == U8_MAX || map->next.capacity || map->invalid;
+	map->invalid = false;
+	spin_unlock_irqrestore(&map->lock, flags);
 	if (map->next.capacity) {
 		/* Resized: the maps made for the new size, empty. */
 		old_write = map->write_map;
 		old_read = map->read_map;
 		spin_lock_irqsave(&map->lock, flags);
-		map->capacity = map->next.capacity;
+		WRITE_ONCE(map->capacity, map->next.capacity);
 		map->blk_shift = map->next.blk_shift;
 		map->blk_count = map->next.blk_count;
 		map->write_map = map->next.write_map;
@@ -250,7 +254,7 @@ void cbt_map_switch(struct cbt_map *map)
 		map->next.read_map = NULL;
 		map->next.capacity = 0;
 		active = 1;
-	} else if (active == U8_MAX) {
+	} else if (new_generation) {
 		memset(map->write_map, 0, map->blk_count);
 		active = 1;
 	}
@@ -353,6 +357,25 @@ void cbt_map_release(struct cbt_map *map)
 
 	spin_lock_irqsave(&map->lock, flags);
 	map->held = false;
+	spin_unlock_irqrestore(&map->lock, flags);
+}
+
+/**
+ * cbt_map_invalidate() - the map can no longer vouch for the device.
+ * @map: the map.
+ *
+ * The next take starts a new generation, and a saved map can no longer be
+ * loaded into this one.
+ *
+ * Context: any.
+ */
+void cbt_map_invalidate(struct cbt_map *map)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&map->lock, flags);
+	map->invalid = true;
+	WRITE_ONCE(map->touched, true);
 	spin_unlock_irqrestore(&map->lock, flags);
 }
 

@@ -27,6 +27,8 @@ struct blksnap_cbtload;
  * @held:          a snapshot holds @read_map.
  * @touched:       a write or a user mark reached the map since it was made:
  *                 it can no longer be replaced by a saved one.
+ * @invalid:       the device changed in a way no write shows (a resize):
+ *                 the next switch starts a new generation.
  * @generation_id: identifier of the current tracking generation.
  * @next:          maps for the device's new size, made by
  *                 cbt_map_prepare() when it changed and put in place by
@@ -47,6 +49,7 @@ struct cbt_map {
 	u8 previous;
 	bool held;
 	bool touched;
+	bool invalid;
 	uuid_t generation_id;
 	struct {
 		sector_t capacity;
@@ -64,10 +67,17 @@ void cbt_map_mark_dirty(struct cbt_map *map, sector_t sector, sector_t count);
 int cbt_map_prepare(struct cbt_map *map, sector_t capacity);
 void cbt_map_switch(struct cbt_map *map);
 void cbt_map_release(struct cbt_map *map);
+void cbt_map_invalidate(struct cbt_map *map);
 void cbt_map_info(struct cbt_map *map, struct blksnap_cbtinfo *info);
 int cbt_map_load(struct cbt_map *map, const struct blksnap_cbtload *arg,
 		 const u8 __user *umap);
 long cbt_map_read_to_user(struct cbt_map *map, u32 offset, u32 length,
 			  u8 __user *ubuf);
+
+/* The device size the map describes, in sectors. Context: any. */
+static inline sector_t cbt_map_capacity(struct cbt_map *map)
+{
+	return READ_ONCE(map->capacity);
+}
 
 #endif /* __BLKSNAP_CBT_MAP_H */

@@ -504,9 +504,9 @@ static void cow_work_fn(struct work_struct *work)
 		bio = bio_list_pop(&area->pending);
 		spin_unlock_irq(&area->lock);
 		if (bio) {
-			sector = tracker_bio_sector(bio);
-			count = min_t(sector_t, bio_sectors(bio),
-				      area->capacity - sector);
+			/* diff_area_wants_bio() saw it reach the device. */
+			tracker_bio_range(area->tracker, bio, &sector, &count);
+			count = min(count, area->capacity - sector);
 			if (!READ_ONCE(area->error))
 				place_range(area, sector, count);
 		}
@@ -612,6 +612,7 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 	if (!area)
 		return ERR_PTR(-ENOMEM);
 	area->tracker = tracker;
+	area->resizes = atomic_read(&tracker->resizes);
 	area->bdev = tracker->bdev;
 	area->ds = ds;
 	area->events = events;
@@ -717,7 +718,8 @@ static bool range_writable(struct diff_area *area, sector_t sector,
 /**
  * diff_area_wants_bio() - must a write wait for copy-on-write?
  * @area: the device's area.
- * @bio:  a write; its sector is relative to the device.
+ * @bio:  a write to the device, or to another device of its disk
+ *        (tracker_bio_range()).
  *
  * A write passes freely once every chunk it touches is saved, or when the
  * snapshot is lost. Both only ever become true, so the answer, once false,
@@ -728,10 +730,11 @@ static bool range_writable(struct diff_area *area, sector_t sector,
  */
 bool diff_area_wants_bio(struct diff_area *area, struct bio *bio)
 {
-	sector_t sector = tracker_bio_sector(bio);
-	sector_t count = bio_sectors(bio);
+	sector_t sector, count;
 
-	if (READ_ONCE(area->error) || sector >= area->capacity)
+	if (READ_ONCE(area->error) ||
+	    !tracker_bio_range(area->tracker, bio, &sector, &count) ||
+	    sector >= area->capacity)
 		return false;
 	count = min(count, area->capacity - sector);
 	return !range_writable(area, sector, count);
@@ -740,7 +743,7 @@ bool diff_area_wants_bio(struct diff_area *area, struct bio *bio)
 /**
  * diff_area_submit_bio() - copy-on-write for a write to the original.
  * @area: the device's area.
- * @bio:  a write; its sector is relative to the device.
+ * @bio:  a write to the device, or to another device of its disk.
  *
  * Context: the bio submission path, any context: process, softirq or
  * hardirq, interrupts on or off (see &diff_area.lock).

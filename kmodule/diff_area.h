@@ -127,6 +127,7 @@ struct diff_area_worker {
  * @pool:        free chunk buffers.
  * @store_wait:  copy-on-write waits here while @store_count is at its limit.
  * @error:       0, or the negative errno that corrupted the snapshot.
+ * @resizes:     &tracker.resizes when the area was made.
  */
 struct diff_area {
 	struct tracker *tracker;
@@ -155,6 +156,7 @@ struct diff_area {
 	struct diff_buffer_pool pool;
 	wait_queue_head_t store_wait;
 	int error;
+	int resizes;
 };
 
 int diff_area_init(void);

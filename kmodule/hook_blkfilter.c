@@ -3,7 +3,7 @@
  * Interception on kernels with the block device filter: blksnap registers
  * as filter "blksnap"; the kernel calls it for attach (BLKFILTER_ATTACH),
  * detach (BLKFILTER_DETACH, disk removal, partition rescan), commands
- * (BLKFILTER_CTL) and every bio of a filtered device.
+ * (BLKFILTER_CTL), resizes, and every bio of a disk with a filtered device.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/blk-filter.h>
@@ -56,10 +56,18 @@ static int blksnap_ctl(struct blkfilter *flt, const unsigned int cmd,
 	return tracker_ctl(to_tracker(flt), cmd, buf, plen);
 }
 
-/* Runs under the queue reference that keeps the filter attached. */
+/*
+ * Runs under the queue reference that keeps the filter attached, for the
+ * bios of the filtered device and of the other devices of its disk.
+ */
 static bool blksnap_submit_bio(struct bio *bio)
 {
 	return tracker_submit_bio(to_tracker(bio_blkfilter(bio)), bio);
+}
+
+static void blksnap_resize(struct blkfilter *flt)
+{
+	tracker_resized(to_tracker(flt));
 }
 
 static struct blkfilter_operations blksnap_filter_ops = {
@@ -69,6 +77,7 @@ static struct blkfilter_operations blksnap_filter_ops = {
 	.detach = blksnap_detach,
 	.ctl = blksnap_ctl,
 	.submit_bio = blksnap_submit_bio,
+	.resize = blksnap_resize,
 };
 
 /**

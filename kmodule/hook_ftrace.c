@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Interception on stock kernels: ftrace redirects four exported block layer
+ * Interception on stock kernels: ftrace redirects six exported block layer
  * functions to blksnap's wrappers, the way livepatch replaces functions.
  *
  *  submit_bio_noacct()  every bio. The ftrace handler looks the device up
  *                       without a lock, counts a write to a tracked device
- *                       until it completes and marks it in its change map;
- *                       only while a snapshot is held (copy-on-write) or
- *                       being taken (the gate) does such a write leave the
- *                       original function. Other bios never do.
+ *                       (or to another device of its disk that overlaps
+ *                       it) until it completes and marks it in its change
+ *                       map; only while a snapshot is held (copy-on-write)
+ *                       or being taken (the gate) does such a write leave
+ *                       the original function. Other bios never do.
  *  del_gendisk()        a removed disk loses its trackers.
  *  bdev_disk_changed()  a partition rescan drops the partitions' trackers.
  *  disk_force_media_change()  a new medium (a loop device's backing file
  *                       cleared or changed) loses every tracker of the disk.
+ *  set_capacity(), set_capacity_and_notify()  a resized disk: its trackers'
+ *                       change maps start a new generation.
  *
  * A call made from this module's own code is never redirected: that is how
  * a wrapper reaches the original function, and how bios the module submits
@@ -75,15 +78,12 @@ struct hook {
 static bool notrace submit_bio_wanted(struct ftrace_regs *fregs)
 {
 	struct bio *bio = (struct bio *)hook_first_arg(fregs);
-	struct tracker *tracker;
-	bool wanted = false;
+	bool wanted;
 
 	if (!tracker_bio_changes(bio))
 		return false;
 	rcu_read_lock();
-	tracker = tracker_find_by_bio(bio);
-	if (tracker)
-		wanted = tracker_admit_bio(tracker, bio) != TRACKER_PASS;
+	wanted = trackers_admit_bio(bio);
 	rcu_read_unlock();
 	return wanted;
 }
@@ -109,18 +109,15 @@ static void notrace hook_handler(unsigned long ip, unsigned long parent_ip,
 static void blksnap_submit_bio_noacct(struct bio *bio)
 {
 	int idx = srcu_read_lock(&hook_srcu);
-	struct tracker *tracker;
-	bool taken = false;
+	bool taken;
 
 	/*
 	 * The handler has counted and marked the write, or found the gate
-	 * closed. The tracker is freed after a grace period; nothing here
+	 * closed. A tracker is freed after a grace period; nothing here
 	 * sleeps.
 	 */
 	rcu_read_lock();
-	tracker = tracker_find_by_bio(bio);
-	if (tracker)
-		taken = tracker_take_bio(tracker, bio);
+	taken = trackers_take_bio(bio);
 	rcu_read_unlock();
 	if (!taken)
 		submit_bio_noacct(bio);
@@ -199,6 +196,32 @@ static void blksnap_disk_force_media_change(struct gendisk *disk)
 }
 #endif
 
+/* Sectors a disk loses and regains may come back with other data. */
+static void blksnap_set_capacity(struct gendisk *disk, sector_t sectors)
+{
+	int idx = srcu_read_lock(&hook_srcu);
+	sector_t old = get_capacity(disk);
+
+	set_capacity(disk, sectors);
+	if (old != sectors)
+		trackers_disk_resized(disk);
+	srcu_read_unlock(&hook_srcu, idx);
+}
+
+static bool blksnap_set_capacity_and_notify(struct gendisk *disk,
+					    sector_t sectors)
+{
+	int idx = srcu_read_lock(&hook_srcu);
+	sector_t old = get_capacity(disk);
+	bool notified;
+
+	notified = set_capacity_and_notify(disk, sectors);
+	if (old != sectors)
+		trackers_disk_resized(disk);
+	srcu_read_unlock(&hook_srcu, idx);
+	return notified;
+}
+
 #define HOOK(fn, decide)                                               \
 	{                                                              \
 		.name = #fn, .orig = (unsigned long)fn,                \
@@ -210,6 +233,8 @@ static struct hook hooks[] = {
 	HOOK(del_gendisk, NULL),
 	HOOK(bdev_disk_changed, NULL),
 	HOOK(disk_force_media_change, NULL),
+	HOOK(set_capacity, NULL),
+	HOOK(set_capacity_and_notify, NULL),
 };
 
 static int hook_register(struct hook *hook)

@@ -25,6 +25,12 @@
 /* Registry: device number -> tracker. Readers use RCU; writers the mutex. */
 DEFINE_MUTEX(trackers_mutex);
 DEFINE_XARRAY(trackers);
+/*
+ * Disks with trackers: the device number of the whole disk -> how many of
+ * the trackers are on it or its partitions (an xarray value). A write to
+ * any device of such a disk may reach a tracker (tracker_bio_range()).
+ */
+static DEFINE_XARRAY(tracked_disks);
 
 static struct workqueue_struct *tracker_wq;
 static struct workqueue_struct *tracker_defer_wq;
@@ -71,10 +77,12 @@ void tracker_put(struct tracker *tracker)
  * partitions?
  * @tracker: the tracker.
  *
- * Writes sent through a partition reach the filter of the partition only,
- * in both interception flavours: the change map and the snapshot of the
- * whole disk would miss them. Such a whole disk is refused at attach; one
- * that gains partitions later can no longer be read or taken (-EBUSY).
+ * Writes sent through a partition are tracked and copied on write for the
+ * whole disk too (tracker_bio_range()), but a take freezes only the file
+ * system on the device it takes, not those on the partitions: the image
+ * of such a disk would hold file systems caught mid-write. Such a whole
+ * disk is refused at attach; one that gains partitions later can no
+ * longer be read or taken (-EBUSY).
  *
  * Context: any.
  */
@@ -137,6 +145,7 @@ struct tracker *tracker_create(struct block_device *bdev)
 	kref_init(&tracker->kref);
 	mutex_init(&tracker->cow_lock);
 	atomic_set(&tracker->inflight, 0);
+	atomic_set(&tracker->resizes, 0);
 	spin_lock_init(&tracker->gate_lock);
 	bio_list_init(&tracker->deferred);
 	INIT_WORK(&tracker->defer_work, tracker_defer_fn);
@@ -157,11 +166,21 @@ struct tracker *tracker_create(struct block_device *bdev)
  */
 int tracker_register(struct tracker *tracker)
 {
+	unsigned long disk = disk_devt(tracker->bdev->bd_disk);
+	void *count;
 	int ret;
 
 	lockdep_assert_held(&trackers_mutex);
 	ret = xa_insert(&trackers, tracker->dev_id, tracker, GFP_NOIO);
-	return ret == -EBUSY ? -EALREADY : ret;
+	if (ret)
+		return ret == -EBUSY ? -EALREADY : ret;
+	count = xa_load(&tracked_disks, disk);
+	ret = xa_err(xa_store(&tracked_disks, disk,
+			      xa_mk_value(count ? xa_to_value(count) + 1 : 1),
+			      GFP_NOIO));
+	if (ret)
+		xa_erase(&trackers, tracker->dev_id);
+	return ret;
 }
 
 /**
@@ -173,8 +192,21 @@ int tracker_register(struct tracker *tracker)
  */
 struct tracker *tracker_unregister(dev_t dev_id)
 {
+	struct tracker *tracker;
+	unsigned long disk, count;
+
 	lockdep_assert_held(&trackers_mutex);
-	return xa_erase(&trackers, dev_id);
+	tracker = xa_erase(&trackers, dev_id);
+	if (!tracker)
+		return NULL;
+	disk = disk_devt(tracker->bdev->bd_disk);
+	count = xa_to_value(xa_load(&tracked_disks, disk));
+	/* Storing into a present entry allocates nothing. */
+	if (count > 1)
+		xa_store(&tracked_disks, disk, xa_mk_value(count - 1), GFP_NOIO);
+	else
+		xa_erase(&tracked_disks, disk);
+	return tracker;
 }
 
 /**
@@ -211,6 +243,51 @@ struct tracker *tracker_find_by_bio(struct bio *bio)
 	struct tracker *tracker = xa_load(&trackers, bio->bi_bdev->bd_dev);
 
 	return tracker && tracker->bdev == bio->bi_bdev ? tracker : NULL;
+}
+
+/**
+ * tracker_bio_range() - the sectors of a tracker's device that a bio writes.
+ * @tracker: the tracker.
+ * @bio:     a write to its device, or to another device of its disk.
+ * @sector:  the first sector, relative to the tracker's device.
+ * @count:   the number of sectors.
+ *
+ * A write to a partition changes sectors of its whole disk, and a write to
+ * the whole disk, or to a partition that overlaps another (one added
+ * later, BLKPG), may change a partition's. Such a write counts for every
+ * tracker whose sectors it overlaps: the sectors the device has now or had
+ * at its last take, as it may have shrunk since and grow back later.
+ *
+ * Context: any.
+ * Return: true if the bio writes sectors of the device.
+ */
+bool tracker_bio_range(struct tracker *tracker, struct bio *bio,
+		       sector_t *sector, sector_t *count)
+{
+	struct block_device *bdev = bio->bi_bdev;
+	sector_t first, end, start, span;
+
+	if (bdev == tracker->bdev) {
+		*sector = tracker_bio_sector(bio);
+		*count = bio_sectors(bio);
+		return *count;
+	}
+	if (bdev->bd_disk != tracker->bdev->bd_disk)
+		return false;
+	first = bio->bi_iter.bi_sector;
+	if (!bio_flagged(bio, BIO_REMAPPED))
+		first += bdev->bd_start_sect;
+	end = first + bio_sectors(bio);
+	start = tracker->bdev->bd_start_sect;
+	span = max(bdev_nr_sectors(tracker->bdev),
+		   cbt_map_capacity(tracker->cbt_map));
+	first = max(first, start);
+	end = min(end, start + span);
+	if (first >= end)
+		return false;
+	*sector = first - start;
+	*count = end - first;
+	return true;
 }
 
 /**
@@ -290,11 +367,25 @@ static void tracker_write_endio(struct bio *bio)
 		wake_up_var(&tracker->inflight);
 }
 
-/* Is @bio counted in @tracker's writes in flight? */
+/*
+ * Is @bio counted in @tracker's writes in flight? A write to a partition
+ * that overlaps several trackers (the partition's, its whole disk's) is
+ * counted by each: the completions nest.
+ */
 static bool tracker_counts(struct tracker *tracker, struct bio *bio)
 {
-	return bio->bi_end_io == tracker_write_endio &&
-	       ((struct tracker_write *)bio->bi_private)->tracker == tracker;
+	bio_end_io_t *end_io = bio->bi_end_io;
+	void *private = bio->bi_private;
+
+	while (end_io == tracker_write_endio) {
+		struct tracker_write *tw = private;
+
+		if (tw->tracker == tracker)
+			return true;
+		end_io = tw->end_io;
+		private = tw->private;
+	}
+	return false;
 }
 
 static void tracker_count(struct tracker *tracker, struct bio *bio,
@@ -310,13 +401,17 @@ static void tracker_count(struct tracker *tracker, struct bio *bio,
 
 /**
  * tracker_admit_bio() - the lockless half of the write path.
- * @tracker: the tracker of the bio's device.
+ * @tracker: the tracker of the bio's device, or of another device of its
+ *           disk.
  * @bio:     a write, write-zeroes or discard with data sectors.
  *
- * A write not yet counted is counted until it completes, unless the gate
- * is closed or no memory is at hand without waiting: it must then wait in
+ * A write that reaches none of the device's sectors passes. A write not
+ * yet counted is counted until it completes, unless the gate is closed or
+ * no memory is at hand without waiting: it must then wait in
  * tracker_take_bio(). A counted write is marked in the change map and
- * passes, unless copy-on-write must save its chunks first.
+ * passes, unless copy-on-write must save its chunks first. Admitting a
+ * write again changes nothing: a write may reach the tracker twice (a
+ * resubmission after another tracker of its disk held it).
  *
  * Context: rcu_read_lock() held, any context; does not sleep.
  * Return: &enum tracker_verdict.
@@ -325,7 +420,10 @@ enum tracker_verdict tracker_admit_bio(struct tracker *tracker,
 				       struct bio *bio)
 {
 	struct diff_area *area;
+	sector_t sector, count;
 
+	if (!tracker_bio_range(tracker, bio, &sector, &count))
+		return TRACKER_PASS;
 	if (!tracker_counts(tracker, bio)) {
 		struct tracker_write *tw;
 
@@ -341,8 +439,7 @@ enum tracker_verdict tracker_admit_bio(struct tracker *tracker,
 			return TRACKER_DEFER;
 		tracker_count(tracker, bio, tw);
 	}
-	cbt_map_mark(tracker->cbt_map, tracker_bio_sector(bio),
-		     bio_sectors(bio));
+	cbt_map_mark(tracker->cbt_map, sector, count);
 	area = rcu_dereference(tracker->diff_area);
 	return area && diff_area_wants_bio(area, bio) ? TRACKER_COW :
 							TRACKER_PASS;
@@ -446,21 +543,164 @@ bool tracker_submit_bio(struct tracker *tracker, struct bio *bio)
 	return taken;
 }
 
+/*
+ * A write reaches the tracker of its own device, @own, and the trackers of
+ * the other devices of its disk: is @tracker one of the latter?
+ */
+static bool tracker_of_sibling(struct tracker *tracker, struct tracker *own,
+			       struct bio *bio)
+{
+	return tracker != own &&
+	       tracker->bdev->bd_disk == bio->bi_bdev->bd_disk;
+}
+
+/* Trackers on the disk of @bio's device, the own one counted. */
+static unsigned long trackers_on_disk(struct bio *bio)
+{
+	void *count = xa_load(&tracked_disks, disk_devt(bio->bi_bdev->bd_disk));
+
+	return count ? xa_to_value(count) : 0;
+}
+
+/**
+ * trackers_admit_bio() - the lockless half of the write path, for every
+ * tracker a bio reaches (interception by ftrace).
+ * @bio: a bio.
+ *
+ * Return: true if a tracker wants to hold the write: trackers_take_bio().
+ * Context: rcu_read_lock() held, any context; does not sleep.
+ */
+bool trackers_admit_bio(struct bio *bio)
+{
+	struct tracker *own, *tracker;
+	unsigned long count, index;
+
+	if (!tracker_bio_changes(bio))
+		return false;
+	count = trackers_on_disk(bio);
+	if (!count)
+		return false;
+	own = tracker_find_by_bio(bio);
+	if (own) {
+		if (tracker_admit_bio(own, bio) != TRACKER_PASS)
+			return true;
+		if (count == 1)
+			return false;
+	}
+	xa_for_each(&trackers, index, tracker)
+		if (tracker_of_sibling(tracker, own, bio) &&
+		    tracker_admit_bio(tracker, bio) != TRACKER_PASS)
+			return true;
+	return false;
+}
+
+/**
+ * trackers_take_bio() - admit a write at every tracker it reaches, and
+ * let the first one that must hold it take it (interception by ftrace).
+ * @bio: a bio.
+ *
+ * Return: true if a tracker took the bio.
+ * Context: rcu_read_lock() held, any context; does not sleep.
+ */
+bool trackers_take_bio(struct bio *bio)
+{
+	struct tracker *own, *tracker;
+	unsigned long index;
+
+	if (!tracker_bio_changes(bio) || !trackers_on_disk(bio))
+		return false;
+	own = tracker_find_by_bio(bio);
+	if (own && tracker_admit_bio(own, bio) != TRACKER_PASS &&
+	    tracker_take_bio(own, bio))
+		return true;
+	xa_for_each(&trackers, index, tracker)
+		if (tracker_of_sibling(tracker, own, bio) &&
+		    tracker_admit_bio(tracker, bio) != TRACKER_PASS &&
+		    tracker_take_bio(tracker, bio))
+			return true;
+	return false;
+}
+
 /**
  * tracker_resubmit_bio() - send on a write held for copy-on-write.
  * @tracker: the tracker that took it.
- * @bio:     the bio; it does not pass through the filter again.
+ * @bio:     the bio; it does not pass through this tracker again, but the
+ *           other trackers of its disk see it.
  */
 void tracker_resubmit_bio(struct tracker *tracker, struct bio *bio)
 {
+	bool taken;
+
 #ifdef BLKSNAP_HAVE_BLKFILTER
 	if (!hook_ftrace_active) {
 		blkfilter_resubmit_bio(&tracker->filter, bio);
 		return;
 	}
 #endif
-	/* Called from this module's text: the ftrace hook lets it through. */
-	submit_bio_noacct(bio);
+	/*
+	 * Called from this module's text, the ftrace hook lets it through:
+	 * the trackers it reaches are asked here. This one passes it now.
+	 */
+	rcu_read_lock();
+	taken = trackers_take_bio(bio);
+	rcu_read_unlock();
+	if (!taken)
+		submit_bio_noacct(bio);
+}
+
+/**
+ * tracker_resized() - the tracker's device, or its whole disk, changed its
+ * size.
+ * @tracker: the tracker.
+ *
+ * A device that shrinks and grows back may hold other data in the sectors
+ * it lost, written by nobody the tracker saw (a loop device's backing
+ * file, a new device-mapper table): the change map starts a new generation
+ * at the next take, and a snapshot holding the device is lost (-ERANGE).
+ * A partition that keeps its size and still fits its disk is not touched.
+ *
+ * Context: any; does not sleep.
+ */
+void tracker_resized(struct tracker *tracker)
+{
+	struct block_device *bdev = tracker->bdev;
+	struct diff_area *area;
+
+	if (bdev_is_partition(bdev) &&
+	    bdev_nr_sectors(bdev) == cbt_map_capacity(tracker->cbt_map) &&
+	    bdev->bd_start_sect + bdev_nr_sectors(bdev) <=
+		    get_capacity(bdev->bd_disk))
+		return;
+	pr_info("device %u:%u resized: its change map starts a new generation\n",
+		MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
+	cbt_map_invalidate(tracker->cbt_map);
+	atomic_inc(&tracker->resizes);
+	/* Pairs with the barrier in tracker_start_cow(). */
+	smp_mb__after_atomic();
+	rcu_read_lock();
+	area = rcu_dereference(tracker->diff_area);
+	if (area)
+		diff_area_corrupt(area, -ERANGE);
+	rcu_read_unlock();
+}
+
+/**
+ * trackers_disk_resized() - a disk changed its size (interception by
+ * ftrace).
+ * @disk: the disk.
+ *
+ * Context: any; does not sleep.
+ */
+void trackers_disk_resized(struct gendisk *disk)
+{
+	struct tracker *tracker;
+	unsigned long index;
+
+	rcu_read_lock();
+	xa_for_each(&trackers, index, tracker)
+		if (tracker->bdev->bd_disk == disk)
+			tracker_resized(tracker);
+	rcu_read_unlock();
 }
 
 /**
@@ -542,6 +782,14 @@ int tracker_start_cow(struct tracker *tracker, struct diff_area *area)
 	} else {
 		cbt_map_switch(tracker->cbt_map);
 		rcu_assign_pointer(tracker->diff_area, area);
+		/*
+		 * A resize since the area was made: the device is not what
+		 * the take saw. Pairs with the barrier in tracker_resized():
+		 * one of the two sees the other.
+		 */
+		smp_mb();
+		if (atomic_read(&tracker->resizes) != area->resizes)
+			diff_area_corrupt(area, -ERANGE);
 	}
 	mutex_unlock(&tracker->cow_lock);
 	return ret;

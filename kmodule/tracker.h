@@ -28,6 +28,7 @@ struct snapshot;
  * @cow_lock:  serialises starting and stopping copy-on-write, the gate and
  *             @detached.
  * @detached:  the device lost this tracker: it can no longer be taken.
+ * @resizes:   times the device (or its disk) changed its size.
  * @inflight:  writes admitted by the I/O path and not completed yet.
  * @gate_lock: protects @gated and @deferred; taken in any context.
  * @gated:     a take is switching the device: new writes wait in @deferred.
@@ -42,8 +43,11 @@ struct snapshot;
  *
  * Every write the tracker admits is counted in @inflight until it
  * completes, and marked in the change map with the number current when it
- * was admitted. A take closes the gate, waits for @inflight to drain, then
- * switches the change map and starts copy-on-write, and opens the gate:
+ * was admitted. A write reaches the tracker through its own device or
+ * through any other device of the same disk (the whole disk, a partition)
+ * whose sectors overlap the device's: tracker_bio_range(). A take closes
+ * the gate, waits for @inflight to drain, then switches the change map and
+ * starts copy-on-write, and opens the gate:
  * every write is thus either complete before the switch (in the image,
  * marked with the old number) or admitted after it (copied on write,
  * marked with the new number). See docs/snapshot-io.md.
@@ -61,6 +65,7 @@ struct tracker {
 	struct diff_area __rcu *diff_area;
 	struct mutex cow_lock; /* see @cow_lock above */
 	bool detached;
+	atomic_t resizes;
 	atomic_t inflight;
 	spinlock_t gate_lock; /* see @gate_lock above */
 	bool gated;
@@ -78,6 +83,12 @@ struct tracker *tracker_get_by_dev(dev_t dev_id);
 struct tracker *tracker_find_by_bio(struct bio *bio);
 bool tracker_is_stale(struct tracker *tracker);
 bool tracker_partitioned(struct tracker *tracker);
+bool tracker_bio_range(struct tracker *tracker, struct bio *bio,
+		       sector_t *sector, sector_t *count);
+bool trackers_admit_bio(struct bio *bio);
+bool trackers_take_bio(struct bio *bio);
+void tracker_resized(struct tracker *tracker);
+void trackers_disk_resized(struct gendisk *disk);
 
 int tracker_register(struct tracker *tracker);
 struct tracker *tracker_unregister(dev_t dev_id);

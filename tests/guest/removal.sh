@@ -78,8 +78,8 @@ if [ -e /sys/module/null_blk/refcnt ]; then
 fi
 
 step "a whole disk that gains partitions can no longer be read or taken"
-# Writes through a partition never reach the whole disk's filter: its
-# change map and snapshot would silently miss them.
+# A take freezes the file system of the device it takes only, not those of
+# the partitions: refused (partition_paths.sh: such writes are tracked).
 disk=$(disk 1)
 blksnap-probe attach "$disk"
 id=$(blksnap snapshot_create -d "$disk" -f /tmp -l 64M)
