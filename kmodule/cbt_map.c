@@ -277,73 +277,85 @@ void cbt_map_switch(struct cbt_map *map)
  * @arg:  the saved map's description (&struct blksnap_cbtload).
  * @umap: user pointer to its @arg->block_count bytes.
  *
- * The bytes go to the copy not in use (@read_map: no snapshot holds it, or
- * the load is refused), which then becomes the active one under @lock. The
- * old active copy stays allocated as the new @read_map, so a lockless
- * reader of it in cbt_map_mark() reads valid memory; it finds there no
- * byte equal to the new number unless it also marks the new copy under
- * @lock. A write that reached the map before the switch set @touched, seen
- * here under @lock: then the load is refused, as the saved map would lose
- * that write.
+ * The bytes are copied from user space into a new buffer with no lock
+ * held (a take needs @update_lock with every gate closed, and a fault may
+ * wait for I/O), which then becomes the active copy under @lock. The old
+ * active copy stays allocated as the new @read_map, so a lockless reader
+ * of it in cbt_map_mark() reads valid memory; it finds there no byte equal
+ * to the new number unless it also marks the new copy under @lock. A write
+ * that reached the map before the switch set @touched, seen here under the
+ * lock: then the load is refused, as the saved map would lose that write.
  *
  * Return: 0; -EBUSY if the map was written, marked or taken since it was
  * made; -EINVAL for another geometry, a changes number above 254, a byte
- * above it plus one, or non-zero reserved bytes; -EFAULT; -EINTR.
+ * above it plus one, or non-zero reserved bytes; -EFAULT; -EINTR; -ENOMEM.
  */
 int cbt_map_load(struct cbt_map *map, const struct blksnap_cbtload *arg,
 		 const u8 __user *umap)
 {
+	u8 *staged, *old_read = NULL;
 	unsigned long flags, done;
 	int ret = 0;
-	u8 *staged;
 
 	if (memchr_inv(arg->reserved, 0, sizeof(arg->reserved)) ||
 	    arg->changes_number >= U8_MAX)
 		return -EINVAL;
+	/* Geometry first: it bounds the copy. Checked again below. */
 	mutex_lock(&map->update_lock);
 	if (arg->device_capacity != (u64)map->capacity << SECTOR_SHIFT ||
 	    arg->block_size != 1U << map->blk_shift ||
-	    arg->block_count != map->blk_count) {
+	    arg->block_count != map->blk_count)
 		ret = -EINVAL;
-		goto out;
-	}
-	if (READ_ONCE(map->touched) || map->held || map->previous ||
-	    map->next.capacity) {
-		ret = -EBUSY;
-		goto out;
-	}
-	staged = map->read_map;
-	for (done = 0; done < map->blk_count; done += PAGE_SIZE) {
-		size_t n = min_t(size_t, PAGE_SIZE, map->blk_count - done);
+	mutex_unlock(&map->update_lock);
+	if (ret)
+		return ret;
+	staged = vzalloc(arg->block_count);
+	if (!staged)
+		return -ENOMEM;
+	for (done = 0; done < arg->block_count; done += PAGE_SIZE) {
+		size_t n = min_t(size_t, PAGE_SIZE, arg->block_count - done);
 
 		if (copy_from_user(staged + done, umap + done, n)) {
 			ret = -EFAULT;
-			goto out;
+			goto out_free;
 		}
 		if (max_byte(staged + done, n) > arg->changes_number + 1) {
 			ret = -EINVAL;
-			goto out;
+			goto out_free;
 		}
 		if (fatal_signal_pending(current)) {
 			ret = -EINTR;
-			goto out;
+			goto out_free;
 		}
 		cond_resched();
 	}
-	spin_lock_irqsave(&map->lock, flags);
-	if (map->touched) {
+	mutex_lock(&map->update_lock);
+	if (arg->device_capacity != (u64)map->capacity << SECTOR_SHIFT ||
+	    arg->block_count != map->blk_count) {
+		ret = -EINVAL;
+	} else if (READ_ONCE(map->touched) || map->held || map->previous ||
+		   map->next.capacity) {
 		ret = -EBUSY;
 	} else {
-		map->read_map = map->write_map;
-		map->write_map = staged;
-		import_uuid(&map->generation_id, arg->generation_id.b);
-		map->previous = arg->changes_number;
-		WRITE_ONCE(map->active, arg->changes_number + 1);
-		map->touched = true;
+		spin_lock_irqsave(&map->lock, flags);
+		if (map->touched) {
+			ret = -EBUSY;
+		} else {
+			old_read = map->read_map;
+			map->read_map = map->write_map;
+			map->write_map = staged;
+			staged = NULL;
+			import_uuid(&map->generation_id, arg->generation_id.b);
+			map->previous = arg->changes_number;
+			WRITE_ONCE(map->active, arg->changes_number + 1);
+			map->touched = true;
+		}
+		spin_unlock_irqrestore(&map->lock, flags);
 	}
-	spin_unlock_irqrestore(&map->lock, flags);
-out:
 	mutex_unlock(&map->update_lock);
+	vfree(old_read);
+out_free:
+	vfree(staged);
 	return ret;
 }
 
@@ -406,9 +418,11 @@ void cbt_map_info(struct cbt_map *map, struct blksnap_cbtinfo *info)
  * @ubuf:   user buffer.
  *
  * While a snapshot is held the frozen copy is read (the history up to the
- * take); otherwise the active copy.
+ * take); otherwise the active copy. At most %CBT_MAP_READ_MAX bytes are
+ * copied in one call, so that the count fits the ioctl's return value.
  *
- * Return: bytes copied (0 at the end of the map) or a negative errno.
+ * Return: bytes copied (0 at the end of the map) or a negative errno:
+ * -EINVAL, -EFAULT (nothing copied), -ENOMEM, -EINTR (a fatal signal).
  */
 long cbt_map_read_to_user(struct cbt_map *map, u32 offset, u32 length,
 			  u8 __user *ubuf)
@@ -419,6 +433,7 @@ long cbt_map_read_to_user(struct cbt_map *map, u32 offset, u32 length,
 	if (offset > map->blk_count)
 		return -EINVAL;
 	length = min_t(unsigned long, length, map->blk_count - offset);
+	length = min_t(u32, length, CBT_MAP_READ_MAX);
 	bounce = kmalloc(PAGE_SIZE, GFP_KERNEL);
 	if (!bounce)
 		return -ENOMEM;
@@ -440,6 +455,10 @@ long cbt_map_read_to_user(struct cbt_map *map, u32 offset, u32 length,
 			break;
 		}
 		copied += n;
+		if (fatal_signal_pending(current)) {
+			copied = -EINTR;
+			break;
+		}
 		cond_resched();
 	}
 	kfree(bounce);

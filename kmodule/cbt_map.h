@@ -4,6 +4,7 @@
 
 #include <linux/blkdev.h>
 #include <linux/mutex.h>
+#include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/uuid.h>
 
@@ -59,6 +60,9 @@ struct cbt_map {
 		u8 *read_map;
 	} next;
 };
+
+/* Largest number of bytes one cbt_map_read_to_user() call copies. */
+#define CBT_MAP_READ_MAX SZ_1G
 
 struct cbt_map *cbt_map_create(sector_t capacity);
 void cbt_map_destroy(struct cbt_map *map);

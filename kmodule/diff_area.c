@@ -780,6 +780,9 @@ static int image_read_original(struct diff_area *area, struct bio *bio,
 	ret = submit_bio_wait(clone);
 	bio_put(clone);
 	bio_advance_iter(bio, iter, len);
+	/* Lost meanwhile: writes to the chunk no longer wait for this read. */
+	if (!ret && READ_ONCE(area->error))
+		ret = -EIO;
 	return ret;
 }
 

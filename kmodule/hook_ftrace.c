@@ -22,6 +22,7 @@
  * itself escape the filter. See docs/interception.md.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/blk-mq.h>
 #include <linux/blkdev.h>
 #include <linux/ftrace.h>
 #include <linux/module.h>
@@ -269,6 +270,12 @@ static void hook_unregister(struct hook *hook)
  * hook_ftrace_attach() - attach a tracker to a block device.
  * @dev_id: the device number.
  *
+ * Writes submitted before the tracker was visible were not counted: the
+ * queue is frozen once after it is published, which waits for every
+ * request in flight, as the patched kernel does when it publishes a
+ * filter. A bio-based driver that holds writes past its submission (a
+ * multipath table queueing with no path) is not waited for.
+ *
  * Return: 0, -EALREADY if attached, -ENODEV (or the open error) if there is
  * no such device, -EOPNOTSUPP for a device the module cannot track.
  */
@@ -302,8 +309,13 @@ int hook_ftrace_attach(dev_t dev_id)
 	ret = tracker_register(tracker);
 out_unlock:
 	mutex_unlock(&trackers_mutex);
-	if (ret)
+	if (ret) {
 		tracker_put(tracker);
+	} else {
+		/* Every write not counted has completed after this. */
+		blk_mq_freeze_queue(bdev_get_queue(bdev));
+		blk_mq_unfreeze_queue(bdev_get_queue(bdev));
+	}
 out_close:
 	bdev_ref_close(&ref);
 	return ret;

@@ -126,13 +126,26 @@ static void image_io_put(struct image_io *io)
 	image_bio_done(image, bio, errno_to_blk_status(error));
 }
 
+/*
+ * A read of the original is right only while copy-on-write holds back the
+ * writes to its chunks: once the snapshot is lost, they pass, and one may
+ * have landed before the read. Context: any.
+ */
+static blk_status_t original_read_status(struct diff_area *area,
+					 blk_status_t status)
+{
+	return status ?: READ_ONCE(area->error) ? BLK_STS_IOERR : BLK_STS_OK;
+}
+
 static void image_clone_endio(struct bio *bio)
 {
 	struct image_clone *clone = container_of(bio, struct image_clone, bio);
 	struct image_io *io = clone->io;
+	struct diff_area *area = io->image->area;
 
-	image_io_fail(io, blk_status_to_errno(bio->bi_status));
-	diff_area_unpin_original(io->image->area, clone->first, clone->last);
+	image_io_fail(io, blk_status_to_errno(original_read_status(area,
+								   bio->bi_status)));
+	diff_area_unpin_original(area, clone->first, clone->last);
 	bio_put(bio);
 	image_io_put(io);
 }
@@ -167,7 +180,7 @@ static void image_whole_endio(struct bio *bio)
 	struct image_clone *clone = container_of(bio, struct image_clone, bio);
 	struct image *image = clone->image;
 	struct bio *orig = bio->bi_private;
-	blk_status_t status = bio->bi_status;
+	blk_status_t status = original_read_status(image->area, bio->bi_status);
 
 	diff_area_unpin_original(image->area, clone->first, clone->last);
 	bio_put(bio);
@@ -355,8 +368,11 @@ static void image_io_fn(struct work_struct *work)
 		image_io_fail(io, diff_area_chunk_io(area, n, offset, io->bio,
 						     &iter, len));
 	}
-	/* What the image's writes changed is what the next backup reads. */
-	if (write && !READ_ONCE(io->error))
+	/*
+	 * What the image's writes changed is what the next backup reads: a
+	 * write that failed part way may have changed any of its sectors.
+	 */
+	if (write)
 		cbt_map_mark_dirty(area->tracker->cbt_map,
 				   io->bio->bi_iter.bi_sector,
 				   bio_sectors(io->bio));

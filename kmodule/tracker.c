@@ -870,14 +870,45 @@ static int ctl_cbtmap(struct tracker *tracker, u8 __user *ubuf, u32 *plen)
 /* Ranges are copied in batches so that any count costs bounded memory. */
 #define CBTDIRTY_BATCH 64
 
+/*
+ * One pass over the ranges of a cbtdirty command: check them all, or mark
+ * them. Marking checks again: user space may have changed a range since,
+ * and marking more than asked only makes a backup read more.
+ */
+static int cbtdirty_pass(struct cbt_map *map,
+			 struct blksnap_sectors __user *usec, u32 count,
+			 struct blksnap_sectors *batch, bool mark)
+{
+	u32 done, i, n;
+
+	for (done = 0; done < count; done += n) {
+		n = min_t(u32, CBTDIRTY_BATCH, count - done);
+		if (copy_from_user(batch, usec + done, n * sizeof(*batch)))
+			return -EFAULT;
+		for (i = 0; i < n; i++) {
+			u64 end;
+
+			if (check_add_overflow(batch[i].offset, batch[i].count,
+					       &end) ||
+			    end > cbt_map_capacity(map))
+				return -EINVAL;
+			if (mark)
+				cbt_map_mark_dirty(map, batch[i].offset,
+						   batch[i].count);
+		}
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		cond_resched();
+	}
+	return 0;
+}
+
 static int ctl_cbtdirty(struct tracker *tracker, u8 __user *ubuf, u32 *plen)
 {
-	struct cbt_map *map = tracker->cbt_map;
 	struct blksnap_sectors *batch;
 	struct blksnap_sectors __user *usec;
 	struct blksnap_cbtdirty arg;
-	u32 done, i, n;
-	int ret = 0;
+	int ret;
 
 	if (!capable(CAP_SYS_ADMIN))
 		return -EPERM;
@@ -889,28 +920,11 @@ static int ctl_cbtdirty(struct tracker *tracker, u8 __user *ubuf, u32 *plen)
 	batch = kmalloc_array(CBTDIRTY_BATCH, sizeof(*batch), GFP_KERNEL);
 	if (!batch)
 		return -ENOMEM;
-	for (done = 0; done < arg.count && !ret; done += n) {
-		n = min_t(u32, CBTDIRTY_BATCH, arg.count - done);
-		if (copy_from_user(batch, usec + done, n * sizeof(*batch))) {
-			ret = -EFAULT;
-			break;
-		}
-		for (i = 0; i < n; i++) {
-			u64 end;
-
-			if (check_add_overflow(batch[i].offset, batch[i].count,
-					       &end) ||
-			    end > map->capacity) {
-				ret = -EINVAL;
-				break;
-			}
-			cbt_map_mark_dirty(map, batch[i].offset,
-					   batch[i].count);
-		}
-		if (fatal_signal_pending(current))
-			ret = -EINTR;
-		cond_resched();
-	}
+	/* Nothing is marked unless every range is valid. */
+	ret = cbtdirty_pass(tracker->cbt_map, usec, arg.count, batch, false);
+	if (!ret)
+		ret = cbtdirty_pass(tracker->cbt_map, usec, arg.count, batch,
+				    true);
 	kfree(batch);
 	return ret;
 }

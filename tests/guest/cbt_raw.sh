@@ -71,6 +71,14 @@ done
 blksnap-probe map "$dev" "$tmp/map"
 python3 "$here/cbt_expect.py" "$tmp/map" "$bs" 1 "$tmp/written"
 
+step "cbtdirty with an invalid range marks none of its ranges"
+out=$(blksnap-probe dirty "$dev" 200000:8 $((size / 512)):8 2>&1) &&
+	fail "cbtdirty past the end accepted"
+echo "$out"
+blksnap-probe map "$dev" "$tmp/map"
+python3 "$here/cbt_expect.py" "$tmp/map" "$bs" 1 "$tmp/written" ||
+	fail "cbtdirty marked ranges of a command it refused"
+
 step "detach, reattach: a new generation with an empty map"
 blksnap-probe detach "$dev"
 is_attached "$dev" && fail "$dev still attached"
