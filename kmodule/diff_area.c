@@ -428,16 +428,22 @@ static atomic_t *readers_of(struct diff_area *area, unsigned long n)
 /*
  * Let writes reach a copied chunk once no image read of its old data on
  * the original is left. Pairs with diff_area_pin_original(): the reader
- * counts itself, then looks at CHUNK_COPIED; we set CHUNK_COPIED, then look
- * at the count.
+ * counts itself, then looks at CHUNK_COPIED and at @draining; we set
+ * CHUNK_COPIED and @draining, then look at the count. Reads that come
+ * meanwhile do not pin the bucket: the wait ends once the reads already
+ * in flight end.
  * Context: chunk->lock held, CHUNK_COPIED set.
  */
 static void chunk_release_original(struct diff_area *area,
 				   struct chunk *chunk, unsigned long n)
 {
-	/* CHUNK_COPIED is visible before we read the count. */
-	smp_mb();
+	atomic_t *draining = &area->draining[n % DIFF_AREA_READER_BUCKETS];
+
+	atomic_inc(draining);
+	/* CHUNK_COPIED and @draining are visible before we read the count. */
+	smp_mb__after_atomic();
 	wait_event(area->readers_wait, !atomic_read(readers_of(area, n)));
+	atomic_dec(draining);
 	set_bit(CHUNK_WRITABLE, &chunk->flags);
 }
 
@@ -638,8 +644,10 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 		INIT_WORK(&area->cow_workers[i].work, cow_work_fn);
 		area->cow_workers[i].area = area;
 	}
-	for (i = 0; i < DIFF_AREA_READER_BUCKETS; i++)
+	for (i = 0; i < DIFF_AREA_READER_BUCKETS; i++) {
 		atomic_set(&area->readers[i], 0);
+		atomic_set(&area->draining[i], 0);
+	}
 	init_waitqueue_head(&area->readers_wait);
 	INIT_LIST_HEAD(&area->store_queue);
 	for (i = 0; i < DIFF_AREA_STORE_WORKERS; i++) {
@@ -871,18 +879,21 @@ int diff_area_chunk_io(struct diff_area *area, unsigned long n, size_t offset,
  *
  * Context: any.
  * Return: true if the chunk is not copied and is now pinned; false if the
- * image must read it from its saved data (nothing is pinned then).
+ * image must read it under the chunk lock (diff_area_chunk_io()): it is
+ * copied, or copy-on-write waits for the reads of its bucket to drain
+ * (nothing is pinned then).
  */
 bool diff_area_pin_original(struct diff_area *area, unsigned long n)
 {
 	sector_t stored;
 
 	atomic_inc(readers_of(area, n));
-	/* The count is visible before we look at the flag; pairs with the
-	 * barrier in chunk_release_original().
+	/* The count is visible before we look at the flag and at draining;
+	 * pairs with the barrier in chunk_release_original().
 	 */
 	smp_mb__after_atomic();
-	if (!(chunk_state(area, n, &stored) & BIT(CHUNK_COPIED)))
+	if (!atomic_read(&area->draining[n % DIFF_AREA_READER_BUCKETS]) &&
+	    !(chunk_state(area, n, &stored) & BIT(CHUNK_COPIED)))
 		return true;
 	diff_area_unpin_original(area, n, n);
 	return false;

@@ -36,7 +36,9 @@ enum chunk_flags {
  * Image reads of chunks not yet copied go to the original device without
  * the chunk lock. Such a read pins a counter (chunk number modulo this) for
  * its duration; copy-on-write lets a write reach a chunk only once the
- * counter is zero after the chunk was copied.
+ * counter is zero after the chunk was copied. While copy-on-write waits on
+ * a counter, no new read pins it: those reads take the chunk lock instead,
+ * so a reader that keeps every counter pinned cannot starve writes.
  */
 #define DIFF_AREA_READER_BUCKETS 64
 
@@ -119,6 +121,7 @@ struct diff_area_worker {
  * @cow_workers: save the chunks of @pending writes, then resubmit them.
  * @cow_next:    the worker to queue next (round robin).
  * @readers:     image reads of the original in flight, by chunk bucket.
+ * @draining:    copy-on-write waiting for @readers to drain, by bucket.
  * @readers_wait: copy-on-write waits here for @readers to drain.
  * @store_queue: chunks read into memory, waiting to be stored.
  * @store_count: chunks in @store_queue.
@@ -148,6 +151,7 @@ struct diff_area {
 	struct diff_area_worker cow_workers[DIFF_AREA_COW_WORKERS];
 	atomic_t cow_next;
 	atomic_t readers[DIFF_AREA_READER_BUCKETS];
+	atomic_t draining[DIFF_AREA_READER_BUCKETS];
 	wait_queue_head_t readers_wait;
 	struct list_head store_queue;
 	unsigned int store_count;
