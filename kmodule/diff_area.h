@@ -15,6 +15,64 @@ struct diff_storage;
 struct event_queue;
 struct tracker;
 
+/**
+ * DOC: the life of a chunk
+ *
+ * A chunk of a taken device goes through these states, each a flag of
+ * &struct chunk that is set once and never cleared. Only the steps marked
+ * "lock" need &chunk.lock; readers look at the flags without it.
+ *
+ * ============ ========================= ===============================
+ * state        how it gets there         what it means
+ * ============ ========================= ===============================
+ * untouched    the take                  no &struct chunk, not in
+ *                                        &diff_area.map: the old data is
+ *                                        on the original only. Image
+ *                                        reads pin it and read the
+ *                                        original; writes to the original
+ *                                        wait for copy-on-write.
+ * in flight    chunk_get() (a write      a &struct chunk in
+ *              held for copy-on-write,   &diff_area.inflight, counted in
+ *              an image I/O)             &chunk.users (&diff_area.chunks_lock).
+ * PLACED       chunk_place(), lock:      &chunk.storage_sector is its
+ *              by place_range() in the   place in the storage. A chunk
+ *              order writes arrived      neither PLACED nor COPIED holds
+ *              (&diff_area.order_lock)   nothing and leaves flight with
+ *              or by chunk_copy()        its last user.
+ * COPIED       chunk_copy(), lock:       the old data is in &chunk.buf;
+ *              read_original() filled    image reads of it go there (or
+ *              the buffer (an image      to the storage), no longer to
+ *              write of the whole        the original. Queued for
+ *              chunk skips the read)     storing.
+ * WRITABLE     chunk_release_original(), writes to the original pass
+ *              lock: COPIED, then the    (range_writable()). The bucket
+ *              reads pinned before it    is marked draining meanwhile:
+ *              drained (a barrier pairs  new reads take the lock.
+ *              with the one in
+ *              diff_area_pin_original())
+ * STORED       store_work_fn(), lock:    the old data is at
+ *              the buffer written to     &chunk.storage_sector; the
+ *              the storage; the sector   buffer is freed. The sector is
+ *              set before the flag       written before the flag
+ *                                        (smp_mb__before_atomic(), read
+ *                                        in chunk_state()).
+ * RETIRED      chunk_retire(), lock:     STORED and WRITABLE, and its
+ *              WRITABLE first, then      place is in &diff_area.map; the
+ *              chunk_map_add()           &struct chunk leaves flight with
+ *                                        its last user (chunk_put(): its
+ *                                        smp_mb() makes a lockless reader
+ *                                        that misses it in flight find it
+ *                                        in the map).
+ * ============ ========================= ===============================
+ *
+ * A write to the original (cow_work_fn()) takes its chunks through
+ * PLACED, COPIED and WRITABLE and is then resubmitted; the store workers
+ * take them on to STORED and RETIRED. An image write (chunk_io_locked())
+ * copies a chunk first and writes into &chunk.buf or the storage, never
+ * to the original. A lost snapshot (&diff_area.error) stops every step:
+ * writes to the original pass whatever the state, image I/O fails, and
+ * image reads of the original that end after the loss fail too.
+ */
 enum chunk_flags {
 	CHUNK_COPIED,	/* the old data is saved: in @buf or in the storage */
 	CHUNK_STORED,	/* the old data is in the difference storage */
