@@ -51,8 +51,8 @@ struct tracker;
  *              with the one in
  *              diff_area_pin_original())
  * STORED       store_work_fn(), lock:    the old data is at
- *              the buffer written to     &chunk.storage_sector; the
- *              the storage; the sector   buffer is freed. The sector is
+ *              the buffer written to     &chunk.storage_sector, and
+ *              the storage; the sector   the buffer is freed. The sector is
  *              set before the flag       written before the flag
  *                                        (smp_mb__before_atomic(), read
  *                                        in chunk_state()).
