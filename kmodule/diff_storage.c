@@ -71,8 +71,14 @@ struct diff_storage *diff_storage_create(unsigned int fd, sector_t limit)
 			goto fail;
 		ds->limit = min(ds->limit, ds->size);
 	} else if (S_ISREG(inode->i_mode)) {
-		ds->disk = inode->i_sb->s_bdev ? inode->i_sb->s_bdev->bd_disk :
-						 NULL;
+		/*
+		 * A file of a stacking file system (overlayfs) is written to
+		 * the real file's: its device is the one that counts.
+		 */
+		struct super_block *sb =
+			d_real_inode(ds->file->f_path.dentry)->i_sb;
+
+		ds->disk = sb->s_bdev ? sb->s_bdev->bd_disk : NULL;
 		/* Direct reads only where the file system's device sets
 		 * the alignment rules.
 		 */

@@ -123,6 +123,21 @@ dmsetup mknodes blksnap-stacked
 [ -b /dev/mapper/blksnap-stacked ] || fail "no device-mapper node"
 stacked "a device-mapper target" /dev/mapper/blksnap-stacked
 dmsetup remove --noudevsync blksnap-stacked
+# An overlay's files are written to its upper layer's file system.
+need_modules overlay
+step "storage in an overlay whose upper layer is on a snapshot device is refused"
+mkfs.ext4 -q -F "$dev"
+mount "$dev" "$tmp/fs"
+mkdir "$tmp/fs/up" "$tmp/fs/work" "$tmp/low" "$tmp/ovl"
+mount -t overlay overlay \
+	-o "lowerdir=$tmp/low,upperdir=$tmp/fs/up,workdir=$tmp/fs/work" "$tmp/ovl"
+if out=$(blksnap snapshot_create -d "$dev" -f "$tmp/ovl/store" -l 32M 2>&1); then
+	blksnap snapshot_destroy -i "$out"
+	fail "a file of an overlay on $dev accepted as storage"
+fi
+echo "$out"
+umount "$tmp/ovl"
+umount "$tmp/fs"
 [ -z "$(blksnap snapshot_collect)" ] || fail "snapshots left"
 blksnap detach -d "$dev"
 echo "snapshot_storage: all checks passed"
