@@ -44,11 +44,21 @@ UniqueFd lock_dir(const fs::path& dir) {
 
 // Destroys the snapshot a killed backup into DIR left behind.
 void destroy_leftover(KernelBackend& kernel, const fs::path& file, const BackupHooks& hooks) {
-    std::ifstream in(file);
-    if (!in)
-        return;
-    std::string text;
-    std::getline(in, text);
+    const int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return;
+        throw_errno(context("open", file.string()));
+    }
+    UniqueFd in(fd);
+    char buf[64] = {};
+    ssize_t n;
+    while ((n = ::read(in.get(), buf, sizeof(buf) - 1)) < 0 && errno == EINTR) {
+    }
+    if (n < 0)
+        throw_errno(context("read", file.string()));
+    std::string text(buf, static_cast<std::size_t>(n));
+    text = text.substr(0, text.find('\n'));
     const auto id = Uuid::try_parse(text);
     if (id) {
         const auto ids = kernel.snapshot_collect();
@@ -216,17 +226,37 @@ struct DeviceJob {
 
 PreviousBackup load_previous(const fs::path& image, const fs::path& state) {
     PreviousBackup p;
+    // What the directory holds, never what a link in it points to.
+    auto kind_of = [](const fs::path& path, struct stat& st) {
+        if (::lstat(path.c_str(), &st) == 0) {
+            if (S_ISLNK(st.st_mode))
+                throw Error(ELOOP, context("open", path.string()),
+                            "a symbolic link; blksnap backup reads and writes only the files "
+                            "themselves in the backup directory");
+            return true;
+        }
+        if (errno != ENOENT)
+            throw_errno(context("stat", path.string()));
+        return false;
+    };
     struct stat st;
-    if (::stat(image.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    if (kind_of(image, st) && S_ISREG(st.st_mode)) {
         p.image = true;
         p.image_size = static_cast<std::uint64_t>(st.st_size);
     }
-    if (::access(state.c_str(), F_OK) != 0 && errno == ENOENT)
+    if (!kind_of(state, st))
         return p;
     try {
         p.cbt = cbt::read_state_file(state);
         p.state = PreviousBackup::State::valid;
     } catch (const Error& e) {
+        // A file that cannot be read (EACCES, EIO, ...) says nothing of the
+        // chain: an error, never a silent full backup.
+        if (e.code() != EBADMSG)
+            throw Error(e.code(), context("read the state file", state.string()),
+                        std::string(e.what()) +
+                            "; nothing was backed up: fix that, or remove the file to make a "
+                            "full backup");
         p.state = PreviousBackup::State::damaged;
         p.problem = e.what();
     }
@@ -254,10 +284,9 @@ void run_backup(KernelBackend& kernel, const BackupOptions& options, const Backu
     } id_guard{id_file};
     Snapshot snap = Snapshot::create(kernel, options.storage, options.limit, options.devices);
     {
-        std::ofstream out(id_file);
-        out << snap.id().str() << '\n';
-        if (!out.flush())
-            throw Error(EIO, context("write", id_file.string()));
+        UniqueFd out = open_fd(id_file.string(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+        const std::string text = snap.id().str() + '\n';
+        write_all(out.get(), text.data(), text.size(), context("write", id_file.string()));
     }
     snap.take();
     for (std::size_t i = 0; i < options.devices.size(); ++i)

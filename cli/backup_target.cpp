@@ -66,14 +66,14 @@ TargetImage::TargetImage(fs::path path, UniqueFd fd, bool fresh)
     : path_(std::move(path)), fd_(std::move(fd)), fresh_(fresh) {}
 
 TargetImage TargetImage::create(const fs::path& path, std::uint64_t size) {
-    UniqueFd fd = open_fd(path.string(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    UniqueFd fd = open_fd(path.string(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
     if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
         throw_errno(context("set the size of", path.string()));
     return TargetImage(path, std::move(fd), true);
 }
 
 TargetImage TargetImage::open(const fs::path& path) {
-    return TargetImage(path, open_fd(path.string(), O_RDWR), false);
+    return TargetImage(path, open_fd(path.string(), O_RDWR | O_NOFOLLOW), false);
 }
 
 void TargetImage::put(std::uint64_t offset, std::span<const std::byte> data) {

@@ -21,7 +21,8 @@ extern "C" void on_stop_signal(int) {
     stop_requested = true;
 }
 
-// SIGINT and SIGTERM end the backup cleanly (the snapshot destroyed, the
+// SIGINT, SIGTERM and SIGHUP (the terminal or the session gone) end the
+// backup cleanly (the snapshot destroyed, the
 // state file as it was) while the object lives.
 class StopSignals {
 public:
@@ -33,10 +34,15 @@ public:
         sa.sa_flags = SA_RESTART;
         ::sigaction(SIGINT, &sa, &old_int_);
         ::sigaction(SIGTERM, &sa, &old_term_);
+        ::sigaction(SIGHUP, &sa, &old_hup_);
+        // Under nohup(1) SIGHUP stays ignored, as asked.
+        if (old_hup_.sa_handler == SIG_IGN)
+            ::sigaction(SIGHUP, &old_hup_, nullptr);
     }
     ~StopSignals() {
         ::sigaction(SIGINT, &old_int_, nullptr);
         ::sigaction(SIGTERM, &old_term_, nullptr);
+        ::sigaction(SIGHUP, &old_hup_, nullptr);
     }
     StopSignals(const StopSignals&) = delete;
     StopSignals& operator=(const StopSignals&) = delete;
@@ -44,6 +50,7 @@ public:
 private:
     struct sigaction old_int_ {};
     struct sigaction old_term_ {};
+    struct sigaction old_hup_ {};
 };
 
 std::string seconds_text(double s) {

@@ -305,6 +305,36 @@ TEST(LoadPrevious, TellsMissingDamagedAndValid) {
     EXPECT_EQ(p.cbt.position, st.position);
 }
 
+TEST(LoadPrevious, UnreadableOrLinkedIsAnErrorNotDamage) {
+    TmpDir dir;
+    write_file(dir / "vdb.img", std::string(4096, 'a'));
+    // Cannot be read (here: a directory, EISDIR): an error, no full backup.
+    std::filesystem::create_directory(dir / "vdb.state");
+    try {
+        cli::load_previous(dir / "vdb.img", dir / "vdb.state");
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), EISDIR) << e.what();
+        EXPECT_NE(std::string(e.what()).find("Is a directory"), std::string::npos) << e.what();
+    }
+    std::filesystem::remove(dir / "vdb.state");
+    // A symbolic link, to a good state or as the image: refused.
+    const auto st = cbt::CbtState::of(info_of(16 * bs, gen_a, 3), std::vector<std::uint8_t>(16));
+    cbt::write_state_file(dir / "good.state", st);
+    std::filesystem::create_symlink(dir / "good.state", dir / "vdb.state");
+    for (const auto& [image, state] :
+         {std::pair{dir / "vdb.img", dir / "vdb.state"}, std::pair{dir / "link.img", dir / "no"}}) {
+        if (image == dir / "link.img")
+            std::filesystem::create_symlink(dir / "vdb.img", image);
+        try {
+            cli::load_previous(image, state);
+            FAIL() << "no error for " << image << " " << state;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.code(), ELOOP) << e.what();
+        }
+    }
+}
+
 // ---------------------------------------------------------------- progress
 
 TEST(Progress, LineShowsShareRateAndEta) {
