@@ -98,12 +98,18 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
                     "Largest size of the difference storage, bytes with optional suffix K, M, G")
         ->required()
         ->transform(size_bytes());
-    cmd->add_flag("--verify", o->verify,
-                  "Read back what was written and compare its xxh64 with the snapshot's data");
+    auto verify = std::make_shared<std::string>();
+    cmd->add_flag("--verify{written}", *verify,
+                  "Read the image back (O_DIRECT) and compare it with a second read of the "
+                  "snapshot: what this backup wrote, or with --verify=full the whole image")
+        ->check(CLI::IsMember({"written", "full"}));
     cmd->add_flag("-j,--json", *json,
                   "Print one JSON object per device on standard output (the summary lines go "
                   "to standard error)");
-    cmd->callback([&ctx, o, json] {
+    cmd->callback([&ctx, o, json, verify] {
+        o->verify = verify->empty()     ? Verify::none
+                    : *verify == "full" ? Verify::full
+                                        : Verify::written;
         StopSignals signals;
         ProgressBar bar(ctx.err(), ctx.err_is_tty());
         BackupHooks hooks;

@@ -13,6 +13,8 @@
 # does. Errors that say nothing of the chain are errors, not a full backup:
 # an unreadable state file (EACCES), a symbolic link for the state file or
 # the image (never followed); a full file system is told as ENOSPC.
+# --verify=full compares the whole image with a second read of the
+# snapshot and finds a byte edited where no backup writes.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/cli-helpers.bash"
 dev=$(disk 1)
@@ -215,5 +217,25 @@ step "after all these, the chain goes on: incremental and exact"
 backup
 expect_incremental $((16 * mib)) $((16 * mib))
 expect_exact "after the refused backups"
+
+step "--verify=full compares the whole image with the snapshot: an edited block is found"
+# A byte of the image changed where no later write goes: --verify checks
+# what a backup writes only, --verify=full everything.
+at=$((3 * mib + 12345))
+orig=$(od -An -tx1 -j $at -N1 "$bk/$name.img" | tr -d ' ')
+printf '\xa5' | dd of="$bk/$name.img" bs=1 seek=$at conv=notrunc status=none
+[ "$orig" != a5 ] || printf '\x5a' | dd of="$bk/$name.img" bs=1 seek=$at conv=notrunc status=none
+dd if=/dev/urandom of="$dev" bs=64k count=1 seek=200 oflag=direct status=none
+backup
+expect_incremental $((64 << 10)) $((64 << 10))
+cp "$bk/$name.state" "$tmp/state.before"
+dd if=/dev/urandom of="$dev" bs=64k count=1 seek=201 oflag=direct status=none
+run blksnap backup -d "$dev" -o "$bk" -f "$tmp/store" -l 32M --verify=full
+refused "--verify=full of an edited image" "differs from a second read of the snapshot at byte $at"
+printf '%b' "\\x$orig" | dd of="$bk/$name.img" bs=1 seek=$at conv=notrunc status=none
+run blksnap backup -d "$dev" -o "$bk" -f "$tmp/store" -l 32M --verify=full --json
+[ "$rc" = 0 ] && [[ $out == *'"mode":"incremental"'*'"verified":true'* ]] ||
+	fail "--verify=full of the mended image: exit $rc, out '$out', err '$err'"
+expect_exact "after --verify=full"
 blksnap detach -d "$dev"
 echo "backup_chain: all checks passed"
