@@ -44,11 +44,21 @@ UniqueFd lock_dir(const fs::path& dir) {
 
 // Destroys the snapshot a killed backup into DIR left behind.
 void destroy_leftover(KernelBackend& kernel, const fs::path& file, const BackupHooks& hooks) {
-    std::ifstream in(file);
-    if (!in)
-        return;
-    std::string text;
-    std::getline(in, text);
+    const int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return;
+        throw_errno(context("open", file.string()));
+    }
+    UniqueFd in(fd);
+    char buf[64] = {};
+    ssize_t n;
+    while ((n = ::read(in.get(), buf, sizeof(buf) - 1)) < 0 && errno == EINTR) {
+    }
+    if (n < 0)
+        throw_errno(context("read", file.string()));
+    std::string text(buf, static_cast<std::size_t>(n));
+    text = text.substr(0, text.find('\n'));
     const auto id = Uuid::try_parse(text);
     if (id) {
         const auto ids = kernel.snapshot_collect();
@@ -145,23 +155,29 @@ struct DeviceJob {
         }
         TargetImage target =
             d.incremental ? TargetImage::open(r.image) : TargetImage::create(r.image, r.size);
-        Xxh64 source_hash;
-        copy(reader, target, plan, source_hash, r);
+        copy(reader, target, plan, r);
         target.sync();
         // Reads that succeeded before a corruption gave the right data, but
         // tell it anyway: the storage was too small for this backup.
         if (const int err = corruption(snap, device))
             corrupted(device, err, options.limit, state_removed);
 
-        if (options.verify) {
-            std::vector<ByteRange> written;
-            for (const auto& step : plan)
-                written.insert(written.end(), step.write.begin(), step.write.end());
-            const std::uint64_t got = target.hash(written);
-            if (got != source_hash.digest())
-                throw Error(EIO, context("verify", r.image.string()),
-                            "xxh64 of the bytes written is " + hex(got) + ", of the snapshot " +
-                                hex(source_hash.digest()));
+        if (options.verify != Verify::none) {
+            // Read back from the file's device and compared with the
+            // snapshot read again: not the buffers this run wrote.
+            std::vector<ByteRange> ranges;
+            if (options.verify == Verify::full)
+                ranges.push_back({0, r.size});
+            else
+                for (const auto& step : plan)
+                    ranges.insert(ranges.end(), step.write.begin(), step.write.end());
+            if (const auto at = first_difference(r.image, source, ranges))
+                throw Error(
+                    EIO, context("verify", r.image.string()),
+                    "the image differs from a second read of the snapshot at byte " +
+                        std::to_string(*at) +
+                        (options.verify == Verify::full ? "" : " (of what this backup wrote)") +
+                        "; no new state is written");
             r.verified = true;
         }
 
@@ -170,16 +186,10 @@ struct DeviceJob {
         call(hooks.done, r);
     }
 
-    static std::string hex(std::uint64_t v) {
-        char text[17];
-        std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(v));
-        return text;
-    }
-
     // Reads the PLAN's steps, several reads in flight across them, and
     // writes the parts of each to be written.
     void copy(ImageReader& reader, TargetImage& target, const std::vector<CopyStep>& plan,
-              Xxh64& hash, DeviceReport& r) {
+              DeviceReport& r) {
         std::vector<BlockRange> reads;
         reads.reserve(plan.size());
         for (const auto& step : plan)
@@ -201,7 +211,6 @@ struct DeviceJob {
                 const auto part = data.subspan(static_cast<std::size_t>(from - offset),
                                                static_cast<std::size_t>(to - from));
                 target.write(from, part);
-                hash.update(part);
                 if (to < w->offset + w->length)
                     break; // the rest of this range comes in the next piece
             }
@@ -216,17 +225,37 @@ struct DeviceJob {
 
 PreviousBackup load_previous(const fs::path& image, const fs::path& state) {
     PreviousBackup p;
+    // What the directory holds, never what a link in it points to.
+    auto kind_of = [](const fs::path& path, struct stat& st) {
+        if (::lstat(path.c_str(), &st) == 0) {
+            if (S_ISLNK(st.st_mode))
+                throw Error(ELOOP, context("open", path.string()),
+                            "a symbolic link; blksnap backup reads and writes only the files "
+                            "themselves in the backup directory");
+            return true;
+        }
+        if (errno != ENOENT)
+            throw_errno(context("stat", path.string()));
+        return false;
+    };
     struct stat st;
-    if (::stat(image.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    if (kind_of(image, st) && S_ISREG(st.st_mode)) {
         p.image = true;
         p.image_size = static_cast<std::uint64_t>(st.st_size);
     }
-    if (::access(state.c_str(), F_OK) != 0 && errno == ENOENT)
+    if (!kind_of(state, st))
         return p;
     try {
         p.cbt = cbt::read_state_file(state);
         p.state = PreviousBackup::State::valid;
     } catch (const Error& e) {
+        // A file that cannot be read (EACCES, EIO, ...) says nothing of the
+        // chain: an error, never a silent full backup.
+        if (e.code() != EBADMSG)
+            throw Error(e.code(), context("read the state file", state.string()),
+                        std::string(e.what()) +
+                            "; nothing was backed up: fix that, or remove the file to make a "
+                            "full backup");
         p.state = PreviousBackup::State::damaged;
         p.problem = e.what();
     }
@@ -254,10 +283,9 @@ void run_backup(KernelBackend& kernel, const BackupOptions& options, const Backu
     } id_guard{id_file};
     Snapshot snap = Snapshot::create(kernel, options.storage, options.limit, options.devices);
     {
-        std::ofstream out(id_file);
-        out << snap.id().str() << '\n';
-        if (!out.flush())
-            throw Error(EIO, context("write", id_file.string()));
+        UniqueFd out = open_fd(id_file.string(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+        const std::string text = snap.id().str() + '\n';
+        write_all(out.get(), text.data(), text.size(), context("write", id_file.string()));
     }
     snap.take();
     for (std::size_t i = 0; i < options.devices.size(); ++i)

@@ -15,12 +15,16 @@
 
 namespace blksnap::cli {
 
+// What --verify compares, after the image is synced, with a second read of
+// the snapshot: nothing, what this backup wrote, or the whole image.
+enum class Verify { none, written, full };
+
 struct BackupOptions {
     std::vector<std::string> devices;
     std::filesystem::path dir;     // DIR/<name>.img and DIR/<name>.state
     std::filesystem::path storage; // difference storage, as snapshot_create -f
     std::uint64_t limit = 0;       // its limit in bytes
-    bool verify = false;
+    Verify verify = Verify::none;
     ReadOptions read{1u << 20, 8, true};
     std::uint64_t max_gap = 256u << 10; // see copy_plan
 };

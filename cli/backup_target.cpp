@@ -1,10 +1,10 @@
 #include "backup_target.hpp"
 
 #include <blksnap/error.hpp>
-#include <blksnap/image_reader.hpp>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
@@ -66,14 +66,14 @@ TargetImage::TargetImage(fs::path path, UniqueFd fd, bool fresh)
     : path_(std::move(path)), fd_(std::move(fd)), fresh_(fresh) {}
 
 TargetImage TargetImage::create(const fs::path& path, std::uint64_t size) {
-    UniqueFd fd = open_fd(path.string(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    UniqueFd fd = open_fd(path.string(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
     if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
         throw_errno(context("set the size of", path.string()));
     return TargetImage(path, std::move(fd), true);
 }
 
 TargetImage TargetImage::open(const fs::path& path) {
-    return TargetImage(path, open_fd(path.string(), O_RDWR), false);
+    return TargetImage(path, open_fd(path.string(), O_RDWR | O_NOFOLLOW), false);
 }
 
 void TargetImage::put(std::uint64_t offset, std::span<const std::byte> data) {
@@ -148,18 +148,84 @@ void TargetImage::sync() {
     fsync_dir(parent_of(path_));
 }
 
-std::uint64_t TargetImage::hash(std::span<const ByteRange> ranges) {
-    // Read what the file holds, not what the page cache kept of the writes
-    // (where the file system lets go of clean pages).
-    ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_DONTNEED);
-    ImageReader reader(path_.string(), ReadOptions{1u << 20, 4, false});
-    Xxh64 h;
-    std::vector<BlockRange> reads;
-    reads.reserve(ranges.size());
-    for (const auto& r : ranges)
-        reads.push_back({r.offset, r.length});
-    reader.read(reads, [&](std::uint64_t, std::span<const std::byte> data) { h.update(data); });
-    return h.digest();
+namespace {
+
+struct FreeAligned {
+    void operator()(std::byte* p) const noexcept { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<std::byte[], FreeAligned>;
+
+AlignedBuffer aligned_buffer(std::size_t size) {
+    void* p = nullptr;
+    if (::posix_memalign(&p, TargetImage::granule, size) != 0)
+        throw Error(ENOMEM, "verify buffer");
+    return AlignedBuffer(static_cast<std::byte*>(p));
+}
+
+// PATH for reading what its device holds: O_DIRECT, or, where the file
+// system refuses it, buffered after dropping its cached pages.
+UniqueFd open_uncached(const std::string& path, int flags) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC | flags);
+    if (fd >= 0)
+        return UniqueFd(fd);
+    if (errno != EINVAL)
+        throw_errno(context("open", path));
+    UniqueFd f = open_fd(path, O_RDONLY | flags);
+    ::posix_fadvise(f.get(), 0, 0, POSIX_FADV_DONTNEED);
+    return f;
+}
+
+// Up to LENGTH bytes at OFFSET; fewer only at the end of the file.
+std::size_t read_at(int fd, std::byte* buf, std::size_t length, std::uint64_t offset,
+                    const std::string& path) {
+    std::size_t done = 0;
+    while (done < length) {
+        const ssize_t n = ::pread(fd, buf + done, length - done, static_cast<off_t>(offset + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            throw_errno(context("read", path) + " at offset " + std::to_string(offset + done));
+        }
+        if (n == 0)
+            break;
+        done += static_cast<std::size_t>(n);
+    }
+    return done;
+}
+
+} // namespace
+
+std::optional<std::uint64_t> first_difference(const fs::path& image, const std::string& source,
+                                              std::span<const ByteRange> ranges) {
+    constexpr std::size_t piece = 1u << 20;
+    const std::string image_name = image.string();
+    UniqueFd a = open_uncached(image_name, O_NOFOLLOW);
+    UniqueFd b = open_uncached(source, 0);
+    AlignedBuffer abuf = aligned_buffer(piece), bbuf = aligned_buffer(piece);
+    for (const auto& r : ranges) {
+        std::uint64_t pos = r.offset / TargetImage::granule * TargetImage::granule;
+        const std::uint64_t end = r.offset + r.length;
+        while (pos < end) {
+            const auto want = static_cast<std::size_t>(
+                std::min<std::uint64_t>(piece, (end - pos + TargetImage::granule - 1) /
+                                                   TargetImage::granule * TargetImage::granule));
+            const std::size_t na = read_at(a.get(), abuf.get(), want, pos, image_name);
+            const std::size_t nb = read_at(b.get(), bbuf.get(), want, pos, source);
+            const std::size_t n = std::min(na, nb);
+            if (std::memcmp(abuf.get(), bbuf.get(), n) != 0) {
+                std::size_t i = 0;
+                while (abuf[i] == bbuf[i])
+                    ++i;
+                return pos + i;
+            }
+            if (na != nb)
+                return pos + n; // one ends before the other
+            if (n < want)
+                break; // both end here
+            pos += n;
+        }
+    }
+    return std::nullopt;
 }
 
 } // namespace blksnap::cli

@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
 
 struct XXH64_state_s;
 
@@ -37,6 +39,16 @@ void fsync_dir(const std::filesystem::path& dir);
 // Removes PATH if it exists and makes the removal durable.
 void remove_durably(const std::filesystem::path& path);
 
+// The first byte in RANGES (ascending) where the image file IMAGE (opened
+// without following a symbolic link) and SOURCE (the snapshot image) differ,
+// or nullopt when they are equal there. Both are read from their devices:
+// with O_DIRECT, or where the file system refuses it (tmpfs before Linux
+// 6.6) buffered after their cached pages are dropped; in 1 MiB pieces
+// aligned to 4 KiB (a range is widened to 4 KiB boundaries).
+std::optional<std::uint64_t> first_difference(const std::filesystem::path& image,
+                                              const std::string& source,
+                                              std::span<const ByteRange> ranges);
+
 class TargetImage {
 public:
     // A new image of SIZE bytes, all holes (an existing file is truncated).
@@ -53,9 +65,6 @@ public:
 
     // Makes the data and the file's directory entry durable.
     void sync();
-    // xxh64 of the RANGES (ascending) as they are in the file now, read
-    // back after dropping the file's cached pages.
-    std::uint64_t hash(std::span<const ByteRange> ranges);
 
     const std::filesystem::path& path() const { return path_; }
 

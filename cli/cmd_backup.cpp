@@ -21,7 +21,8 @@ extern "C" void on_stop_signal(int) {
     stop_requested = true;
 }
 
-// SIGINT and SIGTERM end the backup cleanly (the snapshot destroyed, the
+// SIGINT, SIGTERM and SIGHUP (the terminal or the session gone) end the
+// backup cleanly (the snapshot destroyed, the
 // state file as it was) while the object lives.
 class StopSignals {
 public:
@@ -33,10 +34,15 @@ public:
         sa.sa_flags = SA_RESTART;
         ::sigaction(SIGINT, &sa, &old_int_);
         ::sigaction(SIGTERM, &sa, &old_term_);
+        ::sigaction(SIGHUP, &sa, &old_hup_);
+        // Under nohup(1) SIGHUP stays ignored, as asked.
+        if (old_hup_.sa_handler == SIG_IGN)
+            ::sigaction(SIGHUP, &old_hup_, nullptr);
     }
     ~StopSignals() {
         ::sigaction(SIGINT, &old_int_, nullptr);
         ::sigaction(SIGTERM, &old_term_, nullptr);
+        ::sigaction(SIGHUP, &old_hup_, nullptr);
     }
     StopSignals(const StopSignals&) = delete;
     StopSignals& operator=(const StopSignals&) = delete;
@@ -44,6 +50,7 @@ public:
 private:
     struct sigaction old_int_ {};
     struct sigaction old_term_ {};
+    struct sigaction old_hup_ {};
 };
 
 std::string seconds_text(double s) {
@@ -91,12 +98,18 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
                     "Largest size of the difference storage, bytes with optional suffix K, M, G")
         ->required()
         ->transform(size_bytes());
-    cmd->add_flag("--verify", o->verify,
-                  "Read back what was written and compare its xxh64 with the snapshot's data");
+    auto verify = std::make_shared<std::string>();
+    cmd->add_flag("--verify{written}", *verify,
+                  "Read the image back (O_DIRECT) and compare it with a second read of the "
+                  "snapshot: what this backup wrote, or with --verify=full the whole image")
+        ->check(CLI::IsMember({"written", "full"}));
     cmd->add_flag("-j,--json", *json,
                   "Print one JSON object per device on standard output (the summary lines go "
                   "to standard error)");
-    cmd->callback([&ctx, o, json] {
+    cmd->callback([&ctx, o, json, verify] {
+        o->verify = verify->empty()     ? Verify::none
+                    : *verify == "full" ? Verify::full
+                                        : Verify::written;
         StopSignals signals;
         ProgressBar bar(ctx.err(), ctx.err_is_tty());
         BackupHooks hooks;

@@ -24,6 +24,21 @@ struct DeviceArgs {
     bool json = false;
 };
 
+// TEXT in single quotes for a POSIX shell (each ' becomes '\''), on one
+// line (a line break becomes a space).
+std::string shell_quote(const std::string& text) {
+    std::string out = "'";
+    for (char c : text) {
+        if (c == '\'')
+            out += "'\\''";
+        else if (c == '\n' || c == '\r')
+            out += ' ';
+        else
+            out += c;
+    }
+    return out + "'";
+}
+
 CLI::Option* add_state_dir(CLI::App& cmd, std::string& dir) {
     return cmd.add_option("--state-dir", dir, "Where saved change maps are kept")
         ->capture_default_str();
@@ -46,19 +61,26 @@ void add_cbtinfo(CLI::App& app, Context& ctx) {
                                           {"block_count", info.block_count},
                                           {"generation_id", info.generation_id.str()},
                                           {"changes_number", info.changes_number}};
-            if (chain)
-                doc["chain"] = chain->continued ? "continued" : "broken: " + chain->reason;
+            if (chain) {
+                doc["chain"] = chain->continued ? "continued" : "broken";
+                if (!chain->continued)
+                    doc["chain_reason"] = chain->reason;
+            }
             ctx.print(doc);
             return;
         }
+        // Every line is KEY=VALUE that a shell's eval takes as it is: the
+        // reason, free text, in single quotes.
         ctx.out() << "block_size=" << info.block_size << '\n'
                   << "device_capacity=" << info.device_capacity << '\n'
                   << "block_count=" << info.block_count << '\n'
                   << "generation_id=" << info.generation_id.str() << '\n'
                   << "changes_number=" << unsigned(info.changes_number) << '\n';
-        if (chain)
-            ctx.out() << "chain=" << (chain->continued ? "continued" : "broken: " + chain->reason)
-                      << '\n';
+        if (chain) {
+            ctx.out() << "chain=" << (chain->continued ? "continued" : "broken") << '\n';
+            if (!chain->continued)
+                ctx.out() << "chain_reason=" << shell_quote(chain->reason) << '\n';
+        }
         ctx.out().flush();
     });
 }

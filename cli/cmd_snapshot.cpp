@@ -195,6 +195,10 @@ void print_corruption(Context& ctx, const Event& ev) {
               << std::generic_category().message(-ev.error_code) << "\"." << std::endl;
 }
 
+// As the upstream tool: "Start snapshot watcher.", then a line per event
+// until the first corruption ("unsupported event" for a code it does not
+// know), or "The snapshot no longer exists." when it is destroyed (or was
+// never there), then "Snapshot watcher finished."; exit 0 in each case.
 void add_watcher(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand(
         "snapshot_watcher",
@@ -205,11 +209,6 @@ void add_watcher(CLI::App& app, Context& ctx) {
     add_json(*cmd, a->json);
     cmd->callback([&ctx, a] {
         const Uuid id = Uuid::parse(a->id);
-        // A snapshot that is not there at the start is the user's mistake, not
-        // the end of the stream (that is one that goes away while followed).
-        const auto ids = ctx.kernel().snapshot_collect();
-        if (std::find(ids.begin(), ids.end(), id) == ids.end())
-            throw Error(ENOENT, context("snapshot_watcher", id.str()));
         if (a->json) {
             follow_events(ctx.kernel(), id, [&](const Event& ev) {
                 print_wait(ctx, true, "ok", &ev);
@@ -218,12 +217,19 @@ void add_watcher(CLI::App& app, Context& ctx) {
             return;
         }
         ctx.out() << "Start snapshot watcher." << std::endl;
+        bool corrupted = false;
         follow_events(ctx.kernel(), id, [&](const Event& ev) {
-            if (ev.code != blksnap_event_code_corrupted)
+            if (ev.code != blksnap_event_code_corrupted) {
+                ctx.out() << ev.time_label << " - unsupported event #" << ev.code << '.'
+                          << std::endl;
                 return true;
+            }
             print_corruption(ctx, ev);
+            corrupted = true;
             return false;
         });
+        if (!corrupted)
+            ctx.out() << "The snapshot no longer exists." << std::endl;
         ctx.out() << "Snapshot watcher finished." << std::endl;
     });
 }

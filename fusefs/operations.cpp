@@ -56,11 +56,13 @@ Handle::Kind handle_kind(const Node& node) {
 }
 
 // Who may do what, checked by the kernel (default_permissions): the whole
-// disk in image.raw, and which blocks changed in cbt.map, are root's, and
-// with --group that group's too (write: --writable, image.raw only); info
-// and events say nothing of the data and are everybody's.
+// disk in image.raw, which blocks changed in cbt.map, and events (a read
+// consumes them: another reader would take the corruption event from the
+// backup agent) are root's, and with --group that group's too (write:
+// --writable, image.raw only); info says nothing of the data and is
+// everybody's.
 mode_t file_mode(const Daemon& d, const Node& node) {
-    if (node.ref.kind != PathRef::Kind::file || node.ref.file == FileKind::info)
+    if (node.ref.kind == PathRef::Kind::file && node.ref.file == FileKind::info)
         return 0444;
     mode_t mode = 0400;
     if (node.ref.file == FileKind::image && d.options.writable)
@@ -191,11 +193,18 @@ int op_open(const char* path, fuse_file_info* fi) {
             fi->nonseekable = 1;
             break;
         case Handle::Kind::cbt_map:
+            // Every read reaches the daemon, which fails it once the
+            // snapshot is gone (no page kept from before).
+            fi->direct_io = 1;
             break;
         }
         fi->fh = d.handles.add(std::move(h));
         return 0;
     });
+}
+
+std::string context_of(const Handle& h) {
+    return blksnap::context("read", h.path);
 }
 
 int read_cbt_map(Handle& h, char* buf, size_t size, off_t offset) {
@@ -213,6 +222,16 @@ int read_cbt_map(Handle& h, char* buf, size_t size, off_t offset) {
             break;
         done += got;
     }
+    // The module reads the snapshot's map (frozen at its take) only while
+    // the snapshot lives; once it is destroyed the device's live map, later
+    // another snapshot's, would be read. A snapshot listed after the read
+    // was there during it (it leaves the list before it lets go of the map,
+    // and an identifier is never reused).
+    const auto ids = source.snapshots();
+    if (std::find(ids.begin(), ids.end(), h.device->snapshot) == ids.end())
+        throw blksnap::Error(EIO, context_of(h),
+                             "snapshot " + h.device->snapshot.str() +
+                                 " was destroyed: its change map is gone");
     return static_cast<int>(done);
 }
 

@@ -2,6 +2,7 @@
 #include <blksnap/cbt/persist.hpp>
 #include <blksnap/error.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <fstream>
@@ -43,14 +44,16 @@ fs::path block_dir(const std::string& name, const fs::path& sysfs) {
     return dir;
 }
 
-// Writes completed and sectors written: fields 5 and 7 of the stat file.
-std::pair<std::uint64_t, std::uint64_t> completed_writes(const fs::path& dir) {
+// Writes and discards completed and their sectors: fields 5, 7, 12 and 14
+// of the stat file (the discard fields since Linux 4.19).
+WriteCount completed_writes(const fs::path& dir) {
     std::istringstream in(attribute(dir / "stat"));
-    std::uint64_t f[7] = {};
+    std::uint64_t f[14] = {};
     for (auto& v : f)
         if (!(in >> v))
-            throw Error(EPROTO, (dir / "stat").string(), "unexpected format");
-    return {f[4], f[6]};
+            throw Error(EPROTO, (dir / "stat").string(),
+                        "unexpected format (fewer than 14 fields: no discard counts)");
+    return {f[4], f[6], f[11], f[13]};
 }
 
 std::uint64_t writes_in_flight(const fs::path& dir) {
@@ -61,17 +64,37 @@ std::uint64_t writes_in_flight(const fs::path& dir) {
     return writes;
 }
 
+std::uint64_t less(std::uint64_t a, std::uint64_t b) {
+    return a > b ? a - b : 0;
+}
+
+// The partitions of the whole disk at DIR: name -> sysfs directory.
+std::map<std::string, fs::path> partitions_of(const fs::path& dir) {
+    std::map<std::string, fs::path> parts;
+    // A whole disk's partitions are directories of its own with a
+    // "partition" attribute.
+    for (const auto& entry : fs::directory_iterator(fs::canonical(dir)))
+        if (fs::exists(entry.path() / "partition"))
+            parts[entry.path().filename().string()] = entry.path();
+    return parts;
+}
+
 json counters_json(const WriteCounters& c) {
     json j = json::object();
     for (const auto& [name, v] : c.completed)
-        j[name] = {v.first, v.second};
+        j[name] = {v.writes, v.sectors, v.discards, v.discard_sectors};
     return j;
 }
 
 WriteCounters counters_from(const json& j) {
     WriteCounters c;
-    for (const auto& [name, v] : j.items())
-        c.completed[name] = {v.at(0).get<std::uint64_t>(), v.at(1).get<std::uint64_t>()};
+    for (const auto& [name, v] : j.items()) {
+        if (v.size() != 4) // saved by a version that did not count discards
+            throw Error(EBADMSG, "the saved write counters",
+                        "not the four counts of writes and discards");
+        c.completed[name] = {v.at(0).get<std::uint64_t>(), v.at(1).get<std::uint64_t>(),
+                             v.at(2).get<std::uint64_t>(), v.at(3).get<std::uint64_t>()};
+    }
     return c;
 }
 
@@ -116,7 +139,7 @@ bool WriteCounters::none() const {
     if (in_flight)
         return false;
     for (const auto& [name, v] : completed)
-        if (v.first || v.second)
+        if (!v.none())
             return false;
     return true;
 }
@@ -127,19 +150,37 @@ WriteCounters write_counters(const std::string& device_path, const fs::path& sys
     WriteCounters c;
     c.completed[name] = completed_writes(dir);
     c.in_flight = writes_in_flight(dir);
-    // A whole disk's partitions are directories of its own with a
-    // "partition" attribute.
     if (!fs::exists(dir / "partition")) {
-        const fs::path real = fs::canonical(dir);
-        for (const auto& entry : fs::directory_iterator(real)) {
-            if (!fs::exists(entry.path() / "partition"))
-                continue;
-            const std::string part = entry.path().filename().string();
-            c.completed[part] = completed_writes(entry.path());
-            c.in_flight += writes_in_flight(entry.path());
+        for (const auto& [part, pdir] : partitions_of(dir)) {
+            c.completed[part] = completed_writes(pdir);
+            c.in_flight += writes_in_flight(pdir);
         }
+        return c;
     }
+    // A partition: the block layer adds each write through a partition to
+    // its whole disk's counts too; what the disk counted beyond all its
+    // partitions was written through the whole disk, maybe onto this one.
+    const fs::path disk = fs::canonical(dir).parent_path();
+    WriteCount direct = completed_writes(disk);
+    std::uint64_t disk_in_flight = writes_in_flight(disk);
+    for (const auto& [part, pdir] : partitions_of(disk)) {
+        const WriteCount p = completed_writes(pdir);
+        direct.writes = less(direct.writes, p.writes);
+        direct.sectors = less(direct.sectors, p.sectors);
+        direct.discards = less(direct.discards, p.discards);
+        direct.discard_sectors = less(direct.discard_sectors, p.discard_sectors);
+        disk_in_flight = less(disk_in_flight, writes_in_flight(pdir));
+    }
+    c.completed[disk.filename().string()] = direct;
+    c.in_flight += disk_in_flight;
     return c;
+}
+
+bool counts_writes(const std::string& device_path, const fs::path& sysfs) {
+    const std::string name = device_name(device_path);
+    const fs::path dir = block_dir(name, sysfs);
+    const fs::path disk = fs::exists(dir / "partition") ? fs::canonical(dir).parent_path() : dir;
+    return attribute(disk / "queue" / "iostats") == "1";
 }
 
 std::string device_identity(const std::string& device_path, const fs::path& sysfs) {
@@ -174,6 +215,9 @@ std::string boot_id() {
 
 std::optional<std::string> why_not_restorable(const SaveRecord& saved, const CbtState& state,
                                               const Observed& now) {
+    if (!now.counts_writes)
+        return "the block layer does not count the device's writes (queue/iostats is 0), so "
+               "nothing proves it was not written since the save";
     if (saved.identity != now.identity)
         return "the device is not the one saved (" + saved.identity + ", now " + now.identity + ")";
     if (state.device_capacity != now.info.device_capacity ||
@@ -193,6 +237,41 @@ PersistPaths persist_paths(const fs::path& dir, const std::string& device_path) 
     return {dir / (name + ".cbt"), dir / (name + ".saved"), dir / (name + ".chain")};
 }
 
+std::optional<Uuid> snapshot_holding(KernelBackend& kernel, const std::string& device_path) {
+    const DeviceId id = block_device_id(device_path);
+    for (const Uuid& snap : kernel.snapshot_collect()) {
+        std::vector<DeviceId> devices;
+        try {
+            devices = kernel.snapshot_devices(snap);
+        } catch (const Error& e) {
+            if (e.code() == ENOENT)
+                continue; // destroyed meanwhile
+            throw;
+        }
+        if (std::find(devices.begin(), devices.end(), id) != devices.end())
+            return snap;
+    }
+    return std::nullopt;
+}
+
+namespace {
+
+// A snapshot holding the device freezes what its change map reads at the
+// take: a save then would miss every write since. Refused, still tracking.
+void refuse_if_in_snapshot(DeviceFilter& filter) {
+    const auto snap = snapshot_holding(filter.backend(), filter.device());
+    if (!snap)
+        return;
+    throw Error(EBUSY, context("save the change map of", filter.device()),
+                "it is in snapshot " + snap->str() +
+                    ", and its change map reads as it was at that snapshot's take (a backup "
+                    "killed before it destroyed its snapshot leaves one); destroy the snapshot "
+                    "(blksnap snapshot_destroy -i " +
+                    snap->str() + ") and save again; nothing saved, still tracking");
+}
+
+} // namespace
+
 CbtInfo save_tracking(DeviceFilter& filter, const fs::path& dir) {
     const std::string& device = filter.device();
     const PersistPaths paths = persist_paths(dir, device);
@@ -205,6 +284,13 @@ CbtInfo save_tracking(DeviceFilter& filter, const fs::path& dir) {
     if (::access(dir.c_str(), W_OK) != 0)
         throw Error(errno, context("save the change map of", device),
                     "cannot write to " + dir.string() + "; nothing saved, still tracking");
+    if (!counts_writes(device))
+        throw Error(EOPNOTSUPP, context("save the change map of", device),
+                    "the block layer does not count its writes (queue/iostats of its disk is "
+                    "0), so a write after the save could never be seen; turn it on (echo 1 > "
+                    "/sys/block/DISK/queue/iostats) and save again; nothing saved, still "
+                    "tracking");
+    refuse_if_in_snapshot(filter);
     for (int attempt = 0;; attempt++) {
         before = quiet_counters(device);
         info = filter.cbt_info();
@@ -215,6 +301,8 @@ CbtInfo save_tracking(DeviceFilter& filter, const fs::path& dir) {
             throw Error(EBUSY, context("save the change map of", device),
                         "the device keeps being written; stop the writers first");
     }
+    // A take between the first look and the read.
+    refuse_if_in_snapshot(filter);
     filter.detach();
     if (write_counters(device) != before)
         throw Error(EBUSY, context("save the change map of", device),
@@ -233,12 +321,14 @@ ChainRecord restore_tracking(DeviceFilter& filter, const fs::path& dir) {
     const std::string& device = filter.device();
     const PersistPaths paths = persist_paths(dir, device);
     Observed now;
-    // Before the attach: the attach itself writes nothing, but the
-    // counters are read at the moment closest to the save.
-    now.counters = write_counters(device);
     now.identity = device_identity(device);
     now.boot_id = boot_id();
     filter.attach();
+    // After the attach: a write that completed before it moved the
+    // counters, one still in flight shows, and one after it is tracked.
+    // (Read before the attach, a write between the two would be neither.)
+    now.counters = write_counters(device);
+    now.counts_writes = counts_writes(device);
     now.info = filter.cbt_info();
 
     ChainRecord chain;

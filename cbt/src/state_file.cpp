@@ -164,7 +164,8 @@ void write_state_file(const std::filesystem::path& path, const CbtState& state) 
 
 CbtState read_state_file(const std::filesystem::path& path) {
     const std::string name = path.string();
-    UniqueFd fd = open_fd(name, O_RDONLY);
+    // The file itself, not what a link of that name points to (ELOOP).
+    UniqueFd fd = open_fd(name, O_RDONLY | O_NOFOLLOW);
     std::vector<std::uint8_t> bytes;
     std::uint8_t chunk[1 << 16];
     for (;;) {

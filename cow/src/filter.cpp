@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <filesystem>
 
 namespace blksnap {
 
@@ -33,8 +34,44 @@ std::string ctl_command_name(unsigned cmd) {
 DeviceFilter::DeviceFilter(KernelBackend& backend, std::string device)
     : backend_(backend), device_(std::move(device)) {}
 
+std::vector<std::string> partition_names(const std::string& device,
+                                         const std::filesystem::path& sysfs) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path dir = sysfs / fs::canonical(device, ec).filename();
+    std::vector<std::string> names;
+    if (ec || fs::exists(dir / "partition", ec))
+        return names;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+        if (fs::exists(entry.path() / "partition", ec))
+            names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
 bool DeviceFilter::attach() {
-    return backend_.attach(device_) == AttachResult::attached;
+    try {
+        return backend_.attach(device_) == AttachResult::attached;
+    } catch (const Error& e) {
+        // The module's EBUSY for a whole disk with partitions says nothing
+        // of why: name them, and what to do.
+        if (e.code() != EBUSY)
+            throw;
+        const auto parts = partition_names(device_);
+        if (parts.empty())
+            throw;
+        std::string list, paths;
+        for (const auto& p : parts) {
+            list += (list.empty() ? "" : ", ") + p;
+            paths += " /dev/" + p;
+        }
+        throw Error(EBUSY, context("attach", device_),
+                    "a whole disk with partitions (" + list +
+                        ") cannot be tracked: a snapshot freezes the file system of the device "
+                        "it takes, not those on its partitions; attach the partitions instead "
+                        "(blksnap attach -d" +
+                        paths + ")");
+    }
 }
 
 void DeviceFilter::detach() {

@@ -9,7 +9,12 @@
 # state file and a new tracker generation give a full backup that says why;
 # an overflow of the difference storage fails the backup and keeps the
 # state; a backup killed with SIGKILL keeps the state, and the next run
-# cleans up its snapshot and is exact.
+# cleans up its snapshot and is exact; SIGHUP stops a backup as SIGTERM
+# does. Errors that say nothing of the chain are errors, not a full backup:
+# an unreadable state file (EACCES), a symbolic link for the state file or
+# the image (never followed); a full file system is told as ENOSPC.
+# --verify=full compares the whole image with a second read of the
+# snapshot and finds a byte edited where no backup writes.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/cli-helpers.bash"
 dev=$(disk 1)
@@ -153,5 +158,84 @@ backup
 expect_incremental $((17 * mib)) $((17 * mib))
 expect_exact "after the killed backup"
 [ ! -b "$image" ] || fail "a snapshot is left"
+step "SIGHUP stops a backup as SIGTERM does: its snapshot destroyed, the state kept"
+cp "$bk/$name.state" "$tmp/state.before"
+for try in 1 2 3; do
+	dd if=/dev/urandom of="$dev" bs=1M count=16 seek=12 oflag=direct status=none
+	catch_backup HUP 32M && break
+	[ "$try" != 3 ] || fail "the backup always ended before SIGHUP came"
+	cp "$bk/$name.state" "$tmp/state.before"
+done
+wait "$bg" && fail "the backup went on after SIGHUP"
+msg=$(<"$tmp/bg.err")
+[[ $msg == *"interrupted by a signal"* ]] || fail "after SIGHUP: $msg"
+[ ! -b "$image" ] || fail "the snapshot outlived SIGHUP"
+cmp "$tmp/state.before" "$bk/$name.state" || fail "the state changed after SIGHUP"
+
+# refused WHAT TEXT...: a backup fails (exit 1) with each TEXT in its
+# message, destroys its snapshot and leaves the state as it was.
+refused() {
+	local what=$1 t
+	shift
+	[ "$rc" = 1 ] || fail "$what: exit $rc, out '$out', err '$err'"
+	for t in "$@"; do [[ $err == *"$t"* ]] || fail "$what: '$err' does not say '$t'"; done
+	[ ! -b "$image" ] || fail "$what: the snapshot is left"
+	cmp "$tmp/state.before" "$bk/$name.state" || fail "$what: the state changed"
+}
+step "an unreadable state file (EACCES) is an error, not a damaged file: no full backup"
+chmod 000 "$bk/$name.state"
+run setpriv --bounding-set=-dac_override,-dac_read_search \
+	blksnap backup -d "$dev" -o "$bk" -f "$tmp/store" -l 32M
+chmod 600 "$bk/$name.state"
+refused "unreadable state file" "$name.state" "Permission denied"
+
+step "symbolic links in the backup directory are refused, never followed"
+mv "$bk/$name.state" "$tmp/state.real"
+ln -s "$tmp/state.real" "$bk/$name.state"
+run blksnap backup -d "$dev" -o "$bk" -f "$tmp/store" -l 32M
+rm "$bk/$name.state"
+mv "$tmp/state.real" "$bk/$name.state"
+refused "state file as a link" "$name.state" "symbolic link"
+mv "$bk/$name.img" "$tmp/img.real"
+ln -s "$tmp/img.real" "$bk/$name.img"
+run blksnap backup -d "$dev" -o "$bk" -f "$tmp/store" -l 32M
+rm "$bk/$name.img"
+mv "$tmp/img.real" "$bk/$name.img"
+refused "image as a link" "$name.img" "symbolic link"
+
+step "a backup directory on a full file system: told as ENOSPC, not as an I/O error"
+mkdir "$tmp/full"
+mount -t tmpfs -o size=64k none "$tmp/full"
+mkdir "$tmp/full/bk"
+head -c 128k /dev/zero 2>/dev/null >"$tmp/full/fill" || true
+run blksnap backup -d "$dev" -o "$tmp/full/bk" -f "$tmp/store" -l 32M
+umount "$tmp/full"
+[[ $err != *"Input/output error"* ]] || fail "ENOSPC told as EIO: $err"
+refused "full file system" "No space left on device"
+
+step "after all these, the chain goes on: incremental and exact"
+backup
+expect_incremental $((16 * mib)) $((16 * mib))
+expect_exact "after the refused backups"
+
+step "--verify=full compares the whole image with the snapshot: an edited block is found"
+# A byte of the image changed where no later write goes: --verify checks
+# what a backup writes only, --verify=full everything.
+at=$((3 * mib + 12345))
+orig=$(od -An -tx1 -j $at -N1 "$bk/$name.img" | tr -d ' ')
+printf '\xa5' | dd of="$bk/$name.img" bs=1 seek=$at conv=notrunc status=none
+[ "$orig" != a5 ] || printf '\x5a' | dd of="$bk/$name.img" bs=1 seek=$at conv=notrunc status=none
+dd if=/dev/urandom of="$dev" bs=64k count=1 seek=200 oflag=direct status=none
+backup
+expect_incremental $((64 << 10)) $((64 << 10))
+cp "$bk/$name.state" "$tmp/state.before"
+dd if=/dev/urandom of="$dev" bs=64k count=1 seek=201 oflag=direct status=none
+run blksnap backup -d "$dev" -o "$bk" -f "$tmp/store" -l 32M --verify=full
+refused "--verify=full of an edited image" "differs from a second read of the snapshot at byte $at"
+printf '%b' "\\x$orig" | dd of="$bk/$name.img" bs=1 seek=$at conv=notrunc status=none
+run blksnap backup -d "$dev" -o "$bk" -f "$tmp/store" -l 32M --verify=full --json
+[ "$rc" = 0 ] && [[ $out == *'"mode":"incremental"'*'"verified":true'* ]] ||
+	fail "--verify=full of the mended image: exit $rc, out '$out', err '$err'"
+expect_exact "after --verify=full"
 blksnap detach -d "$dev"
 echo "backup_chain: all checks passed"

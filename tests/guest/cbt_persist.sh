@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 35
+# cost: 40
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
 # vm: --disk 32M
 # A change map kept across a module reload: `blksnap cbtsave` saves the map
@@ -7,7 +7,11 @@
 # generation with the same map when nothing wrote to the device since the
 # save (the next `blksnap backup` is incremental and exact), and otherwise
 # starts a new generation and says why (written after the save, no save,
-# damaged state file, device resized); cbtinfo tells.
+# damaged state file, device resized; written while cbtrestore attaches;
+# a partition written through its whole disk or discarded); cbtinfo tells,
+# in lines a shell's eval takes. cbtsave refuses while a snapshot holds the
+# device (its map reads as at the take) and while the block layer counts
+# no write (queue/iostats 0).
 # (The kernel's own refusal of a saved map once a write passed the tracker
 # is in badinput.)
 . "$(dirname "$0")/lib.sh"
@@ -65,13 +69,74 @@ step "the next backup is incremental and exact"
 expect_eq "backup after the restore" "$(backup_mode)" incremental
 cmp "$bk/$name.img" "$dev" || fail "the incremental backup differs from the device"
 
-step "written between save and restore: a new generation, and why"
+step "a snapshot holds the device (as a killed backup leaves it): cbtsave refuses, says what to do"
+id=$(blksnap snapshot_create -d "$dev" -f "$tmp" -l 16M)
+blksnap snapshot_take -i "$id"
+wr "$dev" 1500
+if out=$(blksnap cbtsave -d "$dev" --state-dir "$state" 2>&1); then
+	fail "cbtsave with snapshot $id held succeeded: $out"
+fi
+[[ $out == *"in snapshot $id"*"snapshot_destroy -i $id"*"still tracking"* ]] ||
+	fail "cbtsave, snapshot held: $out"
+is_attached "$dev" || fail "a refused cbtsave detached $dev"
+[ ! -e "$state/$name.saved" ] || fail "a refused cbtsave saved a map"
+blksnap snapshot_destroy -i "$id"
+
+step "queue/iostats off, no write counted: cbtsave refuses; cbtrestore breaks the chain"
+iostats=/sys/block/$name/queue/iostats
+echo 0 >"$iostats"
+if out=$(blksnap cbtsave -d "$dev" --state-dir "$state" 2>&1); then
+	echo 1 >"$iostats"
+	fail "cbtsave with iostats off succeeded: $out"
+fi
+echo 1 >"$iostats"
+[[ $out == *"queue/iostats"*"still tracking"* ]] || fail "cbtsave, iostats off: $out"
+is_attached "$dev" || fail "a refused cbtsave detached $dev"
+blksnap cbtsave -d "$dev" --state-dir "$state" >/dev/null
+echo 0 >"$iostats"
+out=$(blksnap cbtrestore -d "$dev" --state-dir "$state")
+echo 1 >"$iostats"
+[[ $out == "chain broken for $dev, a new generation starts: "*"queue/iostats is 0"* ]] ||
+	fail "restore, iostats off: $out"
+
+step "written between save and restore: a new generation, and why, told to eval"
 blksnap cbtsave -d "$dev" --state-dir "$state" >/dev/null
 wr "$dev" 2000
 out=$(blksnap cbtrestore -d "$dev" --state-dir "$state")
 expect_eq "restore" "$out" "chain broken for $dev, a new generation starts: the device was written after the save"
 [ "$(field "$dev" generation_id)" != "$gen" ] || fail "the generation continued"
-expect_eq "chain" "$(field "$dev" chain)" "broken: the device was written after the save"
+chain='' chain_reason='' generation_id=''
+eval "$(blksnap cbtinfo -d "$dev" --state-dir "$state")" || fail "eval of cbtinfo's output failed"
+expect_eq "chain, through eval" "$chain" broken
+expect_eq "chain_reason, through eval" "$chain_reason" "the device was written after the save"
+expect_eq "generation_id, through eval" "$generation_id" "$(field "$dev" generation_id)"
+
+step "written while cbtrestore attaches: counted, the chain breaks"
+blksnap cbtsave -d "$dev" --state-dir "$state" >/dev/null
+# strace holds cbtrestore's first ioctl of the module (the attach) for 4 s;
+# a write then is neither tracked nor, with the counters read before the
+# attach, counted. (The polling sleeps with a builtin: an exec costs a
+# second on the debug kernel.)
+strace -f -qq -o /dev/null -P /dev/blksnap-control -P "$dev" -e trace=ioctl \
+	-e inject=ioctl:delay_enter=4000000:when=1 \
+	blksnap cbtrestore -d "$dev" --state-dir "$state" >"$tmp/restore.out" &
+tracer=$!
+mkfifo "$tmp/fifo"
+held=
+for ((i = 0; i < 1000 && !held; i++)); do
+	read -r child _ <"/proc/$tracer/task/$tracer/children" || true
+	# Stopped at the entry of ioctl (16) on a file of its own (fd > 2).
+	if [ -n "${child:-}" ] && read -r nr fd _ 2>/dev/null <"/proc/$child/syscall" &&
+		[ "$nr" = 16 ] && [ $((fd)) -gt 2 ]; then
+		held=1
+	else
+		read -r -t 0.02 <>"$tmp/fifo" || true
+	fi
+done
+[ -n "$held" ] || fail "cbtrestore was not seen at its attach"
+wr "$dev" 2500
+wait "$tracer" || fail "cbtrestore under strace failed"
+expect_eq "restore" "$(<"$tmp/restore.out")" "chain broken for $dev, a new generation starts: the device was written after the save"
 
 step "no save: a read-only state directory is refused before the detach"
 mkdir "$tmp/ro"
@@ -79,7 +144,8 @@ mount -t tmpfs -o ro none "$tmp/ro"
 if out=$(blksnap cbtsave -d "$dev" --state-dir "$tmp/ro" 2>&1); then
 	fail "cbtsave into a read-only directory succeeded: $out"
 fi
-[[ $out == *"cannot write to $tmp/ro"*"still tracking"* ]] || fail "cbtsave, read-only: $out"
+[[ $out == *"cannot write to $tmp/ro"*"still tracking"*"(Read-only file system)" ]] ||
+	fail "cbtsave, read-only: $out"
 is_attached "$dev" || fail "a failed cbtsave detached $dev"
 umount "$tmp/ro"
 
@@ -106,5 +172,33 @@ out=$(blksnap cbtrestore -d "$loop" --state-dir "$state")
 [[ $out == *"chain broken"*"size or tracking geometry changed"* ]] || fail "resized: $out"
 blksnap detach -d "$loop"
 losetup -d "$loop"
+
+step "a partition written through its whole disk, or discarded, after its save: a new generation"
+truncate -s 16M "$tmp/parts"
+mbr "$tmp/parts" 2048 8192 10240 8192
+ploop=$(losetup -f --show -P "$tmp/parts")
+part=${ploop}p1
+wait_for_dev "$part"
+wait_for_dev "${ploop}p2"
+blksnap attach -d "$part" >/dev/null
+wr "$part" 1
+blksnap cbtsave -d "$part" --state-dir "$state" >/dev/null
+# 4 KiB into the partition, through the whole disk.
+dd if=/dev/urandom of="$ploop" bs=4k count=1 seek=$((2048 / 8 + 1)) oflag=direct conv=notrunc \
+	status=none
+out=$(blksnap cbtrestore -d "$part" --state-dir "$state")
+expect_eq "restore after a write through the whole disk" "$out" \
+	"chain broken for $part, a new generation starts: the device was written after the save"
+blksnap cbtsave -d "$part" --state-dir "$state" >/dev/null
+wr "${ploop}p2" 1
+out=$(blksnap cbtrestore -d "$part" --state-dir "$state")
+[[ $out == "restored $part: "* ]] || fail "restore after a write to the other partition: $out"
+blksnap cbtsave -d "$part" --state-dir "$state" >/dev/null
+blkdiscard -o 65536 -l 65536 "$part"
+out=$(blksnap cbtrestore -d "$part" --state-dir "$state")
+expect_eq "restore after a discard" "$out" \
+	"chain broken for $part, a new generation starts: the device was written after the save"
+blksnap detach -d "$part"
+losetup -d "$ploop"
 blksnap detach -d "$dev"
 echo "cbt_persist: all checks passed"

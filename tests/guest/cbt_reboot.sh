@@ -72,7 +72,8 @@ case ${BLKSNAP_BOOT:?run by tests/check.sh, boots: 3} in
 	expect_eq "restore" "$out" "chain broken for $dev, a new generation starts: $why"
 	gen=$(sed -n 's/^generation_id=//p' $state/info.boot1)
 	[ "$(field "$dev" generation_id)" != "$gen" ] || fail "the generation continued"
-	expect_eq "chain" "$(field "$dev" chain)" "broken: $why"
+	expect_eq "chain" "$(field "$dev" chain)" broken
+	expect_eq "chain_reason" "$(field "$dev" chain_reason)" "'$why'"
 	blksnap detach -d "$dev"
 	umount $state
 	;;

@@ -6,7 +6,8 @@
 # by content: version, attach, detach, cbtinfo (plain and JSON),
 # readcbtmap against writes at known offsets, markdirtyblock with ranges and
 # with a file of an ext4 on a loop device; and every error a user can hit:
-# no such device, no CAP_SYS_ADMIN, bad usage (exit 2), -h on every command.
+# no such device, no CAP_SYS_ADMIN, bad usage (exit 2), -h on every command,
+# a whole disk with partitions (attach the partitions: named).
 . "$(dirname "$0")/lib.sh"
 here=$(dirname "$0")
 dev=$(disk 1)
@@ -237,6 +238,22 @@ for c in "${commands[@]}"; do
 done
 run blksnap cbtinfo -h -d /dev/nope # help wins over the rest
 [ "$rc" = 0 ] || fail "cbtinfo -h -d /dev/nope: exit $rc"
+
+step "a whole disk with partitions: attach and snapshot_create name them and what to do"
+truncate -s 16M "$tmp/parts.img"
+mbr "$tmp/parts.img" 2048 8192 10240 8192
+ploop=$(losetup -f --show -P "$tmp/parts.img")
+wait_for_dev "${ploop}p2"
+pname=${ploop#/dev/}
+for cmd in "attach -d $ploop" "snapshot_create -d $ploop -f $tmp -l 16M"; do
+	read -r -a c <<<"$cmd"
+	expect_fail 1 blksnap "${c[@]}" -- "attach $ploop: " "partitions (${pname}p1, ${pname}p2)" \
+		"attach the partitions instead (blksnap attach -d ${ploop}p1 ${ploop}p2)" \
+		"(Device or resource busy)"
+done
+is_attached "$ploop" && fail "$ploop attached"
+expect_eq "snapshots after the refusals" "$(blksnap snapshot_collect)" ""
+losetup -d "$ploop"
 
 step "detach: tracking ends, cbtinfo fails, a new attach is a new generation"
 run blksnap detach --device "$dev"

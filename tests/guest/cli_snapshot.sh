@@ -6,7 +6,8 @@
 # content: snapshot_create (several devices; storage in a directory, a file,
 # a block device; limits with K/M/G), snapshot_add, snapshot_take,
 # snapshot_info (plain, -f, -j), snapshot_collect, snapshot_waitevent
-# (timeout and a real overflow event), snapshot_watcher, snapshot_destroy;
+# (timeout and a real overflow event), snapshot_watcher (as upstream: the
+# first corruption, or "The snapshot no longer exists."), snapshot_destroy;
 # and the errors a user can hit: unknown or malformed UUIDs, bad limits, a
 # device already in a snapshot, storage in use or on a snapshot device's
 # disk, no such device, no CAP_SYS_ADMIN.
@@ -189,7 +190,7 @@ ok blksnap snapshot_destroy --id "$A"
 wait_exit "$watcher"
 expect_eq "watcher status" "$wrc" 0
 expect_eq "watcher output" "$(cat "$tmp/watch")" \
-	"Start snapshot watcher."$'\n'"Snapshot watcher finished."
+	"Start snapshot watcher."$'\n'"The snapshot no longer exists."$'\n'"Snapshot watcher finished."
 [ ! -e "/dev/blksnap-image_$m1" ] && [ ! -e "/dev/blksnap-image_$m2" ] ||
 	fail "images left after destroy"
 collect_is
@@ -290,14 +291,17 @@ expect_fail 1 blksnap snapshot_create -d "$p1" -f "$d3" -l 16M -- "$p1" "Invalid
 expect_fail 1 blksnap snapshot_create -d "$d1" -f "$d1" -l 16M -- "$d1" "Invalid argument"
 collect_is
 
-step "unknown UUID: exit 1, the UUID and the errno text (waitevent: result=not found)"
-for cmd in snapshot_take snapshot_destroy snapshot_watcher "snapshot_add -d $d1"; do
+step "unknown UUID: exit 1, the UUID and the errno text (waitevent: result=not found; watcher: as upstream, gone)"
+for cmd in snapshot_take snapshot_destroy "snapshot_add -d $d1"; do
 	read -r -a c <<<"$cmd"
 	expect_fail 1 blksnap "${c[@]}" -i "$nouuid" -- "$nouuid" "No such file or directory"
 done
 run blksnap snapshot_waitevent -t 10 -i "$nouuid"
 [ "$rc" = 0 ] && [ "$out" = "result=not found" ] && [ -z "$err" ] ||
 	fail "waitevent of an unknown snapshot: exit $rc, out '$out', err '$err'"
+run blksnap snapshot_watcher -i "$nouuid"
+[ "$rc" = 0 ] && [ -z "$err" ] && [ "$out" = "Start snapshot watcher."$'\n'"The snapshot no longer exists."$'\n'"Snapshot watcher finished." ] ||
+	fail "watcher of an unknown snapshot: exit $rc, out '$out', err '$err'"
 collect_is
 
 step "bad usage: exit 2"

@@ -2,8 +2,9 @@
 # cost: 30
 # vm: --disks 1 --disk-size 32M
 # columns: stock-6.1 stock-6.12
-# Who may read what under blksnapfs: image.raw and cbt.map are root's
-# (0400), info and events everybody's (0444), checked by the kernel
+# Who may read what under blksnapfs: image.raw, cbt.map and events are
+# root's (0400: a read of events consumes them), info everybody's (0444),
+# checked by the kernel
 # (default_permissions), so -o allow_other alone opens nothing to other
 # users; --group GROUP gives that group read access (with --writable, write
 # access to image.raw). A failed start leaves no mount point behind.
@@ -50,24 +51,28 @@ dir=$snap/$id/$name
 expect_eq "modes" "$(modes)" "$name/image.raw 400 0 0
 $name/cbt.map 400 0 0
 $name/info 444 0 0
-events 444 0 0"
+events 400 0 0"
 denied "image.raw read by another user" other cat "$dir/image.raw"
 denied "cbt.map read by another user" other cat "$dir/cbt.map"
+# (dd count=0: opened, nothing read; a read waits for the next event)
+denied "events read by another user" other dd if="$snap/$id/events" count=0 status=none
 other cat "$dir/info" >/dev/null || fail "info not readable by another user"
 expect_eq "the tree, as another user sees it" "$(other ls "$dir" | tr '\n' ' ')" \
 	"cbt.map image.raw info "
 fs_stop
 
-step "--group: members read image.raw and cbt.map, others still do not"
+step "--group: members read image.raw, cbt.map and events, others still do not"
 groupadd -g 4242 blksnap-readers
 fs_start -o allow_other --group blksnap-readers
 expect_eq "modes" "$(modes)" "$name/image.raw 440 0 4242
 $name/cbt.map 440 0 4242
 $name/info 444 0 4242
-events 444 0 4242"
+events 440 0 4242"
 expect_eq "image.raw read by a member" "$(member xxhsum -H64 "$dir/image.raw" | cut -d' ' -f1)" \
 	"$want"
 member cat "$dir/cbt.map" | cmp -s - "$dir/cbt.map" || fail "cbt.map read by a member differs"
+member dd if="$snap/$id/events" count=0 status=none || fail "events not open to a member"
+denied "events read by another user" other dd if="$snap/$id/events" count=0 status=none
 denied "image.raw read by another user" other cat "$dir/image.raw"
 denied "image.raw written by a member without --writable" \
 	member dd if=/dev/zero of="$dir/image.raw" bs=4k count=1 conv=notrunc status=none

@@ -7,7 +7,8 @@
 # cbt.map equals `blksnap readcbtmap`; info describes the device; the image
 # mounts (loop, read-only) with the files as they were; --page-cache gives
 # the same content and shared mmap; the snapshot's
-# directory goes with destroy, and the daemon ends on unmount.
+# directory goes with destroy, and a cbt.map open then fails its reads
+# with EIO (never the live map); the daemon ends on unmount.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fs-helpers.bash"
 need_modules loop
@@ -124,8 +125,21 @@ kill "$writer"
 wait "$writer" || true
 expect_eq "snapshot error" "$(blksnap snapshot_info -d "$dev" -f error_code)" 0
 
-step "destroy: the snapshot's directory goes"
-blksnap snapshot_destroy -i "$id"
+step "destroy: the snapshot's directory goes; a cbt.map open fails with EIO"
+python3 - "$dir/cbt.map" "$id" <<'PY' || fail "cbt.map after the destroy"
+import errno, os, subprocess, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+before = os.pread(fd, 4096, 0)
+assert before, "cbt.map read nothing"
+subprocess.run(["blksnap", "snapshot_destroy", "-i", sys.argv[2]], check=True)
+try:
+    after = os.pread(fd, 4096, 0)
+except OSError as e:
+    assert e.errno == errno.EIO, e
+else:
+    sys.exit("cbt.map read %d bytes once its snapshot was destroyed (%s)" %
+             (len(after), "the same" if after == before else "others"))
+PY
 wait_until bash -c "[ ! -e '$snap/$id' ]" || fail "$snap/$id still there"
 expect_eq "empty root" "$(ls "$snap")" ""
 

@@ -126,3 +126,21 @@ nullb_create() {
 	done
 	echo /dev/
 }
+
+# mbr FILE START COUNT [START COUNT]...: an MBR partition table of up to
+# four Linux partitions (START and COUNT in 512-byte sectors) written into
+# FILE (an image for `losetup -P`, or a disk, then `blockdev --rereadpt`).
+mbr() {
+	local f=$1 i=0 v b bytes
+	shift
+	while [ $# -ge 2 ]; do
+		bytes='\x00\x00\x00\x00\x83\x00\x00\x00'
+		for v in "$1" "$2"; do
+			for b in 0 8 16 24; do bytes+=$(printf '\\x%02x' $((v >> b & 255))); done
+		done
+		printf '%b' "$bytes" | dd of="$f" bs=1 seek=$((446 + 16 * i)) conv=notrunc status=none
+		i=$((i + 1))
+		shift 2
+	done
+	printf '\x55\xaa' | dd of="$f" bs=1 seek=510 conv=notrunc status=none
+}

@@ -239,25 +239,33 @@ TEST(TargetImage, UpdateWritesDataAndPunchesZeros) {
     EXPECT_EQ(img.bytes_written(), data.size() - 12288);
 }
 
-TEST(TargetImage, HashReadsBackTheRanges) {
+TEST(TargetImage, FirstDifferenceReadsBothBack) {
     TmpDir dir;
-    const auto path = dir / "vdb.img";
-    std::string content(1 << 20, '\0');
+    const auto a = dir / "vdb.img";
+    const auto b = (dir / "vdb.src").string();
+    std::string content(3 << 20, '\0');
     std::mt19937 rng(7);
     for (auto& c : content)
         c = static_cast<char>(rng());
-    write_file(path, content);
-    auto img = cli::TargetImage::open(path);
-    const std::vector<ByteRange> ranges{{512, 4096}, {700000, 100000}};
-    std::string joined = content.substr(512, 4096) + content.substr(700000, 100000);
-    EXPECT_EQ(img.hash(ranges), XXH64(joined.data(), joined.size(), 0));
+    write_file(a, content);
+    write_file(b, content);
+    const std::vector<ByteRange> ranges{{512, 4096}, {700000, 100000}, {0, 3 << 20}};
+    EXPECT_EQ(cli::first_difference(a, b, ranges), std::nullopt);
+    content[2500000] ^= 1;
+    write_file(b, content);
+    EXPECT_EQ(cli::first_difference(a, b, std::vector<ByteRange>{{512, 4096}}), std::nullopt);
+    EXPECT_EQ(cli::first_difference(a, b, ranges), 2500000u);
+    // A shorter file differs where it ends.
+    write_file(b, content.substr(0, 1 << 20));
+    EXPECT_EQ(cli::first_difference(a, b, std::vector<ByteRange>{{0, 3 << 20}}), 1u << 20);
+    // The image is never read through a link.
+    std::filesystem::create_symlink(a, dir / "link.img");
+    EXPECT_THROW(cli::first_difference(dir / "link.img", b, ranges), Error);
     cli::Xxh64 h;
-    h.update(bytes_of(joined.substr(0, 5)));
-    h.update(bytes_of(joined.substr(5)));
-    EXPECT_EQ(h.digest(), XXH64(joined.data(), joined.size(), 0));
+    h.update(bytes_of(content.substr(0, 5)));
+    h.update(bytes_of(content.substr(5, 100)));
+    EXPECT_EQ(h.digest(), XXH64(content.data(), 105, 0));
 }
-
-// ---------------------------------------------------------------- state
 
 TEST(StateWrite, ReplacesAtomicallyAndAFailedWriteKeepsTheOldState) {
     TmpDir dir;
@@ -305,6 +313,36 @@ TEST(LoadPrevious, TellsMissingDamagedAndValid) {
     EXPECT_EQ(p.cbt.position, st.position);
 }
 
+TEST(LoadPrevious, UnreadableOrLinkedIsAnErrorNotDamage) {
+    TmpDir dir;
+    write_file(dir / "vdb.img", std::string(4096, 'a'));
+    // Cannot be read (here: a directory, EISDIR): an error, no full backup.
+    std::filesystem::create_directory(dir / "vdb.state");
+    try {
+        cli::load_previous(dir / "vdb.img", dir / "vdb.state");
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), EISDIR) << e.what();
+        EXPECT_NE(std::string(e.what()).find("Is a directory"), std::string::npos) << e.what();
+    }
+    std::filesystem::remove(dir / "vdb.state");
+    // A symbolic link, to a good state or as the image: refused.
+    const auto st = cbt::CbtState::of(info_of(16 * bs, gen_a, 3), std::vector<std::uint8_t>(16));
+    cbt::write_state_file(dir / "good.state", st);
+    std::filesystem::create_symlink(dir / "good.state", dir / "vdb.state");
+    for (const auto& [image, state] :
+         {std::pair{dir / "vdb.img", dir / "vdb.state"}, std::pair{dir / "link.img", dir / "no"}}) {
+        if (image == dir / "link.img")
+            std::filesystem::create_symlink(dir / "vdb.img", image);
+        try {
+            cli::load_previous(image, state);
+            FAIL() << "no error for " << image << " " << state;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.code(), ELOOP) << e.what();
+        }
+    }
+}
+
 // ---------------------------------------------------------------- progress
 
 TEST(Progress, LineShowsShareRateAndEta) {
@@ -329,6 +367,7 @@ protected:
     std::vector<cli::DeviceReport> reports;
     std::vector<std::string> notes;
     std::function<void(const cli::DeviceReport&)> on_progress;
+    cli::Verify verify = cli::Verify::written;
     static constexpr std::uint64_t size = 64 * bs;
 
     void SetUp() override {
@@ -357,7 +396,7 @@ protected:
         o.dir = out;
         o.storage = dir.path();
         o.limit = 1 << 20;
-        o.verify = true;
+        o.verify = verify;
         o.max_gap = 0;
         cli::BackupHooks h;
         h.image_path = [&](const std::string& dev, const SnapshotInfo& si) {
@@ -469,6 +508,55 @@ TEST_F(BackupJob, CorruptionDuringTheCopyFailsAndKeepsTheState) {
     EXPECT_TRUE(reports[0].incremental);
     EXPECT_EQ(reports[0].bytes_read, bs);
     expect_images_equal();
+}
+
+// --verify compares the image with a second read of the snapshot, not with
+// the buffers it wrote: a first read that gave other data than the
+// snapshot holds is found.
+TEST_F(BackupJob, VerifyReadsTheSnapshotAgain) {
+    backup();
+    write("/dev/vdb", 5, 'x');
+    // The "snapshot" changes under the copy's last piece: what was copied
+    // is not what a second read gives.
+    on_progress = [&](const cli::DeviceReport& r) {
+        if (r.device == "/dev/vdb" && r.bytes_read == r.to_read) {
+            std::string data = content["/dev/vdb"];
+            data[5 * bs + 200] = 'q';
+            write_file(image_of("/dev/vdb"), data);
+        }
+    };
+    try {
+        backup({"/dev/vdb"});
+        FAIL() << "verified";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("differs from a second read of the snapshot at byte " +
+                                             std::to_string(5 * bs + 200)),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_TRUE(kernel.snapshots.empty());
+}
+
+// --verify=full compares the whole image: a block changed in the image
+// since the last backup, outside what this one writes, is found.
+TEST_F(BackupJob, VerifyFullComparesTheWholeImage) {
+    backup();
+    std::string img = read_file(out / "vdb.img");
+    img[40 * bs + 10] ^= 1;
+    write_file(out / "vdb.img", img);
+    write("/dev/vdb", 5, 'x');
+    backup({"/dev/vdb"}); // what it wrote is right
+    EXPECT_TRUE(reports[0].verified);
+    write("/dev/vdb", 6, 'y');
+    verify = cli::Verify::full;
+    try {
+        backup({"/dev/vdb"});
+        FAIL() << "verified";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("at byte " + std::to_string(40 * bs + 10)),
+                  std::string::npos)
+            << e.what();
+    }
 }
 
 TEST_F(BackupJob, ASnapshotLeftByAKilledBackupIsDestroyed) {

@@ -24,6 +24,30 @@ TEST(Error, CarriesErrnoAndContext) {
                  "blksnap module not loaded");
 }
 
+TEST(Error, AReasonKeepsTheErrnoText) {
+    EXPECT_STREQ(Error(EROFS, "save /dev/vdb", "cannot write to /x").what(),
+                 "save /dev/vdb: cannot write to /x (Read-only file system)");
+    // Not twice.
+    EXPECT_STREQ(Error(ENOSPC, "write /x", "No space left on device at offset 0").what(),
+                 "write /x: No space left on device at offset 0");
+}
+
+TEST(Filter, PartitionNamesOfAWholeDisk) {
+    TmpDir tmp;
+    const auto sys = tmp / "sys";
+    std::filesystem::create_directories(sys / "vdb/vdb2");
+    std::filesystem::create_directories(sys / "vdb/vdb1");
+    std::filesystem::create_directories(sys / "vdb/queue");
+    std::ofstream(sys / "vdb/vdb1/partition") << "1\n";
+    std::ofstream(sys / "vdb/vdb2/partition") << "2\n";
+    std::ofstream(tmp / "vdb") << "";
+    std::ofstream(tmp / "vdb1") << "";
+    std::filesystem::create_directory_symlink(sys / "vdb/vdb1", sys / "vdb1");
+    EXPECT_EQ(partition_names((tmp / "vdb").string(), sys),
+              (std::vector<std::string>{"vdb1", "vdb2"}));
+    EXPECT_TRUE(partition_names((tmp / "vdb1").string(), sys).empty());
+}
+
 TEST(Uuid, RoundTripsAndRejectsBadText) {
     const std::string text = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
     const Uuid id = Uuid::parse(text);

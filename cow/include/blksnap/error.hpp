@@ -8,7 +8,10 @@ namespace blksnap {
 
 // An operation failed with an errno. what() reads "CONTEXT: REASON", where
 // CONTEXT names the operation and its object ("attach /dev/vdb") and REASON
-// is the errno text, or a more precise explanation when one is given.
+// is the errno text, or a more precise explanation when one is given,
+// followed by the errno text in parentheses unless the explanation already
+// holds it ("...: cannot write to /x (Read-only file system)"). Without a
+// CONTEXT, the REASON alone is the message ("blksnap module not loaded").
 class Error : public std::runtime_error {
 public:
     Error(int code, const std::string& context);

@@ -5,8 +5,10 @@
 #include <blksnap/backend.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace blksnap {
 
@@ -31,6 +33,11 @@ struct SnapshotInfo {
     std::string image_path() const; // "/dev/" + image, or "" before take
 };
 
+// The partitions of DEVICE when it is a whole disk ("vdb1", "vdb2"; sorted),
+// from SYSFS; none for a partition or a disk without.
+std::vector<std::string> partition_names(const std::string& device,
+                                         const std::filesystem::path& sysfs = "/sys/class/block");
+
 // Name of a filter command ("cbtinfo", ...), for error messages.
 std::string ctl_command_name(unsigned cmd);
 
@@ -39,8 +46,10 @@ public:
     DeviceFilter(KernelBackend& backend, std::string device);
 
     const std::string& device() const { return device_; }
+    KernelBackend& backend() const { return backend_; }
 
-    // True when newly attached, false when it already was.
+    // True when newly attached, false when it already was. A whole disk
+    // with partitions is refused (Error(EBUSY)) naming them.
     bool attach();
     void detach();
 

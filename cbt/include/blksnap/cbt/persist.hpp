@@ -22,11 +22,26 @@
 
 namespace blksnap::cbt {
 
-// Writes the block layer counted for a device and, for a whole disk, its
-// partitions: name -> (writes completed, sectors written); plus the writes
-// in flight now.
+// What the block layer counted for one device: writes and discards
+// completed and the sectors of each (fields 5, 7, 12 and 14 of its stat
+// file; write-zeroes count as writes).
+struct WriteCount {
+    std::uint64_t writes = 0;
+    std::uint64_t sectors = 0;
+    std::uint64_t discards = 0;
+    std::uint64_t discard_sectors = 0;
+    bool operator==(const WriteCount&) const = default;
+    bool none() const { return !writes && !sectors && !discards && !discard_sectors; }
+};
+
+// Writes the block layer counted for a device: name -> counts. For a whole
+// disk, its own and each partition's; for a partition, its own and, under
+// the whole disk's name, what was written through the whole disk and not
+// through any partition (the disk's counts less its partitions'), since such
+// a write can reach the partition's sectors without passing its filter.
+// Plus the writes in flight now (through the whole disk, for a partition).
 struct WriteCounters {
-    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> completed;
+    std::map<std::string, WriteCount> completed;
     std::uint64_t in_flight = 0;
     bool operator==(const WriteCounters&) const = default;
     bool none() const; // no write completed, none in flight
@@ -35,6 +50,12 @@ struct WriteCounters {
 // From /sys/class/block (SYSFS for tests).
 WriteCounters write_counters(const std::string& device_path,
                              const std::filesystem::path& sysfs = "/sys/class/block");
+
+// Whether the block layer counts the I/O of the device (its disk's
+// queue/iostats is 1). Off, writes leave the counters as they are: a saved
+// map could never be proven current.
+bool counts_writes(const std::string& device_path,
+                   const std::filesystem::path& sysfs = "/sys/class/block");
 
 // What identifies the device: its serial number or WWID when the driver
 // gives one, else its disk's name; for a partition, with its number. (Its
@@ -56,13 +77,15 @@ struct SaveRecord {
 struct Observed {
     std::string identity;
     std::string boot_id;
-    WriteCounters counters;
-    CbtInfo info; // of the freshly attached tracker
+    bool counts_writes = true; // counts_writes()
+    WriteCounters counters;    // read once the tracker is attached
+    CbtInfo info;              // of the freshly attached tracker
 };
 
 // Why the saved map may not be loaded, or nullopt when it may: in the boot
 // of the save the counters must not have moved; after a reboot the device
-// must not have been written since boot. Identity and geometry must match.
+// must not have been written since boot. Identity and geometry must match,
+// and the block layer must count the device's writes.
 std::optional<std::string> why_not_restorable(const SaveRecord& saved, const CbtState& state,
                                               const Observed& now);
 
@@ -77,7 +100,10 @@ PersistPaths persist_paths(const std::filesystem::path& dir, const std::string& 
 // Saves the map of an attached device and detaches it. The map is read
 // between two identical readings of the write counters with nothing in
 // flight, and the counters must still be the same after the detach:
-// Error(EBUSY) otherwise, and nothing is saved.
+// Error(EBUSY) otherwise, and nothing is saved. Refused, with the device
+// still tracked: a device in a snapshot (Error(EBUSY) naming it: the map
+// read then is the snapshot's, frozen at its take), a device whose writes
+// the block layer does not count (Error(EOPNOTSUPP)).
 CbtInfo save_tracking(DeviceFilter& filter, const std::filesystem::path& dir);
 
 struct ChainRecord {
@@ -86,9 +112,13 @@ struct ChainRecord {
     std::string reason; // why a new generation started
 };
 
+// The snapshot DEVICE is in, if any.
+std::optional<Uuid> snapshot_holding(KernelBackend& kernel, const std::string& device_path);
+
 // Attaches the device if needed and loads its saved map when
 // why_not_restorable() allows; consumes the saved files; writes and
-// returns the chain record.
+// returns the chain record. The counters are read after the attach: a
+// write before it is counted, one after it is tracked.
 ChainRecord restore_tracking(DeviceFilter& filter, const std::filesystem::path& dir);
 
 // The chain record of DEVICE if it speaks of generation GENERATION.

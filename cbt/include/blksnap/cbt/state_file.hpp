@@ -60,6 +60,8 @@ CbtState decode_state(std::span<const std::uint8_t> bytes, const std::string& wh
 void write_file_atomic(const std::filesystem::path& path, std::span<const std::uint8_t> bytes);
 // write_file_atomic() of encode_state(STATE).
 void write_state_file(const std::filesystem::path& path, const CbtState& state);
+// Error(EBADMSG) for a damaged file (decode_state()); any other errno is
+// the file's not being readable (a symbolic link is refused, ELOOP).
 CbtState read_state_file(const std::filesystem::path& path);
 
 // Error(EXDEV) when STATE was made for a device of another geometry than
