@@ -122,9 +122,24 @@ strace -f -qq -o /dev/null -P /dev/blksnap-control -P "$dev" -e trace=ioctl \
 	blksnap cbtrestore -d "$dev" --state-dir "$state" >"$tmp/restore.out" &
 tracer=$!
 mkfifo "$tmp/fifo"
+# The tracee: the process whose parent is strace, in $child (the debug
+# kernel has no /proc/PID/task/TID/children).
+find_child() {
+	local p stat f
+	child=
+	for p in /proc/[0-9]*; do
+		read -r stat 2>/dev/null <"$p/stat" || continue
+		# After the command name: state, parent, ...
+		read -r -a f <<<"${stat##*) }"
+		if [ "${f[1]:-}" = "$1" ]; then
+			child=${p#/proc/}
+			return 0
+		fi
+	done
+}
 held=
 for ((i = 0; i < 1000 && !held; i++)); do
-	read -r child _ <"/proc/$tracer/task/$tracer/children" || true
+	find_child "$tracer"
 	# Stopped at the entry of ioctl (16) on a file of its own (fd > 2).
 	if [ -n "${child:-}" ] && read -r nr fd _ 2>/dev/null <"/proc/$child/syscall" &&
 		[ "$nr" = 16 ] && [ $((fd)) -gt 2 ]; then
