@@ -64,8 +64,8 @@ static unsigned int chunk_shift_for(sector_t capacity)
 void diff_area_corrupt(struct diff_area *area, int error)
 {
 	struct blksnap_event_corrupted data = {
-		.dev_id_mj = MAJOR(area->bdev->bd_dev),
-		.dev_id_mn = MINOR(area->bdev->bd_dev),
+		.dev_id_mj = MAJOR(area->dev_id),
+		.dev_id_mn = MINOR(area->dev_id),
 		.err_code = error,
 	};
 
@@ -280,6 +280,9 @@ static int read_original(struct diff_area *area, sector_t sector,
 	unsigned int i = 0;
 	struct bio *bio;
 
+	/* A detached device may be gone: the snapshot is lost already. */
+	if (!tracker_bdev_get(area->tracker))
+		return -ENODEV;
 	atomic_set(&rd.pending, 1);
 	rd.status = BLK_STS_OK;
 	init_completion(&rd.done);
@@ -301,6 +304,7 @@ static int read_original(struct diff_area *area, sector_t sector,
 	}
 	original_read_put(&rd);
 	wait_for_completion_io(&rd.done);
+	tracker_bdev_put(area->tracker);
 	return blk_status_to_errno(READ_ONCE(rd.status));
 }
 
@@ -620,6 +624,7 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 	area->tracker = tracker;
 	area->resizes = atomic_read(&tracker->resizes);
 	area->bdev = tracker->bdev;
+	area->dev_id = tracker->dev_id;
 	area->ds = ds;
 	area->events = events;
 	area->capacity = bdev_nr_sectors(tracker->bdev);
@@ -662,8 +667,8 @@ struct diff_area *diff_area_create(struct tracker *tracker,
 		return ERR_PTR(ret);
 	}
 	init_waitqueue_head(&area->store_wait);
-	snprintf(name, sizeof(name), "%u:%u", MAJOR(area->bdev->bd_dev),
-		 MINOR(area->bdev->bd_dev));
+	snprintf(name, sizeof(name), "%u:%u", MAJOR(area->dev_id),
+		 MINOR(area->dev_id));
 	area->debug = debugfs_create_file(name, 0400, debug_dir, area,
 					  &chunks_fops);
 	return area;
@@ -779,14 +784,19 @@ static int image_read_original(struct diff_area *area, struct bio *bio,
 	struct bio *clone;
 	int ret;
 
+	if (!tracker_bdev_get(area->tracker))
+		return -EIO;
 	clone = bio_alloc_clone(area->bdev, bio, GFP_NOIO, &fs_bio_set);
-	if (!clone)
+	if (!clone) {
+		tracker_bdev_put(area->tracker);
 		return -ENOMEM;
+	}
 	clone->bi_opf = REQ_OP_READ;
 	clone->bi_iter = *iter;
 	clone->bi_iter.bi_size = len;
 	ret = submit_bio_wait(clone);
 	bio_put(clone);
+	tracker_bdev_put(area->tracker);
 	bio_advance_iter(bio, iter, len);
 	/* Lost meanwhile: writes to the chunk no longer wait for this read. */
 	if (!ret && READ_ONCE(area->error))
@@ -875,18 +885,20 @@ int diff_area_chunk_io(struct diff_area *area, unsigned long n, size_t offset,
  * @n:    the chunk.
  *
  * Until diff_area_unpin_original(), no write reaches the chunk on the
- * original device.
+ * original device, and the device stays (tracker_bdev_get()).
  *
  * Context: any.
  * Return: true if the chunk is not copied and is now pinned; false if the
  * image must read it under the chunk lock (diff_area_chunk_io()): it is
- * copied, or copy-on-write waits for the reads of its bucket to drain
- * (nothing is pinned then).
+ * copied, copy-on-write waits for the reads of its bucket to drain, or the
+ * device was detached (nothing is pinned then).
  */
 bool diff_area_pin_original(struct diff_area *area, unsigned long n)
 {
 	sector_t stored;
 
+	if (!tracker_bdev_get(area->tracker))
+		return false;
 	atomic_inc(readers_of(area, n));
 	/* The count is visible before we look at the flag and at draining;
 	 * pairs with the barrier in chunk_release_original().
@@ -913,9 +925,11 @@ void diff_area_unpin_original(struct diff_area *area, unsigned long first,
 	bool idle = false;
 	unsigned long n;
 
-	for (n = first; n <= last; n++)
+	for (n = first; n <= last; n++) {
 		if (atomic_dec_and_test(readers_of(area, n)))
 			idle = true;
+		tracker_bdev_put(area->tracker);
+	}
 	if (idle && wq_has_sleeper(&area->readers_wait))
 		wake_up_all(&area->readers_wait);
 }

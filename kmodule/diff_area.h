@@ -149,7 +149,9 @@ struct diff_area_worker {
 /**
  * struct diff_area - copy-on-write state of one device of a taken snapshot.
  * @tracker:     the device's tracker (the snapshot holds a reference).
- * @bdev:        the original device.
+ * @bdev:        the original device; used only under a reference from
+ *               tracker_bdev_get(): the device goes with a detach.
+ * @dev_id:      its device number.
  * @ds:          the snapshot's difference storage.
  * @events:      the snapshot's event queue.
  * @chunk_shift: chunk size, as a power of two in bytes.
@@ -193,6 +195,7 @@ struct diff_area_worker {
 struct diff_area {
 	struct tracker *tracker;
 	struct block_device *bdev;
+	dev_t dev_id;
 	struct diff_storage *ds;
 	struct event_queue *events;
 	unsigned int chunk_shift;

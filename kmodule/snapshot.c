@@ -48,6 +48,8 @@ struct snapshot_dev {
  * @ds:        its difference storage.
  * @devices:   its devices.
  * @events:    its events.
+ * @search:    entry in the work list of snapshot_storage_loops().
+ * @seen:      visited by snapshot_storage_loops().
  *
  * Locking: snapshots_mutex protects the list, @busy, @taken, @devices
  * membership and each tracker's &tracker.snapshot, and is only ever held
@@ -66,6 +68,8 @@ struct snapshot {
 	struct diff_storage *ds;
 	struct list_head devices;
 	struct event_queue events;
+	struct list_head search;
+	bool seen;
 };
 
 static LIST_HEAD(snapshots);
@@ -137,6 +141,7 @@ int snapshot_create(unsigned int fd, sector_t limit, uuid_t *id)
 	mutex_init(&s->lock);
 	uuid_gen(&s->id);
 	INIT_LIST_HEAD(&s->devices);
+	INIT_LIST_HEAD(&s->search);
 	event_queue_init(&s->events);
 	mutex_lock(&snapshots_mutex);
 	list_add_tail(&s->link, &snapshots);
@@ -169,6 +174,68 @@ static bool snapshot_holds_dev(dev_t dev_id)
 	return false;
 }
 
+/* Does a device of @s lie on @disk? Context: snapshots_mutex held. */
+static bool snapshot_on_disk(struct snapshot *s, struct gendisk *disk)
+{
+	struct snapshot_dev *sd;
+
+	if (!disk)
+		return false;
+	list_for_each_entry(sd, &s->devices, link)
+		if (sd->tracker->disk_dev == disk_devt(disk))
+			return true;
+	return false;
+}
+
+/*
+ * Would taking @s close a loop of difference storages? The chunks a
+ * snapshot saves are written to its storage; a snapshot that holds the
+ * storage's disk saves the old data of those sectors in turn, into its own
+ * storage. If that chain comes back to @s, copy-on-write waits for itself:
+ * the workers of each snapshot wait for the other's. Snapshots already
+ * taken (or being taken) form no loop, so any new one passes through @s.
+ *
+ * Context: snapshots_mutex held.
+ */
+static bool snapshot_storage_loops(struct snapshot *s)
+{
+	struct snapshot *x, *y;
+	LIST_HEAD(queue);
+	bool loop = false;
+
+	lockdep_assert_held(&snapshots_mutex);
+	list_for_each_entry(y, &snapshots, link)
+		y->seen = false;
+	s->seen = true;
+	list_add_tail(&s->search, &queue);
+	while (!loop && !list_empty(&queue)) {
+		x = list_first_entry(&queue, struct snapshot, search);
+		list_del_init(&x->search);
+		list_for_each_entry(y, &snapshots, link) {
+			if ((y != s && !y->taken && !y->busy) ||
+			    !snapshot_on_disk(y, x->ds->disk))
+				continue;
+			if (y == s) {
+				loop = true;
+				break;
+			}
+			if (!y->seen) {
+				y->seen = true;
+				list_add_tail(&y->search, &queue);
+			}
+		}
+	}
+	while (!list_empty(&queue))
+		list_del_init(queue.next);
+	return loop;
+}
+
+/* Does the storage of @s lie on the disk of @tracker's device? */
+static bool snapshot_on_disk_of(struct snapshot *s, struct tracker *tracker)
+{
+	return s->ds->disk && disk_devt(s->ds->disk) == tracker->disk_dev;
+}
+
 /**
  * snapshot_add_device() - add a device to a snapshot not yet taken.
  * @id:      the snapshot.
@@ -195,7 +262,7 @@ int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
 	else if (s->busy || s->taken || tracker->snapshot ||
 		 snapshot_holds_dev(tracker->dev_id))
 		ret = -EBUSY;
-	else if (s->ds->disk == tracker->bdev->bd_disk)
+	else if (snapshot_on_disk_of(s, tracker))
 		ret = -EINVAL;
 	else if (tracker_partitioned(tracker))
 		ret = -EBUSY;
@@ -238,6 +305,35 @@ static void snapshot_dev_release(struct snapshot_dev *sd)
 	sd->started = false;
 	diff_area_free(sd->area);
 	sd->area = NULL;
+}
+
+/* Give back the devices of @s before @end (NULL: all) to their trackers. */
+static void snapshot_put_bdevs(struct snapshot *s, struct snapshot_dev *end)
+{
+	struct snapshot_dev *sd;
+
+	list_for_each_entry(sd, &s->devices, link) {
+		if (sd == end)
+			break;
+		tracker_bdev_put(sd->tracker);
+	}
+}
+
+/*
+ * Keep the devices of @s while they are taken: a detach, or the removal of
+ * a device, waits until snapshot_put_bdevs().
+ */
+static int snapshot_get_bdevs(struct snapshot *s)
+{
+	struct snapshot_dev *sd;
+
+	list_for_each_entry(sd, &s->devices, link) {
+		if (!tracker_bdev_get(sd->tracker)) {
+			snapshot_put_bdevs(s, sd);
+			return -ENODEV;
+		}
+	}
+	return 0;
 }
 
 /* Longest wait for the writes in flight at a take to complete. */
@@ -290,7 +386,9 @@ open:
  * them, then they are thawed and the images created.
  *
  * Return: 0; -ENOENT, -EALREADY (taken), -ENODEV (no device, or a device
- * was detached since it was added), -EBUSY (a whole disk has partitions
+ * was detached since it was added), -EDEADLK (its storage lies on a
+ * device of a taken snapshot whose storage lies, directly or through
+ * others, on a device of this one), -EBUSY (a whole disk has partitions
  * now), -ETIMEDOUT (writes in flight did not complete), or an error from
  * freezing or from creating the images.
  */
@@ -298,6 +396,7 @@ int snapshot_take(const uuid_t *id)
 {
 	struct snapshot_dev *sd, *frozen = NULL;
 	struct snapshot *s;
+	bool held = false;
 	int ret = 0;
 
 	s = snapshot_get(id);
@@ -311,11 +410,17 @@ int snapshot_take(const uuid_t *id)
 		ret = -EALREADY;
 	else if (list_empty(&s->devices))
 		ret = -ENODEV;
+	else if (snapshot_storage_loops(s))
+		ret = -EDEADLK;
 	else
 		s->busy = true;
 	mutex_unlock(&snapshots_mutex);
 	if (ret)
 		goto out;
+	ret = snapshot_get_bdevs(s);
+	if (ret)
+		goto undo;
+	held = true;
 
 	list_for_each_entry(sd, &s->devices, link) {
 		sd->area = diff_area_create(sd->tracker, s->ds, &s->events);
@@ -361,8 +466,11 @@ thaw:
 	s->taken = true;
 	s->busy = false;
 	mutex_unlock(&snapshots_mutex);
+	snapshot_put_bdevs(s, NULL);
 	goto out;
 undo:
+	if (held)
+		snapshot_put_bdevs(s, NULL);
 	list_for_each_entry(sd, &s->devices, link)
 		snapshot_dev_release(sd);
 	mutex_lock(&snapshots_mutex);

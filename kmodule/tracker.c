@@ -33,9 +33,68 @@ DEFINE_XARRAY(trackers);
 static DEFINE_XARRAY(tracked_disks);
 
 static struct workqueue_struct *tracker_wq;
+/*
+ * Counting a write never waits for memory on the I/O path: each tracker has
+ * a reserve of its own, so that writes held by one device's copy-on-write
+ * never starve another device, which may hold the difference storage the
+ * held writes wait for (struct tracker_write).
+ */
+#define TRACKER_WRITE_RESERVE 64
+static struct kmem_cache *tracker_write_cache;
 static struct workqueue_struct *tracker_defer_wq;
 
 static void tracker_defer_fn(struct work_struct *work);
+
+/*
+ * Let go of the device: nothing of the module refers to it afterwards, so
+ * that the driver may free its disk and be unloaded. The ftrace I/O path
+ * finds only registered trackers, under RCU; held writes are admitted by
+ * @defer_work; everybody else holds @bdev_users.
+ */
+static void tracker_release_bdev(struct tracker *tracker)
+{
+	if (tracker->bdev_released)
+		return;
+	tracker->bdev_released = true;
+	synchronize_rcu();
+	flush_work(&tracker->defer_work);
+	percpu_ref_kill(&tracker->bdev_users);
+	wait_for_completion(&tracker->bdev_idle);
+	percpu_ref_exit(&tracker->bdev_users);
+	put_device(&tracker->bdev->bd_device);
+}
+
+static void tracker_bdev_idle(struct percpu_ref *ref)
+{
+	struct tracker *tracker =
+		container_of(ref, struct tracker, bdev_users);
+
+	complete(&tracker->bdev_idle);
+}
+
+/**
+ * tracker_bdev_get() - use the tracker's device outside the I/O path.
+ * @tracker: the tracker.
+ *
+ * Context: any.
+ * Return: true if the device may be used until tracker_bdev_put(), false
+ * if the tracker was detached (the device may be gone).
+ */
+bool tracker_bdev_get(struct tracker *tracker)
+{
+	return percpu_ref_tryget_live(&tracker->bdev_users);
+}
+
+/**
+ * tracker_bdev_put() - done with the tracker's device.
+ * @tracker: the tracker.
+ *
+ * Context: any.
+ */
+void tracker_bdev_put(struct tracker *tracker)
+{
+	percpu_ref_put(&tracker->bdev_users);
+}
 
 static void tracker_free(struct work_struct *work)
 {
@@ -43,12 +102,11 @@ static void tracker_free(struct work_struct *work)
 		container_of(to_rcu_work(work), struct tracker, free_work);
 
 	/* Held writes are admitted; admitted writes refer to it until done. */
+	tracker_release_bdev(tracker);
 	flush_work(&tracker->defer_work);
 	wait_var_event(&tracker->inflight, !atomic_read(&tracker->inflight));
 	cbt_map_destroy(tracker->cbt_map);
-	/* The last put of a removed disk runs its driver's ->free_disk. */
-	put_device(&tracker->bdev->bd_device);
-	module_put(tracker->owner);
+	mempool_exit(&tracker->write_pool);
 	kfree(tracker);
 }
 
@@ -72,6 +130,15 @@ void tracker_put(struct tracker *tracker)
 	kref_put(&tracker->kref, tracker_release);
 }
 
+static bool bdev_partitioned(struct block_device *bdev)
+{
+	unsigned long index = 1;
+
+	return !bdev_is_partition(bdev) &&
+	       xa_find(&bdev->bd_disk->part_tbl, &index, ULONG_MAX,
+		       XA_PRESENT) != NULL;
+}
+
 /**
  * tracker_partitioned() - is the tracker's device a whole disk that has
  * partitions?
@@ -88,13 +155,14 @@ void tracker_put(struct tracker *tracker)
  */
 bool tracker_partitioned(struct tracker *tracker)
 {
-	struct block_device *bdev = tracker->bdev;
-	unsigned long index = 1;
+	bool ret;
 
-	if (bdev_is_partition(bdev))
+	/* Detached: its device may be gone; a take fails anyway (-ENODEV). */
+	if (!tracker_bdev_get(tracker))
 		return false;
-	return xa_find(&bdev->bd_disk->part_tbl, &index, ULONG_MAX,
-		       XA_PRESENT) != NULL;
+	ret = bdev_partitioned(tracker->bdev);
+	tracker_bdev_put(tracker);
+	return ret;
 }
 
 /**
@@ -123,25 +191,24 @@ struct tracker *tracker_create(struct block_device *bdev)
 	tracker = kzalloc(sizeof(*tracker), GFP_KERNEL);
 	if (!tracker)
 		return ERR_PTR(-ENOMEM);
-	tracker->bdev = bdev;
-	if (tracker_partitioned(tracker)) {
+	if (bdev_partitioned(bdev)) {
 		pr_info("%pg has partitions: attach them instead of the whole disk\n",
 			bdev);
 		kfree(tracker);
 		return ERR_PTR(-EBUSY);
 	}
-	/* The driver's code must outlive the reference to its disk. */
-	tracker->owner = bdev->bd_disk->fops->owner;
-	if (!try_module_get(tracker->owner)) {
-		kfree(tracker);
-		return ERR_PTR(-ENODEV);
-	}
 	map = cbt_map_create(bdev_nr_sectors(bdev));
 	if (IS_ERR(map)) {
-		module_put(tracker->owner);
 		kfree(tracker);
 		return ERR_CAST(map);
 	}
+	if (mempool_init_slab_pool(&tracker->write_pool, TRACKER_WRITE_RESERVE,
+				   tracker_write_cache))
+		goto fail_map;
+	if (percpu_ref_init(&tracker->bdev_users, tracker_bdev_idle, 0,
+			    GFP_KERNEL))
+		goto fail_pool;
+	init_completion(&tracker->bdev_idle);
 	kref_init(&tracker->kref);
 	mutex_init(&tracker->cow_lock);
 	atomic_set(&tracker->inflight, 0);
@@ -153,8 +220,15 @@ struct tracker *tracker_create(struct block_device *bdev)
 	get_device(&bdev->bd_device);
 	tracker->bdev = bdev;
 	tracker->dev_id = bdev->bd_dev;
+	tracker->disk_dev = disk_devt(bdev->bd_disk);
 	tracker->cbt_map = map;
 	return tracker;
+fail_pool:
+	mempool_exit(&tracker->write_pool);
+fail_map:
+	cbt_map_destroy(map);
+	kfree(tracker);
+	return ERR_PTR(-ENOMEM);
 }
 
 /**
@@ -344,12 +418,6 @@ struct tracker_write {
 	struct tracker *tracker;
 };
 
-/* Counting a write never waits for memory on the I/O path: the reserve. */
-#define TRACKER_WRITE_RESERVE 256
-
-static struct kmem_cache *tracker_write_cache;
-static mempool_t tracker_write_pool;
-
 static void tracker_write_endio(struct bio *bio)
 {
 	struct tracker_write *tw = bio->bi_private;
@@ -357,7 +425,7 @@ static void tracker_write_endio(struct bio *bio)
 
 	bio->bi_end_io = tw->end_io;
 	bio->bi_private = tw->private;
-	mempool_free(tw, &tracker_write_pool);
+	mempool_free(tw, &tracker->write_pool);
 	bio_endio(bio);
 	/*
 	 * Last: the tracker may be freed once the count is zero, and
@@ -433,7 +501,7 @@ enum tracker_verdict tracker_admit_bio(struct tracker *tracker,
 		 */
 		if (smp_load_acquire(&tracker->gated))
 			return TRACKER_DEFER;
-		tw = mempool_alloc(&tracker_write_pool,
+		tw = mempool_alloc(&tracker->write_pool,
 				   GFP_NOWAIT | __GFP_NOWARN);
 		if (!tw)
 			return TRACKER_DEFER;
@@ -495,7 +563,7 @@ static void tracker_defer_fn(struct work_struct *work)
 	for (;;) {
 		/* A mempool allocation that may wait never fails. */
 		if (!tw)
-			tw = mempool_alloc(&tracker_write_pool, GFP_NOIO);
+			tw = mempool_alloc(&tracker->write_pool, GFP_NOIO);
 		rcu_read_lock();
 		spin_lock_irq(&tracker->gate_lock);
 		bio = tracker->gated ? NULL : bio_list_pop(&tracker->deferred);
@@ -515,7 +583,7 @@ static void tracker_defer_fn(struct work_struct *work)
 			tracker_resubmit_bio(tracker, bio);
 	}
 	if (tw)
-		mempool_free(tw, &tracker_write_pool);
+		mempool_free(tw, &tracker->write_pool);
 	memalloc_noio_restore(noio);
 }
 
@@ -827,6 +895,11 @@ void tracker_stop_cow(struct tracker *tracker, struct diff_area *area,
  *
  * A snapshot holding the device is corrupted, and one not taken yet can
  * no longer be: the device is gone, or another tracker may see its writes.
+ * The device is let go before this returns (tracker_release_bdev()): the
+ * disk's driver may free it and be unloaded next.
+ *
+ * Context: process context; waits for the users of the device (a take,
+ * image reads of the original, copy-on-write reads) to finish.
  */
 void tracker_detached(struct tracker *tracker)
 {
@@ -835,6 +908,7 @@ void tracker_detached(struct tracker *tracker)
 	mutex_unlock(&tracker->cow_lock);
 	tracker_stop_cow(tracker, NULL, -ENODEV);
 	tracker_ungate(tracker);
+	tracker_release_bdev(tracker);
 	tracker_put(tracker);
 }
 
@@ -1016,15 +1090,10 @@ int tracker_init(void)
 	tracker_write_cache = KMEM_CACHE(tracker_write, 0);
 	if (!tracker_write_cache)
 		return -ENOMEM;
-	ret = mempool_init_slab_pool(&tracker_write_pool,
-				     TRACKER_WRITE_RESERVE,
-				     tracker_write_cache);
-	if (ret)
-		goto fail_cache;
 	ret = -ENOMEM;
 	tracker_wq = alloc_workqueue("blksnap-tracker", WQ_MEM_RECLAIM, 0);
 	if (!tracker_wq)
-		goto fail_pool;
+		goto fail_cache;
 	/* Held writes are writeback: they have a rescuer of their own. */
 	tracker_defer_wq = alloc_workqueue("blksnap-defer", WQ_MEM_RECLAIM, 0);
 	if (!tracker_defer_wq)
@@ -1032,8 +1101,6 @@ int tracker_init(void)
 	return 0;
 fail_wq:
 	destroy_workqueue(tracker_wq);
-fail_pool:
-	mempool_exit(&tracker_write_pool);
 fail_cache:
 	kmem_cache_destroy(tracker_write_cache);
 	return ret;
@@ -1051,6 +1118,5 @@ void tracker_done(void)
 	/* Every tracker is freed, so every write it admitted completed. */
 	destroy_workqueue(tracker_wq);
 	destroy_workqueue(tracker_defer_wq);
-	mempool_exit(&tracker_write_pool);
 	kmem_cache_destroy(tracker_write_cache);
 }

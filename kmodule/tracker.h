@@ -3,7 +3,10 @@
 #define __BLKSNAP_TRACKER_H
 
 #include <linux/blkdev.h>
+#include <linux/completion.h>
 #include <linux/kref.h>
+#include <linux/mempool.h>
+#include <linux/percpu-refcount.h>
 #include <linux/bio.h>
 #include <linux/workqueue.h>
 #ifdef BLKSNAP_HAVE_BLKFILTER
@@ -18,10 +21,17 @@ struct snapshot;
  * struct tracker - blksnap's filter on one block device.
  * @filter:    the block layer's handle (kernels with the device filter).
  * @kref:      the registry holds one reference; lookups take more.
- * @bdev:      the device; a reference to its struct device is held.
- * @owner:     the module of the device's driver; a reference is held, as
- *             the last put of a removed disk runs the driver's code.
+ * @bdev:      the device; a reference to its struct device is held until
+ *             the tracker is detached (tracker_detached()), not longer: the
+ *             last put of a removed disk may run its driver's code, and
+ *             the driver's module may be unloaded right after. Whoever
+ *             uses @bdev outside the I/O path holds @bdev_users.
+ * @bdev_users: tracker_bdev_get() / tracker_bdev_put(); killed at detach.
+ * @bdev_idle: completed when the last user of a killed @bdev_users left.
+ * @bdev_released: @bdev is no longer referenced.
+ * @write_pool: reserve of &struct tracker_write for counting writes.
  * @dev_id:    its device number, the registry key.
+ * @disk_dev:  the device number of its whole disk.
  * @cbt_map:   its change map.
  * @snapshot:  the snapshot it belongs to, or NULL (snapshots_mutex).
  * @diff_area: copy-on-write state while its snapshot is taken (RCU).
@@ -58,8 +68,12 @@ struct tracker {
 #endif
 	struct kref kref;
 	struct block_device *bdev;
-	struct module *owner;
+	struct percpu_ref bdev_users;
+	struct completion bdev_idle;
+	bool bdev_released;
+	mempool_t write_pool;
 	dev_t dev_id;
+	dev_t disk_dev;
 	struct cbt_map *cbt_map;
 	struct snapshot *snapshot;
 	struct diff_area __rcu *diff_area;
@@ -118,6 +132,8 @@ int tracker_start_cow(struct tracker *tracker, struct diff_area *area);
 void tracker_stop_cow(struct tracker *tracker, struct diff_area *area,
 		      int error);
 void tracker_detached(struct tracker *tracker);
+bool tracker_bdev_get(struct tracker *tracker);
+void tracker_bdev_put(struct tracker *tracker);
 
 /* Does a bio change data (write, write-zeroes, discard with sectors)? */
 static inline bool tracker_bio_changes(struct bio *bio)
