@@ -5,8 +5,13 @@
 #include <cstdio>
 #include <fcntl.h>
 #include <fstream>
+#include <linux/btrfs.h>
+#include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
+#include <uuid/uuid.h>
 
 namespace blksnap {
 
@@ -71,6 +76,30 @@ void add_stack(dev_t dev, const std::string& chain, std::map<dev_t, std::string>
         add_stack(S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev, here, out, depth + 1);
 }
 
+// A btrfs file system has an anonymous st_dev and may span several
+// devices: its files are written through each of them. The members are
+// listed under /sys/fs/btrfs/FSID/devices/.
+void add_btrfs_members(int fd, std::map<dev_t, std::string>& out) {
+    struct statfs sfs;
+    if (::fstatfs(fd, &sfs) != 0 || sfs.f_type != BTRFS_SUPER_MAGIC)
+        return;
+    btrfs_ioctl_fs_info_args info{};
+    if (::ioctl(fd, BTRFS_IOC_FS_INFO, &info) != 0)
+        throw_errno("difference storage: the devices of its btrfs file system");
+    char fsid[37];
+    uuid_unparse_lower(info.fsid, fsid);
+    std::error_code ec;
+    for (const auto& member :
+         fs::directory_iterator(fs::path("/sys/fs/btrfs") / fsid / "devices", ec)) {
+        dev_t dev;
+        if (parse_dev(read_line(member.path() / "dev"), dev))
+            add_stack(dev, "btrfs " + std::string(fsid, 8), out, 1);
+    }
+    if (ec)
+        throw Error(ec.value(), "difference storage",
+                    "cannot list the devices of its btrfs file system " + std::string(fsid));
+}
+
 } // namespace
 
 std::map<dev_t, std::string> storage_devices(int fd) {
@@ -79,6 +108,8 @@ std::map<dev_t, std::string> storage_devices(int fd) {
         throw_errno("difference storage");
     std::map<dev_t, std::string> out;
     add_stack(S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev, "", out, 0);
+    if (!S_ISBLK(st.st_mode))
+        add_btrfs_members(fd, out);
     return out;
 }
 

@@ -123,6 +123,32 @@ dmsetup mknodes blksnap-stacked
 [ -b /dev/mapper/blksnap-stacked ] || fail "no device-mapper node"
 stacked "a device-mapper target" /dev/mapper/blksnap-stacked
 dmsetup remove --noudevsync blksnap-stacked
+step "storage on a btrfs spanning a snapshot device is refused"
+# Its files are written through every member device; the kernel knows only
+# the one in its superblock (stock kernels: the debug kernel has no btrfs).
+if modprobe btrfs 2>/dev/null; then
+	truncate -s 256M "$tmp/m1" "$tmp/m2"
+	m1=$(losetup --find --show "$tmp/m1")
+	m2=$(losetup --find --show "$tmp/m2")
+	mkfs.btrfs -q -f -d single -m single "$m1" "$m2" >/dev/null
+	mkdir -p "$tmp/btrfs"
+	mount -t btrfs -o device="$m2" "$m1" "$tmp/btrfs"
+	for m in "$m1" "$m2"; do
+		if out=$(blksnap snapshot_create -d "$m" -f "$tmp/btrfs/store" -l 32M 2>&1); then
+			blksnap snapshot_destroy -i "$out"
+			fail "a file of a btrfs on $m1 and $m2 accepted as the storage of $m"
+		fi
+		echo "$out"
+		rm -f "$tmp/btrfs/store"
+	done
+	umount "$tmp/btrfs"
+	for m in "$m1" "$m2"; do
+		blksnap detach -d "$m" 2>/dev/null || true
+		losetup -d "$m"
+	done
+else
+	echo "no btrfs in this kernel: step skipped"
+fi
 # An overlay's files are written to its upper layer's file system.
 need_modules overlay
 step "storage in an overlay whose upper layer is on a snapshot device is refused"
