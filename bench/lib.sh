@@ -36,3 +36,5 @@ row() {
 	python3 -c 'import json,sys; n,b,m,u,t=sys.argv[1:]; b,m=float(b),float(m)
 print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(m/b,3),"target":float(t)}))' "$@"
 }
+# row_lower NAME BASELINE MEASURED UNIT TARGET: a row where lower is better.
+row_lower() { row "$@" | sed 's/}$/, "lower": true}/'; }

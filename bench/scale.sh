@@ -20,8 +20,6 @@ rounds=${BENCH_ROUNDS:-5}
 cow_chunks=${BENCH_SCALE_CHUNKS:-65536}
 chunk=$((256 << 10))
 tmp=$(mktemp -d)
-# row_lower NAME BASELINE MEASURED UNIT TARGET: a row where lower is better.
-row_lower() { row "$@" | sed 's/}$/, "lower": true}/'; }
 
 # A writer over the first 16 MiB of each device given, 4 KiB at random
 # places, direct, until killed.

@@ -3,6 +3,7 @@
 #include <blksnap/error.hpp>
 
 #include <cerrno>
+#include <string>
 
 namespace blksnapfs {
 
@@ -10,14 +11,14 @@ HandleTable::~HandleTable() {
     set_.clear_and_dispose([](Handle* h) { delete h; });
 }
 
-unsigned& HandleTable::count(Handle::Kind kind) {
+unsigned& HandleTable::Counts::of(Handle::Kind kind) {
     switch (kind) {
     case Handle::Kind::image:
-        return images_;
+        return images;
     case Handle::Kind::events:
-        return events_;
+        return events;
     default:
-        return others_;
+        return others;
     }
 }
 
@@ -32,12 +33,23 @@ unsigned HandleTable::limit(Handle::Kind kind) const {
     }
 }
 
-std::uint64_t HandleTable::add(std::unique_ptr<Handle> handle) {
+std::uint64_t HandleTable::add(std::unique_ptr<Handle> handle, uid_t owner) {
     std::lock_guard lock(mutex_);
-    unsigned& n = count(handle->kind);
-    if (n >= limit(handle->kind))
-        throw blksnap::Error(EMFILE, "open", "too many open files of this kind");
-    ++n;
+    handle->owner = owner;
+    if (owner != 0) {
+        const Handle::Kind kind = handle->kind;
+        auto found = users_.find(owner);
+        const unsigned n = found == users_.end() ? 0 : found->second.of(kind);
+        if (n >= limit(kind))
+            throw blksnap::Error(EMFILE, "open",
+                                 "user " + std::to_string(owner) +
+                                     " has too many open files of this kind");
+        if (kind == Handle::Kind::events && events_all_ >= limits_.events_all)
+            throw blksnap::Error(EMFILE, "open", "too many events files open by users but root");
+        ++users_[owner].of(kind);
+        if (kind == Handle::Kind::events)
+            ++events_all_;
+    }
     handle->id = next_id_++;
     const std::uint64_t id = handle->id;
     set_.insert(*handle.release());
@@ -57,7 +69,14 @@ void HandleTable::remove(std::uint64_t id) {
         auto it = set_.find(id);
         if (it == set_.end())
             return;
-        --count(it->kind);
+        if (it->owner != 0) {
+            auto user = users_.find(it->owner);
+            --user->second.of(it->kind);
+            if (user->second.empty())
+                users_.erase(user);
+            if (it->kind == Handle::Kind::events)
+                --events_all_;
+        }
         owned.reset(&*it);
         set_.erase(it);
     }
@@ -78,6 +97,12 @@ bool HandleTable::with_path(const std::string& path, const std::function<void(Ha
 std::size_t HandleTable::size() {
     std::lock_guard lock(mutex_);
     return set_.size();
+}
+
+unsigned HandleTable::count(uid_t owner, Handle::Kind kind) {
+    std::lock_guard lock(mutex_);
+    auto found = users_.find(owner);
+    return found == users_.end() ? 0 : found->second.of(kind);
 }
 
 } // namespace blksnapfs

@@ -1,6 +1,8 @@
 // The table of open files: each FUSE file handle is an entry, found by its
-// number. Bounded: open() fails with EMFILE past the limits, so the memory
-// the daemon uses stays bounded whatever readers do.
+// number. Bounded per user: open() fails with EMFILE past a user's limits,
+// so what each user other than root makes the daemon hold stays bounded
+// whatever it does, and no user takes anything from another or from root
+// (the backup agent: its opens are not counted).
 #pragma once
 
 #include "image_file.hpp"
@@ -15,6 +17,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sys/types.h>
+#include <unordered_map>
 
 namespace blksnapfs {
 
@@ -22,6 +26,7 @@ struct Handle : boost::intrusive::set_base_hook<> {
     enum class Kind { image, cbt_map, info, events };
     Kind kind = Kind::info;
     std::uint64_t id = 0;
+    uid_t owner = 0;                       // who opened it (counted against)
     std::string path;                      // where it was opened
     std::optional<TakenDevice> device;     // image, cbt_map, info
     std::optional<blksnap::Uuid> snapshot; // events
@@ -36,10 +41,16 @@ struct Handle : boost::intrusive::set_base_hook<> {
     };
 };
 
+// What each user other than root may have open at once; root's opens are
+// not counted.
 struct HandleLimits {
     unsigned images = 64;   // open image.raw files (each holds its read buffers)
     unsigned events = 16;   // events readers (each may hold a thread while waiting)
     unsigned others = 1024; // cbt.map and info
+    // events files of all users but root together: a waiting read holds one
+    // of the daemon's request threads (32), so the others' readers leave
+    // root at least 16.
+    unsigned events_all = 16;
 };
 
 class HandleTable {
@@ -49,8 +60,9 @@ public:
     HandleTable(const HandleTable&) = delete;
     HandleTable& operator=(const HandleTable&) = delete;
 
-    // Takes HANDLE and returns its number; Error(EMFILE) over the limit.
-    std::uint64_t add(std::unique_ptr<Handle> handle);
+    // Takes HANDLE, opened by user OWNER, and returns its number;
+    // Error(EMFILE) when OWNER (not root) is at its limit for the kind.
+    std::uint64_t add(std::unique_ptr<Handle> handle, uid_t owner);
     // The handle numbered ID, or nullptr. Valid until remove(ID): FUSE
     // sends release only once the file's other operations have ended.
     Handle* find(std::uint64_t id);
@@ -58,17 +70,26 @@ public:
     // Calls FN with an open handle of PATH, if there is one; returns whether.
     bool with_path(const std::string& path, const std::function<void(Handle&)>& fn);
     std::size_t size();
+    // How many handles of KIND user OWNER has open (0 for root: not counted).
+    unsigned count(uid_t owner, Handle::Kind kind);
 
 private:
     using Set = boost::intrusive::set<Handle, boost::intrusive::key_of_value<Handle::Key>>;
-    unsigned& count(Handle::Kind kind);
+    struct Counts {
+        unsigned images = 0, events = 0, others = 0;
+        unsigned& of(Handle::Kind kind);
+        bool empty() const { return images == 0 && events == 0 && others == 0; }
+    };
     unsigned limit(Handle::Kind kind) const;
 
     HandleLimits limits_;
     std::mutex mutex_;
     Set set_;
     std::uint64_t next_id_ = 1;
-    unsigned images_ = 0, events_ = 0, others_ = 0;
+    // Users other than root with something open; an entry goes with their
+    // last handle, so the map is no bigger than the table.
+    std::unordered_map<uid_t, Counts> users_;
+    unsigned events_all_ = 0; // events handles in users_
 };
 
 } // namespace blksnapfs

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <iostream>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 namespace {
@@ -51,6 +52,16 @@ int run(int argc, char** argv) {
     // unmapped (and page-faulted in) each time.
     mallopt(M_MMAP_THRESHOLD, 8 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
+
+    // An open image.raw holds two or three descriptors, and the limits on
+    // open files are each user's (root's not counted): the soft limit on
+    // descriptors (1024 by default) must not be what refuses root's opens
+    // once other users hold theirs. The daemon waits with poll(), never select().
+    if (rlimit nofile{};
+        getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
 
     KernelSource source; // throws when the module is not loaded
     // The default mount point is made once the module is known to be there:

@@ -198,7 +198,9 @@ int op_open(const char* path, fuse_file_info* fi) {
             fi->direct_io = 1;
             break;
         }
-        fi->fh = d.handles.add(std::move(h));
+        // Counted against the caller (root's opens are not: a user at
+        // the limits leaves root's backup agent its files).
+        fi->fh = d.handles.add(std::move(h), fuse_get_context()->uid);
         return 0;
     });
 }

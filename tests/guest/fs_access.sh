@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 30
+# cost: 50
 # vm: --disks 1 --disk-size 32M
 # columns: stock-6.1 stock-6.12
 # Who may read what under blksnapfs: image.raw, cbt.map and events are
@@ -7,7 +7,9 @@
 # checked by the kernel
 # (default_permissions), so -o allow_other alone opens nothing to other
 # users; --group GROUP gives that group read access (with --writable, write
-# access to image.raw). A failed start leaves no mount point behind.
+# access to image.raw). The limits on open files are each user's, root's
+# opens not counted: a user at them leaves root's backup agent its files.
+# A failed start leaves no mount point behind.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fs-helpers.bash"
 dev=$(disk 1)
@@ -16,6 +18,7 @@ tmp=$(mktemp -d)
 # other: a user in no group of ours; member: one in GROUP.
 other() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 member() { setpriv --reuid=65533 --regid=65533 --groups=4242 "$@"; }
+member2() { setpriv --reuid=65532 --regid=65532 --groups=4242 "$@"; }
 # denied WHAT CMD...: CMD fails with "Permission denied".
 denied() {
 	local what=$1 out
@@ -87,6 +90,78 @@ expect_eq "the image after a member's write" \
 	"$(dd if="$image" bs=4k count=1 iflag=direct status=none | tr -d '\0' | wc -c)" 0
 denied "image.raw written by another user" \
 	other dd if=/dev/zero of="$dir/image.raw" bs=4k count=1 conv=notrunc status=none
+fs_stop
+
+step "open-file limits are each user's: a user at them, root still opens image.raw"
+# hold [USER-CMD...] FILE MAX: in the background, open FILE until an open
+# fails (at most MAX times) and keep what opened open until release; sets
+# held to "COUNT ERROR" (ERROR: the errno name of the open that failed, or
+# none). Its own descriptor limit is raised first: a refusal is the daemon's.
+hold_py='import errno, os, resource, sys
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+fds, err = [], "none"
+for _ in range(int(sys.argv[2])):
+    try:
+        fds.append(os.open(sys.argv[1], os.O_RDONLY))
+    except OSError as e:
+        err = errno.errorcode[e.errno]
+        break
+print(len(fds), err, flush=True)
+sys.stdin.read()'
+hold_fds=() hold_pids=() holds=0
+hold() {
+	local n=$((++holds)) fd
+	mkfifo "$tmp/hold$n"
+	(
+		for fd in "${hold_fds[@]}"; do exec {fd}>&-; done
+		"${@:1:$#-2}" python3 -c "$hold_py" "${@: -2}" <"$tmp/hold$n" >"$tmp/held$n"
+	) &
+	hold_pids+=($!)
+	exec {fd}>"$tmp/hold$n"
+	hold_fds+=("$fd")
+	while [ ! -s "$tmp/held$n" ] && kill -0 "${hold_pids[-1]}" 2>/dev/null; do sleep 0.1; done
+	held=$(<"$tmp/held$n")
+	[ -n "$held" ] || fail "the opens of ${*: -2:1} failed"
+}
+# release: the last hold closes its files and ends.
+release() {
+	local fd=${hold_fds[-1]}
+	exec {fd}>&-
+	wait "${hold_pids[-1]}"
+	unset 'hold_fds[-1]' 'hold_pids[-1]'
+}
+# The holders' (and the daemon's) hard limit on descriptors above the
+# daemon's limits.
+hard=$(ulimit -Hn)
+[ "$hard" = unlimited ] || [ "$hard" -ge 4096 ] || ulimit -Hn 4096
+want=$(xsum "$image") # as the member wrote it above
+fs_start -o allow_other --group blksnap-readers
+hold member "$dir/image.raw" 70
+expect_eq "a member's opens of image.raw" "$held" "64 EMFILE"
+# Before, the 64 were everybody's: root's open failed with EMFILE here.
+got=$(xsum "$dir/image.raw" 2>"$tmp/err") ||
+	fail "root could not read image.raw while a member held 64: $(<"$tmp/err")"
+expect_eq "image.raw read by root while a member holds 64" "$got" "$want"
+expect_eq "image.raw read by another member meanwhile" \
+	"$(member2 xxhsum -H64 "$dir/image.raw" | cut -d' ' -f1)" "$want"
+hold "$dir/image.raw" 80
+expect_eq "root's opens of image.raw (not counted) meanwhile" "$held" "80 none"
+release
+release
+# events: each user's 16, and at most 16 of all users but root together
+# (a waiting reader holds one of the 32 request threads); root's not.
+hold member "$snap/$id/events" 20
+expect_eq "a member's opens of events" "$held" "16 EMFILE"
+hold "$snap/$id/events" 20
+expect_eq "root's opens of events meanwhile" "$held" "20 none"
+release
+hold member2 "$snap/$id/events" 1
+expect_eq "another member's open of events meanwhile" "$held" "0 EMFILE"
+release
+release
+# (The 1024 cbt.map and info files of each user: the unit tests; 2000
+# opens would take a minute here.)
 fs_stop
 
 step "an unknown group is bad usage (exit 2)"

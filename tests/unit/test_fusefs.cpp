@@ -383,17 +383,87 @@ TEST(FusefsHandles, BoundedTable) {
         h->kind = k;
         return h;
     };
-    const auto a = table.add(make(Handle::Kind::events));
-    EXPECT_THROW(table.add(make(Handle::Kind::events)), blksnap::Error);
-    const auto b = table.add(make(Handle::Kind::info));
-    table.add(make(Handle::Kind::cbt_map));
-    EXPECT_THROW(table.add(make(Handle::Kind::info)), blksnap::Error);
+    const uid_t user = 1000;
+    const auto a = table.add(make(Handle::Kind::events), user);
+    EXPECT_THROW(table.add(make(Handle::Kind::events), user), blksnap::Error);
+    const auto b = table.add(make(Handle::Kind::info), user);
+    table.add(make(Handle::Kind::cbt_map), user);
+    EXPECT_THROW(table.add(make(Handle::Kind::info), user), blksnap::Error);
     EXPECT_NE(a, b);
     EXPECT_EQ(table.find(a)->kind, Handle::Kind::events);
+    EXPECT_EQ(table.find(a)->owner, user);
     table.remove(a);
     EXPECT_EQ(table.find(a), nullptr);
-    table.add(make(Handle::Kind::events));
+    table.add(make(Handle::Kind::events), user);
     EXPECT_EQ(table.size(), 3u);
+}
+
+// The limits are each user's: one at its limits takes nothing from another
+// user, and root (the backup agent) is never refused. Before, the limits
+// were shared: a user holding every image.raw made root's open fail.
+TEST(FusefsHandles, LimitsPerUserRootExempt) {
+    HandleTable table(HandleLimits{.images = 2, .events = 2, .others = 3, .events_all = 3});
+    auto make = [](Handle::Kind k) {
+        auto h = std::make_unique<Handle>();
+        h->kind = k;
+        return h;
+    };
+    auto emfile = [&](Handle::Kind k, uid_t uid) {
+        try {
+            table.add(make(k), uid);
+        } catch (const blksnap::Error& e) {
+            return e.code() == EMFILE;
+        }
+        return false;
+    };
+    const uid_t alice = 1000, bob = 1001;
+    std::vector<std::uint64_t> alices;
+    for (int i = 0; i < 2; ++i)
+        alices.push_back(table.add(make(Handle::Kind::image), alice));
+    for (int i = 0; i < 3; ++i)
+        alices.push_back(table.add(make(Handle::Kind::info), alice));
+    EXPECT_TRUE(emfile(Handle::Kind::image, alice));
+    EXPECT_TRUE(emfile(Handle::Kind::cbt_map, alice));
+    EXPECT_EQ(table.count(alice, Handle::Kind::image), 2u);
+    EXPECT_EQ(table.count(alice, Handle::Kind::info), 3u); // cbt.map and info together
+    // Bob has his own.
+    const auto bobs = table.add(make(Handle::Kind::image), bob);
+    table.add(make(Handle::Kind::image), bob);
+    EXPECT_TRUE(emfile(Handle::Kind::image, bob));
+    table.add(make(Handle::Kind::cbt_map), bob);
+    // Root is not counted and never refused.
+    std::vector<std::uint64_t> roots;
+    for (int i = 0; i < 100; ++i) {
+        roots.push_back(table.add(make(Handle::Kind::image), 0));
+        roots.push_back(table.add(make(Handle::Kind::events), 0));
+        roots.push_back(table.add(make(Handle::Kind::info), 0));
+    }
+    EXPECT_EQ(table.count(0, Handle::Kind::image), 0u);
+    EXPECT_EQ(table.find(roots[0])->owner, 0u);
+    for (auto id : roots)
+        table.remove(id);
+    EXPECT_EQ(table.count(alice, Handle::Kind::image), 2u);
+    // A close gives the user back one.
+    table.remove(alices[0]);
+    EXPECT_EQ(table.count(alice, Handle::Kind::image), 1u);
+    table.add(make(Handle::Kind::image), alice);
+    EXPECT_TRUE(emfile(Handle::Kind::image, alice));
+    table.remove(bobs);
+    EXPECT_EQ(table.count(bob, Handle::Kind::image), 1u);
+
+    // events: each user's limit, and all users but root together at most
+    // events_all (each waiting reader holds a request thread); root's
+    // events readers are not among them.
+    table.add(make(Handle::Kind::events), alice);
+    const auto alice_ev = table.add(make(Handle::Kind::events), alice);
+    EXPECT_TRUE(emfile(Handle::Kind::events, alice));
+    table.add(make(Handle::Kind::events), bob);
+    EXPECT_TRUE(emfile(Handle::Kind::events, bob)); // 3 of events_all
+    const auto root_ev = table.add(make(Handle::Kind::events), 0);
+    table.remove(alice_ev);
+    table.add(make(Handle::Kind::events), bob);
+    EXPECT_EQ(table.count(bob, Handle::Kind::events), 2u);
+    table.remove(root_ev);
 }
 
 namespace {
