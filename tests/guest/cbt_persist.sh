@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 40
+# cost: 45
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
 # vm: --disk 32M
 # A change map kept across a module reload: `blksnap cbtsave` saves the map
