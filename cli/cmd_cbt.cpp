@@ -1,5 +1,5 @@
-// cbtinfo, readcbtmap, markdirtyblock; cbtsave and cbtrestore (a change
-// map kept across a module reload or a reboot).
+// cbtinfo, readcbtmap, markdirtyblock; cbtsave, cbttake and cbtrestore (a
+// change map kept across a module reload or a reboot).
 #include "args.hpp"
 #include "commands.hpp"
 
@@ -140,7 +140,7 @@ void add_markdirtyblock(CLI::App& app, Context& ctx) {
     });
 }
 
-// -d DEVICE, --state-dir DIR and -j of cbtsave and cbtrestore.
+// -d DEVICE, --state-dir DIR and -j of cbtsave, cbttake and cbtrestore.
 std::shared_ptr<DeviceArgs> add_state_args(CLI::App& cmd) {
     auto args = std::make_shared<DeviceArgs>();
     add_device(cmd, args->device);
@@ -170,12 +170,39 @@ void add_cbtsave(CLI::App& app, Context& ctx) {
     });
 }
 
+// The first step at boot: no module needed (the kernel is never asked).
+void add_cbttake(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand(
+        "cbttake", "Note this boot and take the saved change map of a device aside for "
+                   "cbtrestore, without the module: a map not restored in the boot that took "
+                   "it is never loaded");
+    auto args = add_state_args(*cmd);
+    cmd->callback([&ctx, args] {
+        const std::string boot = cbt::boot_id();
+        const bool took = cbt::take_saved(args->state_dir, args->device, boot);
+        const auto dir =
+            cbt::taken_paths(args->state_dir, args->device, boot).record.parent_path().string();
+        if (args->json) {
+            ctx.print({{"device", args->device}, {"taken", took}, {"boot_id", boot}});
+            return;
+        }
+        if (took)
+            ctx.out() << "took the saved change map of " << args->device << " to " << dir
+                      << std::endl;
+        else
+            ctx.out() << "no saved change map of " << args->device << " to take" << std::endl;
+    });
+}
+
 void add_cbtrestore(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand(
         "cbtrestore", "Attach a device and continue its saved change map if nothing wrote to "
                       "it since the save; otherwise start a new generation and say why");
     auto args = add_state_args(*cmd);
     cmd->callback([&ctx, args] {
+        // Before anything needs the module: a restore that fails for want
+        // of it still consumes the save.
+        cbt::take_saved(args->state_dir, args->device);
         DeviceFilter filter(ctx.kernel(), args->device);
         const cbt::ChainRecord chain = cbt::restore_tracking(filter, args->state_dir);
         const CbtInfo info = filter.cbt_info();
@@ -204,6 +231,7 @@ void add_cbt_commands(CLI::App& app, Context& ctx) {
     add_readcbtmap(app, ctx);
     add_markdirtyblock(app, ctx);
     add_cbtsave(app, ctx);
+    add_cbttake(app, ctx);
     add_cbtrestore(app, ctx);
 }
 

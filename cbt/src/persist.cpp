@@ -2,14 +2,24 @@
 #include <blksnap/cbt/persist.hpp>
 #include <blksnap/error.hpp>
 
+#include <blksnap/unique_fd.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fcntl.h>
 #include <fstream>
+#include <libudev.h>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <thread>
 #include <unistd.h>
+#include <xxhash.h>
 
 namespace blksnap::cbt {
 
@@ -183,34 +193,189 @@ bool counts_writes(const std::string& device_path, const fs::path& sysfs) {
     return attribute(disk / "queue" / "iostats") == "1";
 }
 
-std::string device_identity(const std::string& device_path, const fs::path& sysfs) {
+UdevProperties udev_properties(DeviceId id) {
+    UdevProperties props;
+    std::unique_ptr<udev, decltype(&udev_unref)> u(udev_new(), udev_unref);
+    if (!u)
+        return props;
+    std::unique_ptr<udev_device, decltype(&udev_device_unref)> dev(
+        udev_device_new_from_devnum(u.get(), 'b', makedev(id.major, id.minor)), udev_device_unref);
+    // Not initialized: udev has no record of it (none runs, or it has not
+    // processed the device yet); what libudev gives then is the kernel's
+    // uevent, which identifies nothing.
+    if (!dev || udev_device_get_is_initialized(dev.get()) <= 0)
+        return props;
+    for (udev_list_entry* e = udev_device_get_properties_list_entry(dev.get()); e;
+         e = udev_list_entry_get_next(e)) {
+        const char* value = udev_list_entry_get_value(e);
+        props[udev_list_entry_get_name(e)] = value ? value : "";
+    }
+    return props;
+}
+
+namespace {
+
+// The numbers in the sysfs "dev" attribute of DIR ("252:16").
+std::optional<DeviceId> sysfs_numbers(const fs::path& dir) {
+    std::istringstream in(attribute(dir / "dev"));
+    unsigned major = 0, minor = 0;
+    char colon = 0;
+    if (in >> major >> colon >> minor && colon == ':')
+        return DeviceId{major, minor};
+    return std::nullopt;
+}
+
+UdevProperties udev_of(const fs::path& dir, const UdevLookup& udev) {
+    const auto id = sysfs_numbers(dir);
+    return id && udev ? udev(*id) : UdevProperties{};
+}
+
+// The first of KEYS that udev gives a value, as KEY=VALUE; "" when none.
+std::string udev_word(const UdevProperties& props, std::initializer_list<const char*> keys) {
+    for (const char* key : keys)
+        if (const auto it = props.find(key); it != props.end() && !it->second.empty())
+            return std::string(key) + "=" + it->second;
+    return "";
+}
+
+// What identifies the whole disk at DISK (a sysfs directory).
+std::string disk_identity(const fs::path& disk, const UdevProperties& udev) {
+    std::string id =
+        udev_word(udev, {"ID_WWN_WITH_EXTENSION", "ID_WWN", "ID_SERIAL", "DM_UUID", "MD_UUID"});
+    if (!id.empty())
+        return id;
+    // No udev record: what sysfs tells that outlives a reboot.
+    for (const char* attr : {"dm/uuid", "dm/name"})
+        if (const std::string v = attribute(disk / attr); !v.empty())
+            return std::string(attr) + "=" + v;
+    if (const std::string file = attribute(disk / "loop" / "backing_file"); !file.empty()) {
+        id = "loop/backing_file=" + file;
+        // The same path may hold another file (a copy moved over it).
+        struct stat st;
+        if (::stat(file.c_str(), &st) == 0)
+            id += " inode=" + std::to_string(st.st_ino);
+        return id + " loop/offset=" + attribute(disk / "loop" / "offset");
+    }
+    for (const char* attr : {"wwid", "serial", "device/wwid", "device/serial"})
+        if (const std::string v = attribute(disk / attr); !v.empty())
+            return std::string(attr) + "=" + v;
+    return "name=" + disk.filename().string();
+}
+
+} // namespace
+
+std::string device_identity(const std::string& device_path, const fs::path& sysfs,
+                            const UdevLookup& udev) {
     const std::string name = device_name(device_path);
     const fs::path dir = block_dir(name, sysfs);
-    fs::path disk = fs::canonical(dir);
-    std::string part;
-    if (fs::exists(dir / "partition")) {
-        part = attribute(dir / "partition");
-        disk = disk.parent_path();
-    }
-    std::string id;
-    for (const char* attr : {"wwid", "serial", "device/wwid", "device/serial"}) {
-        id = attribute(disk / attr);
-        if (!id.empty()) {
-            id = std::string(attr).substr(std::string(attr).rfind('/') + 1) + "=" + id;
-            break;
-        }
-    }
-    std::string out = id.empty() ? "name=" + disk.filename().string() : id;
-    if (!part.empty())
-        out += " partition=" + part;
-    return out;
+    if (!fs::exists(dir / "partition"))
+        return disk_identity(fs::canonical(dir), udev_of(dir, udev));
+    const fs::path disk = fs::canonical(dir).parent_path();
+    std::string id = disk_identity(disk, udev_of(disk, udev)) +
+                     " partition=" + attribute(dir / "partition") +
+                     " start=" + attribute(dir / "start");
+    const std::string uuid = udev_word(udev_of(dir, udev), {"ID_PART_ENTRY_UUID"});
+    return uuid.empty() ? id : id + " " + uuid;
 }
+
+namespace {
+
+// Reads LEN bytes at OFFSET, all of them.
+void read_at(int fd, void* buf, std::size_t len, std::uint64_t offset, const std::string& device) {
+    auto* p = static_cast<std::uint8_t*>(buf);
+    while (len) {
+        const ssize_t n = ::pread(fd, p, len, static_cast<off_t>(offset));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            throw_errno(context("read the content of", device));
+        if (n == 0)
+            throw Error(EIO, context("read the content of", device), "short read");
+        p += n;
+        len -= static_cast<std::size_t>(n);
+        offset += static_cast<std::uint64_t>(n);
+    }
+}
+
+} // namespace
+
+std::string content_fingerprint(int fd, std::uint64_t size, const std::string& device) {
+    constexpr std::size_t block = 4096, head = 65536;
+    constexpr std::uint64_t samples = 64;
+    std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(block, head), std::free);
+    std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> hash(XXH64_createState(),
+                                                                    XXH64_freeState);
+    if (!buf || !hash)
+        throw Error(ENOMEM, context("fingerprint the content of", device));
+    XXH64_reset(hash.get(), 0);
+    auto sample = [&](std::uint64_t offset, std::size_t len) {
+        if (offset >= size)
+            return;
+        // Whole sectors (O_DIRECT): a device's size is a multiple of its
+        // logical block, and OFFSET of 4 KiB.
+        len = static_cast<std::size_t>(std::min<std::uint64_t>(len, size - offset)) &
+              ~std::size_t(511);
+        if (!len)
+            return;
+        read_at(fd, buf.get(), len, offset, device);
+        XXH64_update(hash.get(), &offset, sizeof offset);
+        XXH64_update(hash.get(), buf.get(), len);
+    };
+    sample(0, head);
+    // The middles of 64 equal slices.
+    for (std::uint64_t i = 0; i < samples; i++)
+        sample(size / (2 * samples) * (2 * i + 1) / block * block, block);
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(XXH64_digest(hash.get())));
+    return "xxh64:64x4096+65536:" + std::string(hex);
+}
+
+namespace {
+
+// The device open for reading its content: with O_DIRECT (the medium, not a
+// page cache that a write beside the block layer never updated) where the
+// device allows it; FLAGS added.
+UniqueFd open_content(const std::string& device, int flags) {
+    int fd = ::open(device.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT | flags);
+    if (fd < 0 && errno == EINVAL)
+        fd = ::open(device.c_str(), O_RDONLY | O_CLOEXEC | flags);
+    if (fd < 0)
+        throw_errno(context("open", device));
+    return UniqueFd(fd);
+}
+
+std::string fingerprint_of(const std::string& device) {
+    UniqueFd fd = open_content(device, 0);
+    return content_fingerprint(fd.get(), size_of(fd.get(), device), device);
+}
+
+} // namespace
 
 std::string boot_id() {
     std::string id = attribute("/proc/sys/kernel/random/boot_id");
     if (id.empty())
         throw Error(ENOENT, "/proc/sys/kernel/random/boot_id");
     return id;
+}
+
+BootRecord note_boot(const fs::path& dir, const std::string& now) {
+    const fs::path path = dir / "boots";
+    BootRecord rec;
+    try {
+        if (fs::exists(path)) {
+            const json j = read_json(path);
+            rec = {j.at("boot_id").get<std::string>(), j.at("previous").get<std::string>()};
+        }
+    } catch (const std::exception&) {
+        rec = {}; // damaged: which boot came before is unknown
+    }
+    if (rec.boot_id == now)
+        return rec;
+    rec = {now, rec.boot_id};
+    fs::create_directories(dir);
+    write_json(path, {{"boot_id", rec.boot_id}, {"previous", rec.previous}});
+    return rec;
 }
 
 std::optional<std::string> why_not_restorable(const SaveRecord& saved, const CbtState& state,
@@ -226,15 +391,56 @@ std::optional<std::string> why_not_restorable(const SaveRecord& saved, const Cbt
     if (saved.boot_id == now.boot_id) {
         if (saved.counters.completed != now.counters.completed || now.counters.in_flight)
             return "the device was written after the save";
-    } else if (!now.counters.none()) {
-        return "the device was written since boot, before the restore";
+    } else {
+        if (now.previous_boot.empty())
+            return "the map was saved in boot " + saved.boot_id +
+                   ", and no record tells which boot came before this one";
+        if (saved.boot_id != now.previous_boot)
+            return "the map was saved in boot " + saved.boot_id +
+                   ", not in the boot before this one (" + now.previous_boot +
+                   "): the device went a boot untracked";
+        if (!now.counters.none())
+            return "the device was written since boot, before the restore";
     }
+    if (saved.fingerprint.empty())
+        return "the save has no fingerprint of the device's content (an older blksnap made it)";
+    if (saved.fingerprint != now.fingerprint)
+        return "the device's content is not what it was at the save (its fingerprint of "
+               "sampled blocks differs): it was written where the write counters do not see";
     return std::nullopt;
 }
 
 PersistPaths persist_paths(const fs::path& dir, const std::string& device_path) {
     const std::string name = device_file_name(device_path);
     return {dir / (name + ".cbt"), dir / (name + ".saved"), dir / (name + ".chain")};
+}
+
+PersistPaths taken_paths(const fs::path& dir, const std::string& device_path,
+                         const std::string& boot) {
+    PersistPaths p = persist_paths(dir / "taken" / boot, device_path);
+    p.chain = persist_paths(dir, device_path).chain; // not taken: it stays
+    return p;
+}
+
+bool take_saved(const fs::path& dir, const std::string& device_path, const std::string& now) {
+    note_boot(dir, now);
+    const PersistPaths from = persist_paths(dir, device_path);
+    const PersistPaths to = taken_paths(dir, device_path, now);
+    const bool saved = fs::exists(from.record);
+    if (!saved && !fs::exists(from.state))
+        return false;
+    fs::create_directories(to.record.parent_path());
+    // The record first: without it the map is never loaded. (A state file
+    // alone is what a save that failed before its record left.)
+    if (saved)
+        fs::rename(from.record, to.record);
+    if (fs::exists(from.state))
+        fs::rename(from.state, to.state);
+    const UniqueFd d = open_fd(to.record.parent_path().string(), O_RDONLY | O_DIRECTORY);
+    ::fsync(d.get());
+    const UniqueFd top = open_fd(dir.string(), O_RDONLY | O_DIRECTORY);
+    ::fsync(top.get());
+    return saved;
 }
 
 std::optional<Uuid> snapshot_holding(KernelBackend& kernel, const std::string& device_path) {
@@ -277,6 +483,7 @@ CbtInfo save_tracking(DeviceFilter& filter, const fs::path& dir) {
     const PersistPaths paths = persist_paths(dir, device);
     CbtInfo info;
     std::vector<std::uint8_t> map;
+    std::string fingerprint;
     WriteCounters before;
     // Nowhere to save: say so while the device is still tracked (a detach
     // first would lose the map for nothing).
@@ -290,11 +497,31 @@ CbtInfo save_tracking(DeviceFilter& filter, const fs::path& dir) {
                     "0), so a write after the save could never be seen; turn it on (echo 1 > "
                     "/sys/block/DISK/queue/iostats) and save again; nothing saved, still "
                     "tracking");
+    // Held exclusively until the save is written: no file system can mount
+    // it, no device be built on it meanwhile; and one that is already
+    // (whose writes may go on after the save) is refused.
+    UniqueFd excl;
+    try {
+        excl = open_content(device, O_EXCL);
+    } catch (const Error& e) {
+        if (e.code() != EBUSY)
+            throw;
+        throw Error(EBUSY, context("save the change map of", device),
+                    "it is in use: mounted, or held open exclusively by a program or by a "
+                    "device built on it (device-mapper, md, a partition's disk); unmount or "
+                    "release it and save again; nothing saved, still tracking");
+    }
+    // Written but still in the page cache: out to the device while tracked.
+    if (::fsync(excl.get()) != 0)
+        throw_errno(context("flush", device));
+    const std::uint64_t size = size_of(excl.get(), device);
     refuse_if_in_snapshot(filter);
+    note_boot(dir);
     for (int attempt = 0;; attempt++) {
         before = quiet_counters(device);
         info = filter.cbt_info();
         map = read_map(filter, info);
+        fingerprint = content_fingerprint(excl.get(), size, device);
         if (write_counters(device) == before)
             break;
         if (attempt == 20)
@@ -313,16 +540,64 @@ CbtInfo save_tracking(DeviceFilter& filter, const fs::path& dir) {
     write_json(paths.record, {{"device", device},
                               {"identity", device_identity(device)},
                               {"boot_id", boot_id()},
-                              {"writes", counters_json(before)}});
+                              {"writes", counters_json(before)},
+                              {"fingerprint", fingerprint}});
     return info;
 }
 
+namespace {
+
+// Why a map taken in another boot than NOW, which did not restore it, is
+// refused; nullopt when there is none.
+std::optional<std::string> taken_elsewhere(const fs::path& dir, const std::string& device,
+                                           const std::string& now) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir / "taken", ec)) {
+        const std::string boot = entry.path().filename().string();
+        const PersistPaths p = taken_paths(dir, device, boot);
+        if (boot == now || !fs::exists(p.record))
+            continue;
+        std::string saved_in = "unknown";
+        try {
+            saved_in = read_json(p.record).at("boot_id").get<std::string>();
+        } catch (const std::exception&) {
+        }
+        return "the map saved in boot " + saved_in + " was taken at boot " + boot +
+               ", which did not restore it (no module, or cbtrestore failed): the device "
+               "went a boot untracked";
+    }
+    return std::nullopt;
+}
+
+// Removes the taken files of DEVICE, of every boot, and the directories of
+// other boots than NOW left empty. (This boot's stays: the unit of another
+// device may be taking into it now.)
+void remove_taken(const fs::path& dir, const std::string& device, const std::string& now) {
+    std::error_code ec;
+    std::vector<fs::path> boots;
+    for (const auto& entry : fs::directory_iterator(dir / "taken", ec))
+        boots.push_back(entry.path());
+    for (const fs::path& b : boots) {
+        const PersistPaths p = taken_paths(dir, device, b.filename().string());
+        remove_quietly(p.record);
+        remove_quietly(p.state);
+        if (b.filename() != now)
+            fs::remove(b, ec); // only when empty
+    }
+}
+
+} // namespace
+
 ChainRecord restore_tracking(DeviceFilter& filter, const fs::path& dir) {
     const std::string& device = filter.device();
+    const std::string this_boot = boot_id();
+    take_saved(dir, device, this_boot);
     const PersistPaths paths = persist_paths(dir, device);
+    const PersistPaths taken = taken_paths(dir, device, this_boot);
     Observed now;
     now.identity = device_identity(device);
-    now.boot_id = boot_id();
+    now.boot_id = this_boot;
+    now.previous_boot = note_boot(dir, this_boot).previous;
     filter.attach();
     // After the attach: a write that completed before it moved the
     // counters, one still in flight shows, and one after it is tracked.
@@ -334,14 +609,18 @@ ChainRecord restore_tracking(DeviceFilter& filter, const fs::path& dir) {
     ChainRecord chain;
     std::optional<std::string> why;
     try {
-        if (!fs::exists(paths.record))
-            why = "no saved change map (the last shutdown or detach did not save one)";
-        else {
-            const json rec = read_json(paths.record);
+        if (!fs::exists(taken.record)) {
+            why = taken_elsewhere(dir, device, this_boot);
+            if (!why)
+                why = "no saved change map (the last shutdown or detach did not save one)";
+        } else {
+            const json rec = read_json(taken.record);
             SaveRecord saved{rec.at("device").get<std::string>(),
                              rec.at("identity").get<std::string>(),
-                             rec.at("boot_id").get<std::string>(), counters_from(rec.at("writes"))};
-            const CbtState state = read_state_file(paths.state);
+                             rec.at("boot_id").get<std::string>(), counters_from(rec.at("writes")),
+                             rec.value("fingerprint", std::string())};
+            const CbtState state = read_state_file(taken.state);
+            now.fingerprint = fingerprint_of(device);
             why = why_not_restorable(saved, state, now);
             if (!why) {
                 CbtInfo saved_info = now.info;
@@ -353,16 +632,14 @@ ChainRecord restore_tracking(DeviceFilter& filter, const fs::path& dir) {
     } catch (const Error& e) {
         why = std::string(e.what());
     } catch (const json::exception& e) {
-        why = paths.record.string() + ": " + e.what();
+        why = taken.record.string() + ": " + e.what();
     }
     // A saved map is used once: a later boot must not load it again.
-    remove_quietly(paths.record);
-    remove_quietly(paths.state);
+    remove_taken(dir, device, this_boot);
     const CbtInfo info = filter.cbt_info();
     chain.generation = info.generation_id;
     chain.continued = !why;
     chain.reason = why.value_or("");
-    fs::create_directories(dir);
     write_json(paths.chain, {{"generation_id", chain.generation.str()},
                              {"continued", chain.continued},
                              {"reason", chain.reason}});

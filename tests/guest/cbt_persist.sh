@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 40
+# cost: 45
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
 # vm: --disk 32M
 # A change map kept across a module reload: `blksnap cbtsave` saves the map
@@ -11,7 +11,11 @@
 # a partition written through its whole disk or discarded); cbtinfo tells,
 # in lines a shell's eval takes. cbtsave refuses while a snapshot holds the
 # device (its map reads as at the take) and while the block layer counts
-# no write (queue/iostats 0).
+# no write (queue/iostats 0), and while the device is mounted (it holds
+# the device with O_EXCL). The content's fingerprint sees a write beneath
+# the block layer (into a loop device's file), the identity another file
+# behind the same loop device. `blksnap cbttake` takes the save aside
+# without the module.
 # (The kernel's own refusal of a saved map once a write passed the tracker
 # is in badinput.)
 . "$(dirname "$0")/lib.sh"
@@ -50,6 +54,14 @@ blksnap cbtsave -d "$dev" --state-dir "$state" >/dev/null
 ! is_attached "$dev" || fail "cbtsave left $dev attached"
 [ -s "$state/$name.cbt" ] && [ -s "$state/$name.saved" ] || fail "no saved files"
 rmmod blksnap
+# The unit's first step, without the module: the save taken aside for the
+# restore of this boot.
+out=$(blksnap cbttake -d "$dev" --state-dir "$state")
+boot=$(</proc/sys/kernel/random/boot_id)
+expect_eq "cbttake without the module" "$out" \
+	"took the saved change map of $dev to $state/taken/$boot"
+[ ! -e "$state/$name.saved" ] && [ -s "$state/taken/$boot/$name.saved" ] ||
+	fail "cbttake did not take the save aside"
 load_module
 out=$(blksnap cbtrestore -d "$dev" --state-dir "$state")
 [[ $out == "restored $dev: generation_id=$gen changes_number=1" ]] || fail "restore: $out"
@@ -57,7 +69,8 @@ expect_eq "generation" "$(field "$dev" generation_id)" "$gen"
 expect_eq "chain" "$(field "$dev" chain)" continued
 blksnap readcbtmap -d "$dev" -f "$tmp/map.after"
 cmp "$tmp/map.before" "$tmp/map.after" || fail "the restored map differs from the saved one"
-[ ! -e "$state/$name.cbt" ] && [ ! -e "$state/$name.saved" ] || fail "saved files not consumed"
+[ ! -e "$state/$name.cbt" ] && [ ! -e "$state/$name.saved" ] &&
+	[ -z "$(find "$state/taken" -type f)" ] || fail "saved files not consumed"
 
 step "a write after the restore is recorded with the next number"
 far=$(((7 << 20) / 4096))
@@ -187,6 +200,44 @@ out=$(blksnap cbtrestore -d "$loop" --state-dir "$state")
 [[ $out == *"chain broken"*"size or tracking geometry changed"* ]] || fail "resized: $out"
 blksnap detach -d "$loop"
 losetup -d "$loop"
+
+step "mounted: cbtsave refuses while the device is in use, still tracking"
+truncate -s 16M "$tmp/fs.img"
+mkfs.ext4 -q -F "$tmp/fs.img"
+floop=$(losetup -f --show "$tmp/fs.img")
+blksnap attach -d "$floop" >/dev/null
+mkdir "$tmp/mnt"
+mount "$floop" "$tmp/mnt"
+if out=$(blksnap cbtsave -d "$floop" --state-dir "$state" 2>&1); then
+	fail "cbtsave of mounted $floop succeeded: $out"
+fi
+[[ $out == *"it is in use: mounted"*"still tracking (Device or resource busy)" ]] ||
+	fail "cbtsave, mounted: $out"
+is_attached "$floop" || fail "a refused cbtsave detached $floop"
+[ ! -e "$state/${floop#/dev/}.saved" ] || fail "a refused cbtsave saved a map"
+umount "$tmp/mnt"
+
+step "written beneath the block layer (into a loop device's file): the fingerprint tells"
+blksnap cbtsave -d "$floop" --state-dir "$state" >/dev/null
+# Into the file system's superblock, by the file: the loop device's write
+# counters never move.
+dd if=/dev/urandom of="$tmp/fs.img" bs=4k count=1 seek=0 conv=notrunc status=none
+out=$(blksnap cbtrestore -d "$floop" --state-dir "$state")
+expect_eq "restore after a write beneath" "$out" "chain broken for $floop, a new generation \
+starts: the device's content is not what it was at the save (its fingerprint of sampled blocks \
+differs): it was written where the write counters do not see"
+
+step "another file behind the same loop device: not the device saved"
+blksnap cbtsave -d "$floop" --state-dir "$state" >/dev/null
+losetup -d "$floop"
+cp --sparse=always "$tmp/fs.img" "$tmp/copy.img"
+losetup "$floop" "$tmp/copy.img"
+out=$(blksnap cbtrestore -d "$floop" --state-dir "$state")
+[[ $out == "chain broken for $floop, a new generation starts: the device is not the one saved \
+(loop/backing_file=$tmp/fs.img inode="*" loop/offset=0, now loop/backing_file=$tmp/copy.img "* ]] ||
+	fail "restore with another backing file: $out"
+blksnap detach -d "$floop"
+losetup -d "$floop"
 
 step "a partition written through its whole disk, or discarded, after its save: a new generation"
 truncate -s 16M "$tmp/parts"

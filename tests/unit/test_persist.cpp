@@ -5,8 +5,12 @@
 #include <blksnap/cbt/persist.hpp>
 #include <blksnap/error.hpp>
 
+#include <blksnap/unique_fd.hpp>
+
+#include <fcntl.h>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 namespace blksnap::test {
 namespace {
@@ -113,16 +117,71 @@ TEST_F(FakeSysfs, IostatsOffCountsNothing) {
     EXPECT_FALSE(cbt::counts_writes(dev, sys));
 }
 
-TEST_F(FakeSysfs, IdentityHasSerialAndSize) {
-    EXPECT_EQ(cbt::device_identity(dev, sys), "serial=disk-42");
+// No udev record (none runs): what sysfs tells.
+const cbt::UdevLookup no_udev = [](DeviceId) { return cbt::UdevProperties{}; };
+
+TEST_F(FakeSysfs, IdentityWithoutUdevIsTheSysfsSerial) {
+    EXPECT_EQ(cbt::device_identity(dev, sys, no_udev), "serial=disk-42");
 }
 
 TEST_F(FakeSysfs, PartitionIdentityWithoutSerial) {
     fs::remove(sys / "vdb/serial");
+    put(sys / "vdb/vdb1/start", "2048");
     const std::string part = (tmp / "vdb1").string();
     put(part, "");
     fs::create_directory_symlink(sys / "vdb/vdb1", sys / "vdb1");
-    EXPECT_EQ(cbt::device_identity(part, sys), "name=vdb partition=1");
+    EXPECT_EQ(cbt::device_identity(part, sys, no_udev), "name=vdb partition=1 start=2048");
+}
+
+// udev's stable properties first, asked with the sysfs "dev" numbers: the
+// disk's for the disk, the partition's for its entry UUID.
+TEST_F(FakeSysfs, IdentityFromUdev) {
+    put(sys / "vdb/dev", "252:16");
+    put(sys / "vdb/vdb1/dev", "252:17");
+    put(sys / "vdb/vdb1/start", "2048");
+    const cbt::UdevLookup udev = [](DeviceId id) {
+        if (id == DeviceId{252, 16})
+            return cbt::UdevProperties{{"ID_SERIAL", "QEMU_HARDDISK_QM1"}, {"DEVTYPE", "disk"}};
+        if (id == DeviceId{252, 17})
+            return cbt::UdevProperties{{"ID_PART_ENTRY_UUID", "1234-01"}};
+        return cbt::UdevProperties{};
+    };
+    EXPECT_EQ(cbt::device_identity(dev, sys, udev), "ID_SERIAL=QEMU_HARDDISK_QM1");
+    const std::string part = (tmp / "vdb1").string();
+    put(part, "");
+    fs::create_directory_symlink(sys / "vdb/vdb1", sys / "vdb1");
+    EXPECT_EQ(cbt::device_identity(part, sys, udev),
+              "ID_SERIAL=QEMU_HARDDISK_QM1 partition=1 start=2048 ID_PART_ENTRY_UUID=1234-01");
+    // A WWN before the serial.
+    const cbt::UdevLookup wwn = [](DeviceId) {
+        return cbt::UdevProperties{{"ID_SERIAL", "s"}, {"ID_WWN", "0x5000c500a1b2c3d4"}};
+    };
+    EXPECT_EQ(cbt::device_identity(dev, sys, wwn), "ID_WWN=0x5000c500a1b2c3d4");
+}
+
+// Without udev: a loop device's backing file (and its inode), a
+// device-mapper device's UUID; never the kernel name when these exist.
+TEST_F(FakeSysfs, IdentityOfLoopAndDeviceMapperWithoutUdev) {
+    const fs::path backing = tmp / "image";
+    put(backing, "x");
+    put(sys / "loop3/stat", stat_line(0, 0));
+    put(sys / "loop3/loop/backing_file", backing.string());
+    put(sys / "loop3/loop/offset", "0");
+    const std::string loop = (tmp / "loop3").string();
+    put(loop, "");
+    struct stat st;
+    ASSERT_EQ(::stat(backing.c_str(), &st), 0);
+    EXPECT_EQ(cbt::device_identity(loop, sys, no_udev), "loop/backing_file=" + backing.string() +
+                                                            " inode=" + std::to_string(st.st_ino) +
+                                                            " loop/offset=0");
+    put(sys / "dm-2/stat", stat_line(0, 0));
+    put(sys / "dm-2/dm/name", "vg-lv");
+    put(sys / "dm-2/dm/uuid", "LVM-abc");
+    const std::string dm = (tmp / "dm-2").string();
+    put(dm, "");
+    EXPECT_EQ(cbt::device_identity(dm, sys, no_udev), "dm/uuid=LVM-abc");
+    put(sys / "dm-2/dm/uuid", "");
+    EXPECT_EQ(cbt::device_identity(dm, sys, no_udev), "dm/name=vg-lv");
 }
 
 TEST_F(FakeSysfs, MissingDeviceIsENODEV) {
@@ -153,13 +212,15 @@ Case restorable() {
     Case c;
     WriteCounters counters;
     counters.completed["vdb"] = {7, 56, 0, 0};
-    c.saved = {"/dev/vdb", "serial=x", "boot-a", counters};
+    c.saved = {"/dev/vdb", "serial=x", "boot-a", counters, "xxh64:64x4096+65536:0123"};
     c.state.block_size = 4096;
     c.state.device_capacity = 4096;
     c.state.map = {2};
     c.now.identity = "serial=x";
     c.now.boot_id = "boot-a";
+    c.now.previous_boot = "boot-0";
     c.now.counters = counters;
+    c.now.fingerprint = "xxh64:64x4096+65536:0123";
     c.now.info.device_capacity = 4096;
     c.now.info.block_size = 4096;
     c.now.info.block_count = 1;
@@ -188,11 +249,45 @@ TEST(Persist, SameBootWrittenAfterSave) {
 TEST(Persist, NewBootNeedsNoWriteSinceBoot) {
     Case c = restorable();
     c.now.boot_id = "boot-b";
+    c.now.previous_boot = "boot-a";
     c.now.counters.completed["vdb"] = {0, 0, 0, 0};
     EXPECT_EQ(cbt::why_not_restorable(c.saved, c.state, c.now), std::nullopt);
     c.now.counters.completed["vdb1"] = {1, 8, 0, 0};
     EXPECT_EQ(cbt::why_not_restorable(c.saved, c.state, c.now),
               "the device was written since boot, before the restore");
+}
+
+// Only a save of the boot just before this one: a boot between went
+// untracked (the module missing, a rescue system).
+TEST(Persist, OnlyTheBootBeforeThisOne) {
+    Case c = restorable();
+    c.now.boot_id = "boot-c";
+    c.now.previous_boot = "boot-b";
+    c.now.counters.completed["vdb"] = {0, 0, 0, 0};
+    EXPECT_EQ(cbt::why_not_restorable(c.saved, c.state, c.now),
+              "the map was saved in boot boot-a, not in the boot before this one (boot-b): the "
+              "device went a boot untracked");
+    c.now.previous_boot = "";
+    EXPECT_EQ(cbt::why_not_restorable(c.saved, c.state, c.now),
+              "the map was saved in boot boot-a, and no record tells which boot came before "
+              "this one");
+}
+
+TEST(Persist, ContentFingerprintMustMatch) {
+    Case c = restorable();
+    c.now.fingerprint = "xxh64:64x4096+65536:4567";
+    EXPECT_NE(cbt::why_not_restorable(c.saved, c.state, c.now)->find("content is not what it was"),
+              std::string::npos);
+    c = restorable();
+    c.saved.fingerprint = "";
+    EXPECT_NE(cbt::why_not_restorable(c.saved, c.state, c.now)->find("no fingerprint"),
+              std::string::npos);
+    // Counters speak first: they say more.
+    c = restorable();
+    c.now.fingerprint = "other";
+    c.now.counters.completed["vdb"].writes++;
+    EXPECT_EQ(cbt::why_not_restorable(c.saved, c.state, c.now),
+              "the device was written after the save");
 }
 
 TEST(Persist, UncountedWritesNeverRestore) {
@@ -211,6 +306,80 @@ TEST(Persist, OtherDeviceOrGeometry) {
     c.now.info.device_capacity = 8192;
     c.now.info.block_count = 2;
     EXPECT_NE(cbt::why_not_restorable(c.saved, c.state, c.now)->find("size"), std::string::npos);
+}
+
+// The boot record: the recorded boot becomes the previous one when another
+// boot notes itself; noting twice in a boot changes nothing.
+TEST(Persist, BootRecord) {
+    TmpDir tmp;
+    EXPECT_EQ(cbt::note_boot(tmp.path(), "a").previous, "");
+    EXPECT_EQ(cbt::note_boot(tmp.path(), "a").previous, "");
+    auto r = cbt::note_boot(tmp.path(), "b");
+    EXPECT_EQ(r.boot_id, "b");
+    EXPECT_EQ(r.previous, "a");
+    EXPECT_EQ(cbt::note_boot(tmp.path(), "b").previous, "a");
+    EXPECT_EQ(cbt::note_boot(tmp.path(), "c").previous, "b");
+    // Damaged: which boot came before is unknown.
+    put(tmp / "boots", "{");
+    r = cbt::note_boot(tmp.path(), "d");
+    EXPECT_EQ(r.previous, "");
+    EXPECT_EQ(cbt::note_boot(tmp.path(), "e").previous, "d");
+}
+
+// The take moves the saved files into this boot's taken directory; there
+// is nothing to take a second time.
+TEST(Persist, TakeMovesTheSaveIntoThisBoot) {
+    TmpDir tmp;
+    const auto p = cbt::persist_paths(tmp.path(), "/dev/vdb");
+    put(p.record, "{}");
+    put(p.state, "map");
+    EXPECT_TRUE(cbt::take_saved(tmp.path(), "/dev/vdb", "boot-b"));
+    const auto t = cbt::taken_paths(tmp.path(), "/dev/vdb", "boot-b");
+    EXPECT_EQ(t.record, tmp / "taken/boot-b/vdb.saved");
+    EXPECT_TRUE(fs::exists(t.record));
+    EXPECT_TRUE(fs::exists(t.state));
+    EXPECT_FALSE(fs::exists(p.record));
+    EXPECT_FALSE(fs::exists(p.state));
+    EXPECT_FALSE(cbt::take_saved(tmp.path(), "/dev/vdb", "boot-b"));
+    EXPECT_TRUE(fs::exists(t.record));
+    EXPECT_EQ(cbt::note_boot(tmp.path(), "boot-b").boot_id, "boot-b");
+    // A state file without its record (a save cut short) goes too.
+    put(p.state, "map");
+    EXPECT_FALSE(cbt::take_saved(tmp.path(), "/dev/vdb", "boot-c"));
+    EXPECT_FALSE(fs::exists(p.state));
+}
+
+// The fingerprint reads the first 64 KiB and 64 blocks spread over the
+// device: a change there changes it, a change elsewhere does not.
+TEST(Persist, ContentFingerprint) {
+    TmpDir tmp;
+    const fs::path image = tmp / "image";
+    const std::uint64_t size = 8 << 20;
+    {
+        std::ofstream out(image, std::ios::binary);
+        for (std::uint64_t i = 0; i < size / 8; i++)
+            out.write(reinterpret_cast<const char*>(&i), 8);
+    }
+    auto print = [&] {
+        UniqueFd fd = open_fd(image.string(), O_RDONLY);
+        return cbt::content_fingerprint(fd.get(), size, image.string());
+    };
+    auto poke = [&](std::uint64_t offset) {
+        std::fstream f(image, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(offset));
+        f.put('\x5a');
+    };
+    const std::string first = print();
+    EXPECT_EQ(first.rfind("xxh64:64x4096+65536:", 0), 0u);
+    EXPECT_EQ(print(), first);
+    poke(1 << 20); // not sampled: 4 KiB at the middle of each 128 KiB slice
+    const std::string second = print();
+    EXPECT_EQ(second, first);
+    poke(100); // a superblock
+    const std::string third = print();
+    EXPECT_NE(third, second);
+    poke(size / 128 * 3 + 10); // the middle of the second slice
+    EXPECT_NE(print(), third);
 }
 
 } // namespace
