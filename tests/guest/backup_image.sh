@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 50
+# cost: 60
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
 # vm: --disk 32M --disk 320M
 # blksnap backup binds its state file to the image it wrote, and never
@@ -251,4 +251,5 @@ expect_full "the last backup did not finish writing the image"
 [ ! -e "$img.partial" ] || fail "the partial image is left"
 expect_exact "after ENOSPC in place"
 umount "$fs"
+blksnap detach -d "$dev"
 echo "backup_image: all checks passed"
