@@ -9,8 +9,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <fcntl.h>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -78,16 +80,14 @@ int corruption(Snapshot& snap, const std::string& device) {
 }
 
 [[noreturn]] void corrupted(const std::string& device, int error_code, std::uint64_t limit,
-                            bool state_removed) {
+                            const std::string& aftermath) {
     const int err = -error_code;
     std::string why = "the snapshot was corrupted during the backup (" +
                       std::generic_category().message(err) + ")";
     if (err == ENOSPC)
         why += ": its difference storage reached the limit of " + std::to_string(limit) +
                " bytes; give a larger -l";
-    why += state_removed ? "; the state file was removed when the full backup began"
-                         : "; the state file is unchanged";
-    throw Error(err, context("backup", device), why);
+    throw BackupFailed(Error(err, context("backup", device), why), aftermath);
 }
 
 struct DeviceJob {
@@ -99,6 +99,35 @@ struct DeviceJob {
     std::string name;
 
     bool state_removed = false;
+    std::optional<TargetImage> target;
+
+    // What a failure now leaves of the image and the state file; empty
+    // while nothing was changed.
+    std::string aftermath() const {
+        const std::string unchanged = "the image and the state file are unchanged";
+        if (!target)
+            return state_removed ? "the state file was removed when the full backup began" : "";
+        const std::string partial = partial_path(target->image()).filename().string();
+        if (target->committed())
+            return target->how() == WritePath::none
+                       ? ""
+                       : "the image is complete, but the state file is the last backup's: "
+                         "the next backup is full";
+        switch (target->how()) {
+        case WritePath::none:
+            return "";
+        case WritePath::fresh:
+            return "the state file and the old image were removed when the full backup "
+                   "began; what it wrote is left as " +
+                   partial + ", incomplete";
+        case WritePath::reflink:
+            return unchanged + " (the changes went to a reflink copy of the image, removed)";
+        case WritePath::in_place:
+            return "the image is left as " + partial + ", incomplete, and the state file says " +
+                   "so: the next backup is full";
+        }
+        return "";
+    }
 
     // Any failure once the snapshot is corrupted (a read of its image
     // fails) is told as the corruption.
@@ -112,9 +141,17 @@ struct DeviceJob {
             } catch (const Error&) {
                 // the first error is the one to tell
             }
+            std::string after = aftermath();
             if (err)
-                corrupted(device, err, options.limit, state_removed);
-            throw;
+                corrupted(device, err, options.limit,
+                          after.empty() ? "the image and the state file are unchanged" : after);
+            try {
+                throw;
+            } catch (const BackupFailed&) {
+                throw;
+            } catch (const Error& e) {
+                throw BackupFailed(e, std::move(after));
+            }
         }
     }
 
@@ -139,11 +176,24 @@ struct DeviceJob {
         ImageReader reader(source, options.read);
         r.size = reader.size();
 
-        Decision d = decide(load_previous(r.image, state_path), info, map, r.size);
+        for (const auto& left : remove_leftover_copies(r.image))
+            if (hooks.note)
+                hooks.note("removed " + (options.dir / left).string() +
+                           ", a copy of the image left by an interrupted backup");
+
+        PreviousBackup previous = load_previous(r.image, state_path);
+        Decision d = decide(previous, info, map, r.size);
+        std::vector<CopyStep> plan;
+        const std::uint32_t bs = info.block_size;
+        const std::uint64_t blocks = bs ? (r.size + bs - 1) / bs : 0;
+        if (d.incremental) {
+            plan = copy_plan(d.extents, r.size, options.max_gap);
+            check_image(previous, plan, blocks, bs, d, r);
+        }
+        if (!d.incremental)
+            plan = full_plan(r.size);
         r.incremental = d.incremental;
         r.reason = d.reason;
-        const auto plan =
-            d.incremental ? copy_plan(d.extents, r.size, options.max_gap) : full_plan(r.size);
         r.to_read = bytes_to_read(plan);
         call(hooks.start, r);
 
@@ -152,15 +202,29 @@ struct DeviceJob {
         if (!d.incremental) {
             remove_durably(state_path);
             state_removed = true;
+            target.emplace(TargetImage::create(r.image, r.size));
+        } else {
+            // Where the image is changed in place, the state says so
+            // before the first write.
+            target.emplace(TargetImage::update(
+                r.image,
+                [&] {
+                    cbt::CbtState marked = previous.cbt;
+                    marked.incomplete = true;
+                    cbt::write_state_file(state_path, marked);
+                },
+                options.reflink));
         }
-        TargetImage target =
-            d.incremental ? TargetImage::open(r.image) : TargetImage::create(r.image, r.size);
-        copy(reader, target, plan, r);
-        target.sync();
+        BlockSums sums(d.incremental ? previous.cbt.image->sums
+                                     : std::vector<std::uint64_t>(blocks),
+                       bs, r.size);
+        copy(reader, *target, plan, r, sums);
+        r.write_path = target->how();
+        target->sync();
         // Reads that succeeded before a corruption gave the right data, but
         // tell it anyway: the storage was too small for this backup.
         if (const int err = corruption(snap, device))
-            corrupted(device, err, options.limit, state_removed);
+            corrupted(device, err, options.limit, aftermath());
 
         if (options.verify != Verify::none) {
             // Read back from the file's device and compared with the
@@ -171,7 +235,7 @@ struct DeviceJob {
             else
                 for (const auto& step : plan)
                     ranges.insert(ranges.end(), step.write.begin(), step.write.end());
-            if (const auto at = first_difference(r.image, source, ranges))
+            if (const auto at = first_difference(target->path(), source, ranges))
                 throw Error(
                     EIO, context("verify", r.image.string()),
                     "the image differs from a second read of the snapshot at byte " +
@@ -181,15 +245,57 @@ struct DeviceJob {
             r.verified = true;
         }
 
-        cbt::write_state_file(state_path, cbt::CbtState::of(info, std::move(map)));
+        std::vector<std::uint64_t> block_sums = sums.finish(target->path());
+        target->commit();
+        cbt::CbtState state = cbt::CbtState::of(info, std::move(map));
+        state.image =
+            cbt::ImageBinding{cbt::FileIdentity::of(target->status()), std::move(block_sums)};
+        cbt::write_state_file(state_path, state);
+        target.reset();
         r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         call(hooks.done, r);
+    }
+
+    // The image file against the checksums the state file keeps of its
+    // blocks, for a sample of those this incremental backup will not
+    // rewrite: a block that differs makes the backup full.
+    void check_image(const PreviousBackup& previous, const std::vector<CopyStep>& plan,
+                     std::uint64_t blocks, std::uint32_t bs, Decision& d, DeviceReport& r) {
+        const auto& sums = previous.cbt.image->sums;
+        const std::uint64_t count =
+            options.check_blocks ? *options.check_blocks : default_check_blocks(bs);
+        thread_local std::mt19937_64 random{std::random_device{}()};
+        const double phase = std::uniform_real_distribution<double>(0.0, 1.0)(random);
+        const auto sample = sample_blocks(plan, blocks, bs, count, phase);
+        const auto now = block_sums(r.image, bs, sample);
+        for (std::size_t i = 0; i < sample.size(); ++i) {
+            const std::uint64_t b = sample[i];
+            const std::uint64_t start = b * bs, end = std::min(start + bs, r.size);
+            r.checked_blocks = i + 1;
+            r.checked_bytes += end - start;
+            if (now[i] != sums[b]) {
+                d = {false,
+                     "block " + std::to_string(b) + " of the image (bytes " +
+                         std::to_string(start) + " to " + std::to_string(end - 1) +
+                         ") is not what the last backup wrote there (xxh64 " + hex(now[i]) +
+                         ", was " + hex(sums[b]) + "; " + std::to_string(i + 1) + " of " +
+                         std::to_string(sample.size()) + " blocks checked)",
+                     {}};
+                return;
+            }
+        }
+    }
+
+    static std::string hex(std::uint64_t v) {
+        char text[20];
+        std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(v));
+        return text;
     }
 
     // Reads the PLAN's steps, several reads in flight across them, and
     // writes the parts of each to be written.
     void copy(ImageReader& reader, TargetImage& target, const std::vector<CopyStep>& plan,
-              DeviceReport& r) {
+              DeviceReport& r, BlockSums& sums) {
         std::vector<BlockRange> reads;
         reads.reserve(plan.size());
         for (const auto& step : plan)
@@ -211,17 +317,28 @@ struct DeviceJob {
                 const auto part = data.subspan(static_cast<std::size_t>(from - offset),
                                                static_cast<std::size_t>(to - from));
                 target.write(from, part);
+                sums.written(from, part);
                 if (to < w->offset + w->length)
                     break; // the rest of this range comes in the next piece
             }
             r.bytes_read += data.size();
             r.bytes_written = target.bytes_written();
+            r.write_path = target.how();
             call(hooks.progress, r);
         });
     }
 };
 
 } // namespace
+
+BackupFailed::BackupFailed(const Error& e, std::string aftermath)
+    : Error(e.code(), "", aftermath.empty() ? e.what() : std::string(e.what()) + "; " + aftermath),
+      aftermath_(std::move(aftermath)) {}
+
+std::uint64_t default_check_blocks(std::uint32_t block_size) {
+    constexpr std::uint64_t most = 64, budget = 64u << 20;
+    return block_size ? std::clamp<std::uint64_t>(budget / block_size, 1, most) : most;
+}
 
 PreviousBackup load_previous(const fs::path& image, const fs::path& state) {
     PreviousBackup p;
@@ -242,6 +359,7 @@ PreviousBackup load_previous(const fs::path& image, const fs::path& state) {
     if (kind_of(image, st) && S_ISREG(st.st_mode)) {
         p.image = true;
         p.image_size = static_cast<std::uint64_t>(st.st_size);
+        p.image_file = cbt::FileIdentity::of(st);
     }
     if (!kind_of(state, st))
         return p;
@@ -289,7 +407,7 @@ void run_backup(KernelBackend& kernel, const BackupOptions& options, const Backu
     }
     snap.take();
     for (std::size_t i = 0; i < options.devices.size(); ++i)
-        DeviceJob{kernel, options, hooks, snap, options.devices[i], names[i]}.run();
+        DeviceJob{kernel, options, hooks, snap, options.devices[i], names[i], {}, {}}.run();
     snap.destroy();
 }
 

@@ -4,12 +4,15 @@
 #pragma once
 
 #include "backup_plan.hpp"
+#include "backup_target.hpp"
 
 #include <blksnap/backend.hpp>
+#include <blksnap/error.hpp>
 #include <blksnap/image_reader.hpp>
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,7 +30,15 @@ struct BackupOptions {
     Verify verify = Verify::none;
     ReadOptions read{1u << 20, 8, true};
     std::uint64_t max_gap = 256u << 10; // see copy_plan
+    // Blocks of the image compared with their checksums in the state file
+    // before an incremental backup; by default up to 64 (and 64 MiB).
+    std::optional<std::uint64_t> check_blocks;
+    bool reflink = true; // false: never clone the image (tests)
 };
+
+// The blocks checked when BackupOptions::check_blocks is not given: 64,
+// fewer where they exceed 64 MiB, at least one.
+std::uint64_t default_check_blocks(std::uint32_t block_size);
 
 struct DeviceReport {
     std::string device;
@@ -40,6 +51,9 @@ struct DeviceReport {
     std::uint64_t bytes_written = 0; // so far, zeros excluded
     double seconds = 0;
     bool verified = false;
+    std::uint64_t checked_blocks = 0; // of the image, against the state file
+    std::uint64_t checked_bytes = 0;
+    WritePath write_path = WritePath::none;
     Uuid generation_id;
     std::uint8_t changes_number = 0;
 };
@@ -59,8 +73,20 @@ struct BackupHooks {
 // next run destroys it if the process was killed.
 inline constexpr const char* snapshot_id_file = ".blksnap-snapshot";
 
-// Runs the backup; throws Error on the first failure, having destroyed the
-// snapshot. A device done before the failure keeps its new state.
+// A failed backup of a device: the error, and what it left of the device's
+// files (AFTERMATH, also at the end of what()).
+class BackupFailed : public Error {
+public:
+    BackupFailed(const Error& e, std::string aftermath);
+    const std::string& aftermath() const { return aftermath_; }
+
+private:
+    std::string aftermath_;
+};
+
+// Runs the backup; throws Error (BackupFailed once a device's files were
+// touched) on the first failure, having destroyed the snapshot. A device
+// done before the failure keeps its new state.
 void run_backup(KernelBackend& kernel, const BackupOptions& options, const BackupHooks& hooks);
 
 // The previous backup of a device as its files tell it.

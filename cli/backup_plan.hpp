@@ -23,6 +23,7 @@ struct PreviousBackup {
     cbt::CbtState cbt;   // valid: the position and map of the last backup
     bool image = false;  // the image file exists
     std::uint64_t image_size = 0;
+    cbt::FileIdentity image_file; // image: what identifies it now
 };
 
 struct ByteRange {
@@ -39,9 +40,12 @@ struct Decision {
 
 // Full or incremental, for a device whose tracker reads INFO and MAP now
 // (while the snapshot is held) and whose snapshot image is SOURCE_SIZE
-// bytes. Incremental only when the state file is valid, made for the same
-// geometry, the image file has the device's size and the tracker is in the
-// same generation; otherwise the reason says why not.
+// bytes. Incremental only when the state file is valid and not marked
+// incomplete, made for the same geometry, the image file has the device's
+// size and is the file the state was bound to (device, inode, size, mtime
+// and ctime as recorded), and the tracker is in the same generation;
+// otherwise the reason says why not. The block checksums of the binding are
+// checked apart (sample_blocks).
 Decision decide(const PreviousBackup& previous, const CbtInfo& info,
                 std::span<const std::uint8_t> map, std::uint64_t source_size);
 
@@ -57,6 +61,15 @@ struct CopyStep {
 // across reads anyway); the gap is read but not written.
 std::vector<CopyStep> copy_plan(std::span<const cbt::Extent> extents, std::uint64_t size,
                                 std::uint64_t max_gap);
+
+// Up to COUNT of the BLOCKS blocks of BLOCK_SIZE bytes that PLAN does not
+// write (a block written in part counts as written), ascending, spread
+// evenly over them: all of them when there are no more than COUNT. PHASE,
+// in [0, 1), shifts the choice within each stretch (a random one checks
+// other blocks on each run).
+std::vector<std::uint64_t> sample_blocks(std::span<const CopyStep> plan, std::uint64_t blocks,
+                                         std::uint32_t block_size, std::uint64_t count,
+                                         double phase);
 
 // The whole device: one read, all written.
 std::vector<CopyStep> full_plan(std::uint64_t size);

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <vector>
 #include <xxhash.h>
@@ -39,6 +41,10 @@ Xxh64::Xxh64() : state_(XXH64_createState()) {
     XXH64_reset(state_.get(), 0);
 }
 
+void Xxh64::reset() {
+    XXH64_reset(state_.get(), 0);
+}
+
 void Xxh64::update(std::span<const std::byte> data) {
     XXH64_update(state_.get(), data.data(), data.size());
 }
@@ -62,18 +68,167 @@ void remove_durably(const fs::path& path) {
     fsync_dir(parent_of(path));
 }
 
-TargetImage::TargetImage(fs::path path, UniqueFd fd, bool fresh)
-    : path_(std::move(path)), fd_(std::move(fd)), fresh_(fresh) {}
-
-TargetImage TargetImage::create(const fs::path& path, std::uint64_t size) {
-    UniqueFd fd = open_fd(path.string(), O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
-    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
-        throw_errno(context("set the size of", path.string()));
-    return TargetImage(path, std::move(fd), true);
+const char* write_path_name(WritePath how) {
+    switch (how) {
+    case WritePath::none:
+        return "none";
+    case WritePath::fresh:
+        return "new";
+    case WritePath::reflink:
+        return "reflink";
+    case WritePath::in_place:
+        return "in-place";
+    }
+    return "?";
 }
 
-TargetImage TargetImage::open(const fs::path& path) {
-    return TargetImage(path, open_fd(path.string(), O_RDWR | O_NOFOLLOW), false);
+fs::path partial_path(const fs::path& image) {
+    return fs::path(image.string() + ".partial");
+}
+
+namespace {
+
+constexpr const char* copy_infix = ".new-";
+constexpr std::size_t copy_suffix_size = 6; // mkostemp's XXXXXX
+
+// lstat(2), or nullopt when PATH does not exist.
+std::optional<struct ::stat> lstat_of(const fs::path& path) {
+    struct ::stat st;
+    if (::lstat(path.c_str(), &st) == 0)
+        return st;
+    if (errno != ENOENT)
+        throw_errno(context("stat", path.string()));
+    return std::nullopt;
+}
+
+// Gives FD the mode and (where allowed) the owner of ST.
+void take_mode_and_owner(int fd, const struct ::stat& st, const fs::path& path) {
+    if (::fchmod(fd, st.st_mode & 07777) != 0)
+        throw_errno(context("set the mode of", path.string()));
+    if (::fchown(fd, st.st_uid, st.st_gid) != 0 && errno != EPERM)
+        throw_errno(context("set the owner of", path.string()));
+}
+
+void rename_durably(const fs::path& from, const fs::path& to) {
+    if (::rename(from.c_str(), to.c_str()) != 0)
+        throw_errno(context("rename " + from.string() + " to", to.string()));
+    fsync_dir(parent_of(to));
+}
+
+} // namespace
+
+TargetImage::RemoveFile::~RemoveFile() {
+    if (!path.empty())
+        ::unlink(path.c_str());
+}
+
+TargetImage::TargetImage(fs::path image, fs::path path, UniqueFd fd, WritePath how)
+    : image_(std::move(image)), path_(std::move(path)), fd_(std::move(fd)), how_(how) {}
+
+TargetImage TargetImage::create(const fs::path& image, std::uint64_t size) {
+    const auto old = lstat_of(image);
+    remove_durably(image);
+    const fs::path partial = partial_path(image);
+    remove_durably(partial);
+    UniqueFd fd = open_fd(partial.string(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+    if (old && S_ISREG(old->st_mode))
+        take_mode_and_owner(fd.get(), *old, partial);
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
+        throw_errno(context("set the size of", partial.string()));
+    TargetImage t(image, partial, std::move(fd), WritePath::fresh);
+    t.started_ = true;
+    return t;
+}
+
+TargetImage TargetImage::update(const fs::path& image, std::function<void()> in_place,
+                                bool reflink) {
+    TargetImage t(image, image, open_fd(image.string(), O_RDWR | O_NOFOLLOW), WritePath::none);
+    t.in_place_ = std::move(in_place);
+    t.reflink_ = reflink;
+    return t;
+}
+
+void TargetImage::begin() {
+    started_ = true;
+    if (reflink_) {
+        std::string tmpl = image_.string() + copy_infix + "XXXXXX";
+        const int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+        if (fd < 0)
+            throw_errno(context("create a copy of", image_.string()));
+        UniqueFd copy(fd);
+        copy_.path = tmpl;
+        if (::ioctl(copy.get(), FICLONE, fd_.get()) == 0) {
+            struct ::stat st;
+            if (::fstat(fd_.get(), &st) != 0)
+                throw_errno(context("stat", image_.string()));
+            take_mode_and_owner(copy.get(), st, copy_.path);
+            fd_ = std::move(copy);
+            path_ = copy_.path;
+            how_ = WritePath::reflink;
+            return;
+        }
+        const int err = errno;
+        if (err != EOPNOTSUPP && err != EXDEV && err != EINVAL && err != ENOTTY)
+            throw Error(err, context("clone", image_.string()) + " into " + copy_.path.string());
+        ::unlink(copy_.path.c_str());
+        copy_.path.clear();
+    }
+    // No reflink: the image changes in place, under a name that says so,
+    // and the state says so first.
+    if (in_place_)
+        in_place_();
+    how_ = WritePath::in_place;
+    const fs::path partial = partial_path(image_);
+    rename_durably(image_, partial);
+    path_ = partial;
+}
+
+void TargetImage::sync() {
+    if (how_ == WritePath::none)
+        return;
+    if (::fsync(fd_.get()) != 0)
+        throw_errno(context("fsync", path_.string()));
+}
+
+void TargetImage::commit() {
+    if (how_ != WritePath::none && !committed_) {
+        rename_durably(path_, image_);
+        copy_.path.clear();
+        path_ = image_;
+    }
+    committed_ = true;
+}
+
+struct ::stat TargetImage::status() const {
+    struct ::stat st;
+    if (::fstat(fd_.get(), &st) != 0)
+        throw_errno(context("stat", path_.string()));
+    return st;
+}
+
+std::vector<std::string> remove_leftover_copies(const fs::path& image) {
+    const fs::path dir = parent_of(image);
+    const std::string prefix = image.filename().string() + copy_infix;
+    std::vector<std::string> removed;
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const auto& entry = *it;
+        const std::string name = entry.path().filename().string();
+        if (name.size() != prefix.size() + copy_suffix_size || !name.starts_with(prefix))
+            continue;
+        const auto st = lstat_of(entry.path());
+        if (!st || !S_ISREG(st->st_mode))
+            continue;
+        if (::unlink(entry.path().c_str()) != 0 && errno != ENOENT)
+            throw_errno(context("remove", entry.path().string()));
+        removed.push_back(name);
+    }
+    if (ec)
+        throw Error(ec.value(), context("list", dir.string()));
+    if (!removed.empty())
+        fsync_dir(dir);
+    return removed;
 }
 
 void TargetImage::put(std::uint64_t offset, std::span<const std::byte> data) {
@@ -90,7 +245,7 @@ void TargetImage::put(std::uint64_t offset, std::span<const std::byte> data) {
 }
 
 void TargetImage::zero(std::uint64_t offset, std::uint64_t length) {
-    if (fresh_)
+    if (how_ == WritePath::fresh)
         return; // a hole already
     if (can_punch_) {
         if (::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -111,6 +266,8 @@ void TargetImage::zero(std::uint64_t offset, std::uint64_t length) {
 }
 
 void TargetImage::write(std::uint64_t offset, std::span<const std::byte> data) {
+    if (!started_ && !data.empty())
+        begin();
     // Pieces end on 4 KiB boundaries of the file; runs of data and runs of
     // zeros are written (or skipped) in one call each.
     std::size_t pos = 0, run_start = 0;
@@ -140,12 +297,6 @@ void TargetImage::write(std::uint64_t offset, std::span<const std::byte> data) {
             written_ += pos - run_start;
         }
     }
-}
-
-void TargetImage::sync() {
-    if (::fdatasync(fd_.get()) != 0)
-        throw_errno(context("fsync", path_.string()));
-    fsync_dir(parent_of(path_));
 }
 
 namespace {
@@ -226,6 +377,90 @@ std::optional<std::uint64_t> first_difference(const fs::path& image, const std::
         }
     }
     return std::nullopt;
+}
+
+BlockSums::BlockSums(std::vector<std::uint64_t> sums, std::uint32_t block_size, std::uint64_t size)
+    : sums_(std::move(sums)), block_size_(block_size), size_(size) {}
+
+void BlockSums::written(std::uint64_t offset, std::span<const std::byte> data) {
+    while (!data.empty()) {
+        const std::uint64_t b = offset / block_size_;
+        const std::uint64_t start = b * block_size_;
+        const std::uint64_t end = std::min(start + block_size_, size_);
+        if (b >= sums_.size() || end <= offset)
+            return; // past the image: nothing to keep
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(data.size(), end - offset));
+        if (block_ != b || offset != start + fed_) {
+            if (block_)
+                reread_.push_back(*block_); // left before its end
+            block_.reset();
+            if (offset != start) {
+                reread_.push_back(b); // begun after its start
+            } else {
+                block_ = b;
+                fed_ = 0;
+                hash_.reset();
+            }
+        }
+        if (block_) {
+            hash_.update(data.first(n));
+            fed_ += n;
+            if (start + fed_ == end) {
+                sums_[b] = hash_.digest();
+                block_.reset();
+            }
+        }
+        offset += n;
+        data = data.subspan(n);
+    }
+}
+
+std::vector<std::uint64_t> BlockSums::finish(const fs::path& file) {
+    if (block_)
+        reread_.push_back(*block_);
+    block_.reset();
+    std::sort(reread_.begin(), reread_.end());
+    reread_.erase(std::unique(reread_.begin(), reread_.end()), reread_.end());
+    if (!reread_.empty()) {
+        const auto sums = block_sums(file, block_size_, reread_);
+        for (std::size_t i = 0; i < reread_.size(); ++i)
+            sums_[reread_[i]] = sums[i];
+        reread_.clear();
+    }
+    return std::move(sums_);
+}
+
+std::vector<std::uint64_t> block_sums(const fs::path& file, std::uint32_t block_size,
+                                      std::span<const std::uint64_t> blocks) {
+    constexpr std::size_t piece = 1u << 20;
+    const std::string name = file.string();
+    UniqueFd fd = open_uncached(name, O_NOFOLLOW);
+    AlignedBuffer buf = aligned_buffer(piece);
+    std::vector<std::uint64_t> out;
+    out.reserve(blocks.size());
+    Xxh64 hash;
+    for (const std::uint64_t b : blocks) {
+        hash.reset();
+        const std::uint64_t start = b * block_size, end = start + block_size;
+        // Aligned reads (O_DIRECT) from the granule the block starts in.
+        std::uint64_t pos = start / TargetImage::granule * TargetImage::granule;
+        while (pos < end) {
+            const auto want = static_cast<std::size_t>(
+                std::min<std::uint64_t>(piece, (end - pos + TargetImage::granule - 1) /
+                                                   TargetImage::granule * TargetImage::granule));
+            const std::size_t n = read_at(fd.get(), buf.get(), want, pos, name);
+            const std::uint64_t from = std::max(pos, start);
+            const std::uint64_t to = std::min(pos + n, end);
+            if (to > from)
+                hash.update(std::span<const std::byte>(buf.get() + (from - pos),
+                                                       static_cast<std::size_t>(to - from)));
+            if (n < want)
+                break; // the end of the file
+            pos += n;
+        }
+        out.push_back(hash.digest());
+    }
+    return out;
 }
 
 } // namespace blksnap::cli

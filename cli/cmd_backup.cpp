@@ -59,11 +59,29 @@ std::string seconds_text(double s) {
     return text;
 }
 
+// How the data went into the image, as the summary line tells it.
+std::string write_path_text(const DeviceReport& r) {
+    switch (r.write_path) {
+    case WritePath::none:
+    case WritePath::fresh:
+        return "";
+    case WritePath::reflink:
+        return " into a reflink copy";
+    case WritePath::in_place:
+        return " in place (as " + partial_path(r.image).filename().string() + " meanwhile)";
+    }
+    return "";
+}
+
 std::string summary(const DeviceReport& r) {
+    std::string checked;
+    if (r.incremental)
+        checked = "checked " + std::to_string(r.checked_blocks) + " blocks of the image, ";
     return r.device + ": " + (r.incremental ? "incremental" : "full") + " (" + r.reason +
-           "): read " + human_bytes(r.bytes_read) + " of " + human_bytes(r.size) + ", wrote " +
-           human_bytes(r.bytes_written) + " in " + seconds_text(r.seconds) + " s" +
-           (r.verified ? ", verified" : "") + " -> " + r.image.string();
+           "): " + checked + "read " + human_bytes(r.bytes_read) + " of " + human_bytes(r.size) +
+           ", wrote " + human_bytes(r.bytes_written) + write_path_text(r) + " in " +
+           seconds_text(r.seconds) + " s" + (r.verified ? ", verified" : "") + " -> " +
+           r.image.string();
 }
 
 nlohmann::ordered_json to_json(const DeviceReport& r) {
@@ -76,6 +94,9 @@ nlohmann::ordered_json to_json(const DeviceReport& r) {
             {"bytes_written", r.bytes_written},
             {"seconds", r.seconds},
             {"verified", r.verified},
+            {"checked_blocks", r.checked_blocks},
+            {"checked_bytes", r.checked_bytes},
+            {"write_path", write_path_name(r.write_path)},
             {"generation_id", r.generation_id.str()},
             {"changes_number", r.changes_number}};
 }
@@ -103,6 +124,10 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
                   "Read the image back (O_DIRECT) and compare it with a second read of the "
                   "snapshot: what this backup wrote, or with --verify=full the whole image")
         ->check(CLI::IsMember({"written", "full"}));
+    cmd->add_option("--check-blocks", o->check_blocks,
+                    "Before an incremental backup, compare this many blocks of the image (spread "
+                    "over those it will not rewrite) with their checksums in the state file; "
+                    "default 64 (at most 64 MiB), 0 checks only the image file's identity");
     cmd->add_flag("-j,--json", *json,
                   "Print one JSON object per device on standard output (the summary lines go "
                   "to standard error)");
@@ -133,14 +158,18 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
         hooks.interrupted = [] { return stop_requested.load(); };
         try {
             run_backup(ctx.kernel(), *o, hooks);
-        } catch (const Error&) {
+        } catch (const Error& e) {
             bar.clear();
             // A signal may have broken a wait of the reader: say what
             // happened rather than which call saw it.
-            if (stop_requested)
+            if (stop_requested) {
+                const auto* failed = dynamic_cast<const BackupFailed*>(&e);
+                const std::string after = failed ? failed->aftermath() : "";
                 throw Error(EINTR, context("backup", o->dir.string()),
                             "interrupted by a signal; the snapshot is destroyed, and no state "
-                            "file claims more than its image holds");
+                            "file claims more than its image holds" +
+                                (after.empty() ? "" : "; " + after));
+            }
             throw;
         }
     });

@@ -83,6 +83,8 @@ struct DecideTest : ::testing::Test {
         prev.cbt = cbt::CbtState::of(info_of(16 * bs, gen_a, 3), std::vector<std::uint8_t>(16));
         prev.image = true;
         prev.image_size = 16 * bs;
+        prev.image_file = {0x801, 12, 16 * bs, 1700000000, 5, 1700000001, 7};
+        prev.cbt.image = cbt::ImageBinding{prev.image_file, std::vector<std::uint64_t>(16)};
     }
     cli::Decision decide() { return cli::decide(prev, info, map, 16 * bs); }
     void expect_full(const std::string& reason) {
@@ -153,7 +155,70 @@ TEST_F(DecideTest, MissingOrWrongSizedImageIsFull) {
     expect_full("image file missing");
 }
 
+TEST_F(DecideTest, AStateWithoutImageBindingIsFull) {
+    prev.cbt.image.reset();
+    expect_full("the state file has no image binding (written by an older blksnap)");
+}
+
+TEST_F(DecideTest, AnImageChangedSinceIsFull) {
+    prev.image_file.ctime_nsec = 8;
+    expect_full("the image file changed since the last backup (written, or another copied over "
+                "it): ctime 1700000001.000000008, was 1700000001.000000007");
+    prev.image_file.mtime_sec = 1600000000; // copied back with its old mtime: ctime tells
+    expect_full("ctime 1700000001.000000008, was 1700000001.000000007; mtime "
+                "1600000000.000000005, was 1700000000.000000005");
+    prev.image_file = prev.cbt.image->file;
+    prev.image_file.inode = 13;
+    expect_full("the image file is not the one the state file was written for: device 8:1 "
+                "inode 13, was device 8:1 inode 12");
+    prev.image_file = prev.cbt.image->file;
+    prev.image_file.device = 0x802;
+    expect_full("device 8:2 inode 12, was device 8:1 inode 12");
+    prev.image_file = prev.cbt.image->file;
+    EXPECT_TRUE(decide().incremental);
+}
+
+TEST_F(DecideTest, AnIncompleteStateIsFull) {
+    prev.cbt.incomplete = true;
+    expect_full("the last backup did not finish writing the image (the state file says "
+                "incomplete)");
+}
+
 // ---------------------------------------------------------------- plans
+
+TEST(SampleBlocks, OnlyBlocksNotRewrittenSpreadOverThem) {
+    // 100 blocks of 4096 bytes; the plan writes blocks 10-19 and part of 50.
+    std::vector<CopyStep> plan{{{40960, 40960}, {{40960, 40960}}},
+                               {{50 * 4096 + 100, 10}, {{50 * 4096 + 100, 10}}}};
+    auto all = cli::sample_blocks(plan, 100, 4096, 1000, 0.5);
+    ASSERT_EQ(all.size(), 89u);
+    for (const auto b : all)
+        EXPECT_TRUE(b < 10 || (b >= 20 && b != 50)) << b;
+    EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
+    // 8 of the 89: one in each stretch of 89/8 ranks, at the phase.
+    auto some = cli::sample_blocks(plan, 100, 4096, 8, 0.0);
+    ASSERT_EQ(some.size(), 8u);
+    EXPECT_EQ(some.front(), 0u);
+    for (std::size_t i = 0; i < some.size(); ++i) {
+        const auto rank =
+            static_cast<std::size_t>(std::find(all.begin(), all.end(), some[i]) - all.begin());
+        EXPECT_EQ(rank, static_cast<std::size_t>(double(i) * 89 / 8)) << i;
+    }
+    auto late = cli::sample_blocks(plan, 100, 4096, 8, 0.999);
+    ASSERT_EQ(late.size(), 8u);
+    EXPECT_EQ(late.back(), all.back()); // the last stretch's last rank
+    EXPECT_NE(late, some);
+    EXPECT_TRUE(cli::sample_blocks(plan, 100, 4096, 0, 0.5).empty());
+    EXPECT_TRUE(cli::sample_blocks(cli::full_plan(100 * 4096), 100, 4096, 8, 0.5).empty());
+    EXPECT_EQ(cli::sample_blocks({}, 3, 4096, 8, 0.5), (std::vector<std::uint64_t>{0, 1, 2}));
+}
+
+TEST(SampleBlocks, DefaultCountIs64BlocksAndAtMost64MiB) {
+    EXPECT_EQ(cli::default_check_blocks(65536), 64u);
+    EXPECT_EQ(cli::default_check_blocks(1u << 20), 64u);
+    EXPECT_EQ(cli::default_check_blocks(4u << 20), 16u);
+    EXPECT_EQ(cli::default_check_blocks(1u << 30), 1u);
+}
 
 TEST(CopyPlan, NearExtentsShareAReadButOnlyChangesAreWritten) {
     // Sectors: [0,8) [16,24) close together; [10000,10008) far; the last
@@ -205,38 +270,192 @@ std::uint64_t allocated(const std::filesystem::path& p) {
     return std::uint64_t(st.st_blocks) * 512;
 }
 
-TEST(TargetImage, NewImageIsSizedAndSparseWhereZero) {
+bool present(const std::filesystem::path& p) {
+    struct stat st;
+    return ::lstat(p.c_str(), &st) == 0;
+}
+
+std::uint64_t inode_of(const std::filesystem::path& p) {
+    struct stat st;
+    EXPECT_EQ(::stat(p.c_str(), &st), 0);
+    return st.st_ino;
+}
+
+TEST(TargetImage, NewImageIsWrittenAsPartialSizedAndSparseWhereZero) {
     TmpDir dir;
     const auto path = dir / "vdb.img";
-    write_file(path, std::string(1 << 20, 'x')); // an old image is replaced
+    write_file(path, std::string(1 << 20, 'x')); // an old image is removed
+    ::chmod(path.c_str(), 0640);
+    write_file(dir / "vdb.img.partial", "left by a killed backup");
     auto img = cli::TargetImage::create(path, 1 << 20);
+    EXPECT_FALSE(present(path));
+    EXPECT_EQ(img.path(), dir / "vdb.img.partial");
+    EXPECT_EQ(img.how(), cli::WritePath::fresh);
     std::string data(256 << 10, '\0');
     data.replace(8192, 5, "hello"); // one 4 KiB granule of data
     data.replace(200 << 10, 4096, std::string(4096, 'y'));
     img.write(64 << 10, bytes_of(data));
     img.sync();
+    EXPECT_FALSE(present(path));
+    img.commit();
+    EXPECT_FALSE(present(dir / "vdb.img.partial"));
     EXPECT_EQ(img.bytes_written(), 2 * 4096u);
     std::string want(1 << 20, '\0');
     want.replace(64 << 10, data.size(), data);
     EXPECT_EQ(read_file(path), want);
     EXPECT_LE(allocated(path), 64u << 10); // holes, give or take the file system's blocks
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0640u); // the old image's mode
+    EXPECT_EQ(img.status().st_ino, st.st_ino);
 }
 
-TEST(TargetImage, UpdateWritesDataAndPunchesZeros) {
+TEST(TargetImage, InPlaceUpdateMarksFirstRenamesToPartialAndBack) {
     TmpDir dir;
     const auto path = dir / "vdb.img";
     write_file(path, std::string(1 << 20, 'o'));
-    auto img = cli::TargetImage::open(path);
+    const auto ino = inode_of(path);
+    int marks = 0;
+    auto img = cli::TargetImage::update(
+        path,
+        [&] {
+            ++marks;
+            EXPECT_TRUE(present(path)) << "renamed before the state was marked";
+        },
+        false);
+    EXPECT_EQ(img.how(), cli::WritePath::none);
     std::string data(64 << 10, 'n');
     std::fill_n(data.begin() + 4096, 16384, '\0');
     img.write(4096 + 512, bytes_of(data)); // not aligned: partial granules at both ends
+    img.write(512 << 10, bytes_of(std::string(4096, 'm')));
+    EXPECT_EQ(marks, 1);
+    EXPECT_EQ(img.how(), cli::WritePath::in_place);
+    EXPECT_FALSE(present(path)) << "a torn image under the image's name";
+    EXPECT_EQ(img.path(), dir / "vdb.img.partial");
     img.sync();
+    img.commit();
+    EXPECT_FALSE(present(dir / "vdb.img.partial"));
     std::string want(1 << 20, 'o');
     want.replace(4096 + 512, data.size(), data);
+    want.replace(512 << 10, 4096, std::string(4096, 'm'));
     EXPECT_EQ(read_file(path), want);
+    EXPECT_EQ(inode_of(path), ino);
     // The zeros lie at 8704..24576 of the file: the whole 4 KiB pieces
     // among them, 12288..24576, are punched; the rest is written.
-    EXPECT_EQ(img.bytes_written(), data.size() - 12288);
+    EXPECT_EQ(img.bytes_written(), data.size() - 12288 + 4096);
+}
+
+TEST(TargetImage, AFailedInPlaceUpdateLeavesOnlyThePartialImage) {
+    TmpDir dir;
+    const auto path = dir / "vdb.img";
+    write_file(path, std::string(1 << 20, 'o'));
+    {
+        auto img = cli::TargetImage::update(
+            path, [] {}, false);
+        img.write(0, bytes_of(std::string(4096, 'n')));
+    } // never committed
+    EXPECT_FALSE(present(path));
+    EXPECT_EQ(read_file(dir / "vdb.img.partial").substr(0, 4097), std::string(4096, 'n') + 'o');
+}
+
+TEST(TargetImage, AnUpdateThatWritesNothingLeavesTheImage) {
+    TmpDir dir;
+    const auto path = dir / "vdb.img";
+    write_file(path, "image");
+    struct stat before;
+    ASSERT_EQ(::stat(path.c_str(), &before), 0);
+    auto img = cli::TargetImage::update(path, [] { ADD_FAILURE() << "marked"; });
+    img.write(0, {});
+    img.sync();
+    img.commit();
+    EXPECT_EQ(img.how(), cli::WritePath::none);
+    EXPECT_EQ(cbt::FileIdentity::of(img.status()), cbt::FileIdentity::of(before));
+}
+
+// A reflink copy where the file system can clone (XFS, btrfs), else in
+// place: either way the image's name never holds a torn image.
+TEST(TargetImage, UpdateClonesWhereItCanElseWritesInPlace) {
+    TmpDir dir;
+    const auto path = dir / "vdb.img";
+    write_file(path, std::string(1 << 20, 'o'));
+    ::chmod(path.c_str(), 0604);
+    const auto ino = inode_of(path);
+    for (const bool commit : {false, true}) {
+        bool marked = false;
+        {
+            auto img = cli::TargetImage::update(path, [&] { marked = true; });
+            img.write(8192, bytes_of(std::string(4096, commit ? 'c' : 'n')));
+            if (img.how() == cli::WritePath::reflink) {
+                EXPECT_FALSE(marked);
+                EXPECT_EQ(read_file(path), std::string(1 << 20, 'o')) << "the image changed";
+                EXPECT_EQ(img.path().string().rfind(path.string() + ".new-", 0), 0u);
+                struct stat st;
+                ASSERT_EQ(::stat(img.path().c_str(), &st), 0);
+                EXPECT_EQ(st.st_mode & 07777, 0604u);
+            } else {
+                EXPECT_EQ(img.how(), cli::WritePath::in_place);
+                EXPECT_TRUE(marked);
+                EXPECT_FALSE(present(path));
+                GTEST_SKIP() << "no reflink on " << dir.path() << ": the in-place path";
+            }
+            img.sync();
+            if (commit) {
+                img.commit();
+                EXPECT_NE(inode_of(path), ino);
+            }
+        }
+        // An uncommitted copy is removed; the image is the old one.
+        EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
+        std::string want(1 << 20, 'o');
+        if (commit)
+            want.replace(8192, 4096, std::string(4096, 'c'));
+        EXPECT_EQ(read_file(path), want);
+    }
+}
+
+TEST(TargetImage, LeftoverCopiesAreRemoved) {
+    TmpDir dir;
+    const auto path = dir / "vdb.img";
+    write_file(path, "image");
+    write_file(dir / "vdb.img.new-a1B2c3", "copy");
+    write_file(dir / "vdb.img.new-abc", "not ours");
+    write_file(dir / "vdb.img.partial", "not a copy");
+    write_file(dir / "vdc.img.new-a1B2c3", "another device's");
+    std::filesystem::create_directory(dir / "vdb.img.new-zzzzzz");
+    EXPECT_EQ(cli::remove_leftover_copies(path), std::vector<std::string>{"vdb.img.new-a1B2c3"});
+    EXPECT_FALSE(present(dir / "vdb.img.new-a1B2c3"));
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 5);
+    EXPECT_TRUE(cli::remove_leftover_copies(path).empty());
+}
+
+TEST(BlockSums, KeepsTheSumsOfWholeBlocksWrittenAndRereadsPartOnes) {
+    TmpDir dir;
+    const auto file = dir / "vdb.img";
+    std::string content(10 * 4096 + 1000, '\0');
+    std::mt19937 rng(3);
+    for (auto& c : content)
+        c = static_cast<char>(rng());
+    write_file(file, content);
+    auto sum = [&](std::size_t b) {
+        const std::size_t len = std::min<std::size_t>(4096, content.size() - b * 4096);
+        return XXH64(content.data() + b * 4096, len, 0);
+    };
+    std::vector<std::uint64_t> old(11, 7);
+    cli::BlockSums sums(old, 4096, content.size());
+    auto feed = [&](std::size_t from, std::size_t to) {
+        sums.written(from, bytes_of(content.substr(from, to - from)));
+    };
+    feed(0, 3000); // block 0 in two pieces
+    feed(3000, 4096 + 100);
+    feed(4096 + 100, 2 * 4096);      // block 1 whole
+    feed(5 * 4096 + 10, 6 * 4096);   // block 5 from its middle: reread
+    feed(7 * 4096, 7 * 4096 + 50);   // block 7 in part: reread
+    feed(10 * 4096, content.size()); // the short last block
+    const auto got = sums.finish(file);
+    EXPECT_EQ(got, (std::vector<std::uint64_t>{sum(0), sum(1), 7, 7, 7, sum(5), 7, sum(7), 7, 7,
+                                               sum(10)}));
+    EXPECT_EQ(cli::block_sums(file, 4096, std::vector<std::uint64_t>{10, 2}),
+              (std::vector<std::uint64_t>{sum(10), sum(2)}));
 }
 
 TEST(TargetImage, FirstDifferenceReadsBothBack) {
@@ -368,6 +587,9 @@ protected:
     std::vector<std::string> notes;
     std::function<void(const cli::DeviceReport&)> on_progress;
     cli::Verify verify = cli::Verify::written;
+    bool reflink = true; // on the ext4 or tmpfs of /var/tmp: in place
+    std::optional<std::uint64_t> check_blocks;
+    std::function<bool()> interrupted;
     static constexpr std::uint64_t size = 64 * bs;
 
     void SetUp() override {
@@ -398,7 +620,10 @@ protected:
         o.limit = 1 << 20;
         o.verify = verify;
         o.max_gap = 0;
+        o.reflink = reflink;
+        o.check_blocks = check_blocks;
         cli::BackupHooks h;
+        h.interrupted = interrupted;
         h.image_path = [&](const std::string& dev, const SnapshotInfo& si) {
             EXPECT_FALSE(si.image.empty());
             return image_of(dev);
@@ -478,13 +703,27 @@ TEST_F(BackupJob, ABrokenChainIsAFullBackupThatSaysWhy) {
     expect_images_equal();
 }
 
-TEST_F(BackupJob, CorruptionDuringTheCopyFailsAndKeepsTheState) {
+// The state and image of a device as files: what a failure must not mix.
+struct Files {
+    std::string state, image;
+    bool partial = false;
+    bool operator==(const Files&) const = default;
+};
+
+TEST_F(BackupJob, CorruptionDuringAnInPlaceCopyLeavesAPartialImageAndAFullBackupNext) {
+    reflink = false;
     backup();
-    const std::string before = read_file(out / "vdb.state");
     write("/dev/vdb", 7, 'q');
     on_progress = [&](const cli::DeviceReport& r) {
-        if (r.device == "/dev/vdb")
-            kernel.devices["/dev/vdb"].error_code = -ENOSPC;
+        if (r.device != "/dev/vdb")
+            return;
+        // The first write came: the state says incomplete first, the image
+        // is renamed while it is torn.
+        EXPECT_EQ(r.write_path, cli::WritePath::in_place);
+        EXPECT_TRUE(cbt::read_state_file(out / "vdb.state").incomplete);
+        EXPECT_FALSE(present(out / "vdb.img"));
+        EXPECT_TRUE(present(out / "vdb.img.partial"));
+        kernel.devices["/dev/vdb"].error_code = -ENOSPC;
     };
     try {
         backup();
@@ -496,15 +735,67 @@ TEST_F(BackupJob, CorruptionDuringTheCopyFailsAndKeepsTheState) {
                   std::string::npos)
             << what;
         EXPECT_NE(what.find("limit of 1048576 bytes"), std::string::npos) << what;
-        EXPECT_NE(what.find("the state file is unchanged"), std::string::npos) << what;
+        EXPECT_NE(what.find("the image is left as vdb.img.partial, incomplete, and the state file "
+                            "says so: the next backup is full"),
+                  std::string::npos)
+            << what;
     }
-    EXPECT_EQ(read_file(out / "vdb.state"), before);
+    EXPECT_FALSE(present(out / "vdb.img")) << "a torn image under the image's name";
+    EXPECT_TRUE(cbt::read_state_file(out / "vdb.state").incomplete);
     EXPECT_TRUE(kernel.snapshots.empty()) << "the snapshot outlived the failure";
     EXPECT_TRUE(reports.empty());
-    // The next run copies the change again.
+    // The next run is full, says why, and leaves no partial image.
     on_progress = nullptr;
     kernel.devices["/dev/vdb"].error_code = 0;
     backup();
+    EXPECT_FALSE(reports[0].incremental);
+    EXPECT_EQ(reports[0].reason,
+              "the last backup did not finish writing the image (the state file says incomplete)");
+    EXPECT_EQ(reports[0].write_path, cli::WritePath::fresh);
+    EXPECT_TRUE(reports[1].incremental);
+    EXPECT_EQ(reports[1].write_path, cli::WritePath::none);
+    EXPECT_FALSE(present(out / "vdb.img.partial"));
+    EXPECT_FALSE(cbt::read_state_file(out / "vdb.state").incomplete);
+    expect_images_equal();
+}
+
+// A failure before the first write changes nothing; neither does a
+// corruption found before it.
+TEST_F(BackupJob, AFailureBeforeTheFirstWriteKeepsImageAndState) {
+    backup();
+    const auto files = [&] {
+        return Files{read_file(out / "vdb.state"), read_file(out / "vdb.img"),
+                     present(out / "vdb.img.partial")};
+    };
+    const Files before = files();
+    write("/dev/vdb", 7, 'q');
+    interrupted = [] { return true; };
+    try {
+        backup({"/dev/vdb"});
+        ADD_FAILURE() << "not interrupted";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), EINTR);
+        EXPECT_EQ(std::string(e.what()), "backup /dev/vdb: interrupted (Interrupted system call)");
+    }
+    EXPECT_TRUE(files() == before);
+    // The snapshot overflows before the first write: a read fails (here:
+    // the job is stopped) and the corruption is told.
+    interrupted = [&] {
+        kernel.devices["/dev/vdb"].error_code = -ENOSPC;
+        return true;
+    };
+    try {
+        backup({"/dev/vdb"});
+        ADD_FAILURE() << "the backup of a corrupted snapshot succeeded";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("; the image and the state file are unchanged"),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_TRUE(files() == before);
+    interrupted = nullptr;
+    kernel.devices["/dev/vdb"].error_code = 0;
+    backup({"/dev/vdb"});
     EXPECT_TRUE(reports[0].incremental);
     EXPECT_EQ(reports[0].bytes_read, bs);
     expect_images_equal();
@@ -537,18 +828,115 @@ TEST_F(BackupJob, VerifyReadsTheSnapshotAgain) {
     EXPECT_TRUE(kernel.snapshots.empty());
 }
 
-// --verify=full compares the whole image: a block changed in the image
-// since the last backup, outside what this one writes, is found.
-TEST_F(BackupJob, VerifyFullComparesTheWholeImage) {
+// The state file as if the image had changed under its file system (bit
+// rot, a write to the device below): the binding takes the image's new
+// identity, the checksums stay those of what the backup wrote.
+void rebind(const std::filesystem::path& state, const std::filesystem::path& image) {
+    auto st = cbt::read_state_file(state);
+    struct stat now;
+    ASSERT_EQ(::stat(image.c_str(), &now), 0);
+    st.image->file = cbt::FileIdentity::of(now);
+    cbt::write_state_file(state, st);
+}
+
+TEST_F(BackupJob, AnImageWrittenSinceOrCopiedBackIsAFullBackup) {
+    backup();
+    const std::string first = read_file(out / "vdb.img");
+    // Written with the same bytes: its ctime tells.
+    write_file(out / "vdb.img", first);
+    write("/dev/vdb", 5, 'x');
+    backup();
+    EXPECT_FALSE(reports[0].incremental);
+    EXPECT_NE(reports[0].reason.find("the image file changed since the last backup"),
+              std::string::npos)
+        << reports[0].reason;
+    EXPECT_TRUE(reports[1].incremental);
+    expect_images_equal();
+    // An older copy put back in place of the image (another file).
+    std::filesystem::copy_file(out / "vdb.img", dir / "old.img");
+    write("/dev/vdb", 6, 'y');
+    backup();
+    ASSERT_TRUE(reports[0].incremental);
+    std::filesystem::rename(dir / "old.img", out / "vdb.img");
+    write("/dev/vdb", 8, 'z');
+    backup();
+    EXPECT_FALSE(reports[0].incremental);
+    EXPECT_NE(
+        reports[0].reason.find("the image file is not the one the state file was written for"),
+        std::string::npos)
+        << reports[0].reason;
+    expect_images_equal();
+}
+
+TEST_F(BackupJob, AStateOfAnOlderBlksnapIsAFullBackup) {
+    backup();
+    auto st = cbt::read_state_file(out / "vdc.state");
+    st.image.reset();
+    cbt::write_state_file(out / "vdc.state", st); // version 1
+    backup();
+    EXPECT_TRUE(reports[0].incremental);
+    EXPECT_FALSE(reports[1].incremental);
+    EXPECT_EQ(reports[1].reason, "the state file has no image binding (written by an older "
+                                 "blksnap): the image cannot be checked");
+    EXPECT_TRUE(cbt::read_state_file(out / "vdc.state").image.has_value());
+    expect_images_equal();
+}
+
+// The blocks of the image that an incremental backup does not rewrite are
+// checked against the checksums of the state file: a change that left the
+// file's identity as it was is found.
+TEST_F(BackupJob, ABlockThatDiffersFromItsChecksumIsAFullBackup) {
     backup();
     std::string img = read_file(out / "vdb.img");
     img[40 * bs + 10] ^= 1;
     write_file(out / "vdb.img", img);
+    rebind(out / "vdb.state", out / "vdb.img");
+    write("/dev/vdb", 5, 'x');
+    write("/dev/vdb", 40, 'x'); // rewritten: not checked, not the reason
+    backup({"/dev/vdb"});
+    EXPECT_TRUE(reports[0].incremental);
+    EXPECT_EQ(reports[0].checked_blocks, 62u); // all the others (64 at most by default)
+    EXPECT_EQ(reports[0].checked_bytes, 62 * bs);
+    img = read_file(out / "vdb.img");
+    img[41 * bs + 10] ^= 1;
+    write_file(out / "vdb.img", img);
+    rebind(out / "vdb.state", out / "vdb.img");
+    write("/dev/vdb", 5, 'y');
+    backup({"/dev/vdb"});
+    EXPECT_FALSE(reports[0].incremental);
+    EXPECT_NE(reports[0].reason.find("block 41 of the image (bytes " + std::to_string(41 * bs) +
+                                     " to " + std::to_string(42 * bs - 1) +
+                                     ") is not what the last backup wrote there"),
+              std::string::npos)
+        << reports[0].reason;
+    EXPECT_EQ(reports[0].bytes_read, size);
+    expect_images_equal();
+    // A smaller sample checks fewer.
+    check_blocks = 5;
+    write("/dev/vdb", 5, 'z');
+    backup({"/dev/vdb"});
+    EXPECT_TRUE(reports[0].incremental);
+    EXPECT_EQ(reports[0].checked_blocks, 5u);
+}
+
+// --verify=full compares the whole image: a block changed in the image
+// since the last backup, outside what this one writes and not checked
+// before (--check-blocks=0), is found.
+TEST_F(BackupJob, VerifyFullComparesTheWholeImage) {
+    check_blocks = 0;
+    backup();
+    std::string img = read_file(out / "vdb.img");
+    img[40 * bs + 10] ^= 1;
+    write_file(out / "vdb.img", img);
+    rebind(out / "vdb.state", out / "vdb.img");
     write("/dev/vdb", 5, 'x');
     backup({"/dev/vdb"}); // what it wrote is right
+    EXPECT_TRUE(reports[0].incremental);
+    EXPECT_EQ(reports[0].checked_blocks, 0u);
     EXPECT_TRUE(reports[0].verified);
     write("/dev/vdb", 6, 'y');
     verify = cli::Verify::full;
+    const std::string state = read_file(out / "vdb.state");
     try {
         backup({"/dev/vdb"});
         FAIL() << "verified";
@@ -557,6 +945,10 @@ TEST_F(BackupJob, VerifyFullComparesTheWholeImage) {
                   std::string::npos)
             << e.what();
     }
+    // In place (no reflink here): the state says incomplete; with a reflink
+    // copy, the image and the state are as they were.
+    EXPECT_TRUE(read_file(out / "vdb.state") == state ||
+                cbt::read_state_file(out / "vdb.state").incomplete);
 }
 
 TEST_F(BackupJob, ASnapshotLeftByAKilledBackupIsDestroyed) {
@@ -581,10 +973,32 @@ TEST_F(BackupJob, AnInterruptedBackupDestroysItsSnapshot) {
     write("/dev/vdb", 1, 'i');
     const std::string before = read_file(out / "vdb.state");
     on_progress = [&](const cli::DeviceReport&) { throw Error(EINTR, "backup", "interrupted"); };
-    EXPECT_THROW(backup(), Error);
+    try {
+        backup();
+        ADD_FAILURE() << "not interrupted";
+    } catch (const cli::BackupFailed& e) {
+        // After the first write: what the job left is told.
+        EXPECT_EQ(e.code(), EINTR);
+        EXPECT_FALSE(e.aftermath().empty());
+        EXPECT_NE(std::string(e.what()).find("backup: interrupted (Interrupted system call); " +
+                                             e.aftermath()),
+                  std::string::npos)
+            << e.what();
+    }
     EXPECT_TRUE(kernel.snapshots.empty());
-    EXPECT_EQ(read_file(out / "vdb.state"), before);
     EXPECT_FALSE(std::filesystem::exists(out / cli::snapshot_id_file));
+    // The image's name holds the complete image of the last backup (a
+    // reflink copy was written) or nothing (in place: the state says so).
+    if (present(out / "vdb.img")) {
+        EXPECT_TRUE(read_file(out / "vdb.state") == before);
+        EXPECT_FALSE(present(out / "vdb.img.partial"));
+    } else {
+        EXPECT_TRUE(cbt::read_state_file(out / "vdb.state").incomplete);
+        EXPECT_TRUE(present(out / "vdb.img.partial"));
+    }
+    on_progress = nullptr;
+    backup();
+    expect_images_equal();
 }
 
 } // namespace

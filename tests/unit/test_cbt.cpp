@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 namespace blksnap::test {
 namespace {
@@ -194,8 +195,105 @@ TEST_F(DamagedStateFile, WrongMagic) {
 }
 
 TEST_F(DamagedStateFile, WrongVersion) {
-    bytes[8] = 2;
-    expect_rejected("unsupported version 2");
+    bytes[8] = 3;
+    expect_rejected("unsupported version 3");
+    bytes[8] = 2; // a version 1 file called 2: no room for the binding
+    expect_rejected("truncated");
+}
+
+TEST_F(DamagedStateFile, FlagsInVersion1) {
+    bytes[29] = 1;
+    expect_rejected("checksum mismatch");
+    const auto end = bytes.size() - 8;
+    const std::uint64_t sum = XXH64(bytes.data(), end, 0);
+    for (int i = 0; i < 8; ++i)
+        bytes[end + i] = static_cast<std::uint8_t>(sum >> (8 * i));
+    expect_rejected("reserved bytes are not zero");
+}
+
+// A state bound to its image (blksnap backup's): version 2.
+cbt::CbtState bound_state() {
+    auto st = sample_state();
+    std::vector<std::uint64_t> sums(1000);
+    for (std::size_t i = 0; i < sums.size(); ++i)
+        sums[i] = 0x0123456789abcdefull * (i + 1);
+    st.image = cbt::ImageBinding{
+        {0x10302, 77, 1000 * 65536ull - 512, 1700000000, 123456789, -5, 999999999}, sums};
+    return st;
+}
+
+// Rewrites the trailing checksum of BYTES.
+void reseal(std::vector<std::uint8_t>& bytes) {
+    const auto end = bytes.size() - 8;
+    const std::uint64_t sum = XXH64(bytes.data(), end, 0);
+    for (int i = 0; i < 8; ++i)
+        bytes[end + i] = static_cast<std::uint8_t>(sum >> (8 * i));
+}
+
+TEST(StateFile, Version2BindsTheImage) {
+    auto st = bound_state();
+    auto bytes = cbt::encode_state(st);
+    ASSERT_EQ(bytes.size(), 48u + 1000 + 56 + 8 * 1000 + 8);
+    EXPECT_EQ(bytes[8], 2);
+    EXPECT_EQ(bytes[29], 0);
+    const std::size_t b = 48 + 1000;
+    EXPECT_EQ(bytes[b], 0x02); // st_dev, little-endian
+    EXPECT_EQ(bytes[b + 1], 0x03);
+    EXPECT_EQ(bytes[b + 2], 0x01);
+    EXPECT_EQ(bytes[b + 8], 77);    // inode
+    EXPECT_EQ(bytes[b + 32], 0xfb); // ctime -5 seconds
+    EXPECT_EQ(bytes[b + 39], 0xff);
+    EXPECT_EQ(bytes[b + 48] | bytes[b + 49] << 8, 1000); // checksum count
+    EXPECT_EQ(bytes[b + 56], 0xef);                      // the first checksum
+    auto back = cbt::decode_state(bytes, "s");
+    expect_equal(back, st);
+    EXPECT_EQ(back.image, st.image);
+    EXPECT_FALSE(back.incomplete);
+    st.incomplete = true;
+    bytes = cbt::encode_state(st);
+    EXPECT_EQ(bytes[29], 1);
+    EXPECT_TRUE(cbt::decode_state(bytes, "s").incomplete);
+    // Without a binding: version 1, as before.
+    st.image.reset();
+    EXPECT_THROW(cbt::encode_state(st), Error); // incomplete needs a binding
+    st.incomplete = false;
+    EXPECT_EQ(cbt::encode_state(st), cbt::encode_state(sample_state()));
+    // As many checksums as the image has blocks.
+    st = bound_state();
+    st.image->sums.pop_back();
+    EXPECT_THROW(cbt::encode_state(st), Error);
+}
+
+TEST_F(DamagedStateFile, BadBinding) {
+    const auto good = cbt::encode_state(bound_state());
+    const std::size_t b = 48 + 1000;
+    bytes = good;
+    bytes[b + 100] ^= 1;
+    expect_rejected("checksum mismatch");
+    bytes = good;
+    bytes.pop_back();
+    expect_rejected("truncated");
+    bytes = good;
+    bytes[b + 48] = 0xe7; // 999 checksums: the size no longer fits
+    expect_rejected("wrong size");
+    bytes = good;
+    bytes[b + 48] = 0xe7;
+    bytes.erase(bytes.end() - 16, bytes.end() - 8);
+    reseal(bytes);
+    expect_rejected("image binding: 999 block checksums for an image of 65535488 bytes in blocks "
+                    "of 65536");
+    bytes = good;
+    bytes[29] = 2;
+    reseal(bytes);
+    expect_rejected("reserved bytes are not zero");
+    bytes = good;
+    bytes[b + 52] = 1;
+    reseal(bytes);
+    expect_rejected("reserved bytes are not zero");
+    bytes = good;
+    bytes[b + 43] = 0x40; // mtime nanoseconds past a second
+    reseal(bytes);
+    expect_rejected("image binding: nanoseconds out of range");
 }
 
 TEST(StateFile, MissingFileNamesThePath) {
