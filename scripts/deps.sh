@@ -13,7 +13,7 @@ PKGS=(
 	xz-utils zstd kmod sparse rsync
 	# guests and what the tests run inside them
 	qemu-system-x86 busybox-static fio xfsprogs e2fsprogs util-linux
-	parted dosfstools socat gcc-12 dmsetup python3 strace btrfs-progs
+	parted dosfstools socat gcc-12 dmsetup python3 strace btrfs-progs openssl
 	# lint: shell scripts, documentation
 	shellcheck mandoc groff
 	# Debian packages (make deb, lintian) and DKMS (tests/guest/pkg_install)

@@ -50,10 +50,17 @@ disk() {
 	echo "${d[$(($1 - 1))]}"
 }
 
-# gen SEED BYTES: reproducible pseudo-random data (openssl ends on SIGPIPE).
+# gen SEED BYTES: reproducible pseudo-random data, AES-128-CTR of BYTES
+# zeros (a stream cipher: as many bytes out as in). Fails the test, rather
+# than give fewer bytes or none, when openssl is missing or fails or the
+# count is short: data that is not what a test thinks it wrote would let a
+# comparison pass on zeros.
 gen() {
-	{ openssl enc -aes-128-ctr -K "$(printf %032x "$1")" -iv 0 -in /dev/zero 2>/dev/null ||
-		true; } | head -c "$2"
+	local n
+	{ n=$(head -c "$2" /dev/zero |
+		openssl enc -aes-128-ctr -K "$(printf %032x "$1")" -iv "$(printf %032x 0)" | tee /dev/fd/3 | wc -c); } 3>&1 ||
+		fail "gen $1 $2: openssl failed"
+	[ "$n" = "$2" ] || fail "gen $1 $2: $n bytes"
 }
 
 # Field of `blksnap-probe info DEV`.
