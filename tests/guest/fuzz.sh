@@ -7,7 +7,11 @@
 # FUZZ_CALLS ioctl calls (default 100000) from two threads, mixing valid and
 # random commands, lengths, pointers, snapshot ids and storage fds, on the
 # control device and through the filter, while both devices are attached,
-# written, and taken in snapshots. Then everything the fuzzer left is undone
+# written, and taken in snapshots, and the images read and written. The
+# seed is FUZZ_SEED, else the clock's (printed: a failure replays with it).
+# The fuzzer judges the answers (each command's errors within blksnap(4)'s
+# list, a minimum of deep calls that succeeded); the writers to the devices
+# must not see one error. Then everything the fuzzer left is undone
 # with the ordinary commands, the devices work as usual (a snapshot of each
 # holds its content at the take), and the module unloads (the batch checks
 # that, and the kernel log). On the debug kernel, in both interceptions.
@@ -16,6 +20,8 @@ a=$(disk 1)
 b=$(disk 2)
 tmp=$(mktemp -d)
 calls=${FUZZ_CALLS:-100000}
+seed=${FUZZ_SEED:-$(date +%s)}
+echo "fuzz: seed=$seed calls=$calls (replay: FUZZ_SEED=$seed FUZZ_CALLS=$calls)"
 sum() { dd if="$1" bs=1M iflag=direct status=none | xxhsum -H64 - | cut -d' ' -f1; }
 
 step "both devices attached and written"
@@ -24,18 +30,31 @@ blksnap attach -d "$b"
 writers=()
 for d in "$a" "$b"; do
 	fio --name=w --filename="$d" --rw=randwrite --bs=4k-64k --direct=1 --rate_iops=40 \
-		--time_based --runtime=3600 --eta=never --output=/dev/null &
+		--time_based --runtime=3600 --eta=never --output-format=json \
+		--output="$tmp/fio-${d##*/}.json" &
 	writers+=($!)
 done
 
-step "$calls calls of blksnap-fuzz (seed 1)"
-blksnap-fuzz "$calls" 1 "$tmp" "$a" "$b" | tee "$tmp/fuzz.out"
-# At least CALLS: an action may make several calls (an ordinary take makes
-# five or more), and the last ones of each thread finish past the count.
-made=$(sed -n 's/^calls=//p' "$tmp/fuzz.out")
-[ -n "$made" ] && [ "$made" -ge "$calls" ] || fail "the fuzzer made ${made:-no} calls, not $calls"
+step "$calls calls of blksnap-fuzz (seed $seed)"
+# It fails on an answer out of its command's list, too few deep successes,
+# or fewer calls than asked (an action may make several calls, and the last
+# ones of each thread finish past the count).
+blksnap-fuzz "$calls" "$seed" "$tmp" "$a" "$b" >"$tmp/fuzz.out" ||
+	{ cat "$tmp/fuzz.out"; fail "blksnap-fuzz judged the module's answers wrong (seed $seed)"; }
+cat "$tmp/fuzz.out"
 kill "${writers[@]}"
 wait "${writers[@]}" 2>/dev/null || true
+
+step "the writers saw no error and wrote"
+for d in "$a" "$b"; do
+	python3 - "$tmp/fio-${d##*/}.json" <<'PY' || fail "the writer to $d: see above"
+import json, sys
+text = open(sys.argv[1]).read()
+for job in json.loads(text[text.index("{"):])["jobs"]:
+    if job["error"] or job["write"]["io_bytes"] == 0:
+        sys.exit(f"error {job['error']}, {job['write']['io_bytes']} bytes written")
+PY
+done
 
 step "undo what the fuzzer left: its snapshots, then the filters"
 for id in $(blksnap snapshot_collect); do

@@ -14,10 +14,17 @@
 // create, add, take) and destroys keep snapshots coming and going (at most
 // 6 alive), so that the malformed requests meet every state.
 //
-// DIR takes the difference storage files. Returns 0 once every call has
-// returned (the module's answers are counted, not judged: the guest test
-// judges the kernel log, the unload and the state left); prints the count
-// of calls and of each command's answers.
+// After each ordinary take, and now and then for a snapshot alive, the
+// images are read and written (their block devices, at random offsets).
+//
+// DIR takes the difference storage files. The module's answers are judged:
+// each command (each filter command apart) may fail only with the errors
+// blksnap(4) gives it, and the calls that reach deep (takes, snapshot adds,
+// change map reads, image reads and writes) must succeed at least a minimum
+// number of times per 100,000 calls, else nothing deep was tested. Prints
+// the count of calls and of each command's answers, then every answer out
+// of its list and every minimum not reached; exits 1 on any of those. The
+// guest test judges the rest: the kernel log, the unload, the state left.
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -27,9 +34,11 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/blksnap.h>
+#include <linux/fs.h>
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -68,6 +77,64 @@ std::string name_of(unsigned long cmd) {
         return "filter_ctl";
     default:
         return "unknown command";
+    }
+}
+
+// The errors blksnap(4) lets each command return (ENOMEM: any allocation).
+// Filter commands are "filter_ctl/NAME"; image I/O is "image_open",
+// "image_read", "image_write".
+const std::map<std::string, std::set<int>>& allowed_errors() {
+    static const std::map<std::string, std::set<int>> allowed = {
+        {"version", {EFAULT}},
+        {"snapshot_create", {EFAULT, EBADF, EINVAL, ENOMEM}},
+        {"snapshot_destroy", {EFAULT, ENOENT}},
+        {"snapshot_take",
+         {EFAULT, ENOENT, ENODEV, EALREADY, EBUSY, EDEADLK, ETIMEDOUT, EINVAL, ENOMEM}},
+        {"snapshot_collect", {EFAULT, ENODATA, ENOMEM}},
+        {"snapshot_devices", {EFAULT, EINVAL, ENOENT, ENODATA, ENOMEM}},
+        {"snapshot_wait_event", {EFAULT, ENOENT, ESRCH, EINTR}},
+        {"attach", {EFAULT, EINVAL, EOPNOTSUPP, EALREADY, ENOENT, ENODEV, ENXIO, EBUSY, ENOMEM}},
+        {"detach", {EFAULT, EINVAL, EOPNOTSUPP, ENOENT, ENODEV, ENXIO}},
+        {"filter_ctl/cbtinfo", {EFAULT, EINVAL, EOPNOTSUPP, ENOENT, ENODEV, ENXIO, EBUSY}},
+        {"filter_ctl/cbtmap", {EFAULT, EINVAL, EOPNOTSUPP, ENOENT, ENODEV, ENXIO, EBUSY}},
+        {"filter_ctl/cbtdirty", {EFAULT, EINVAL, EOPNOTSUPP, ENOENT, ENODEV, ENXIO, EBUSY, ENOMEM}},
+        {"filter_ctl/snapshotadd",
+         {EFAULT, EINVAL, EOPNOTSUPP, ENOENT, ENODEV, ENXIO, EBUSY, EALREADY, ENOMEM}},
+        {"filter_ctl/snapshotinfo", {EFAULT, EINVAL, EOPNOTSUPP, ENOENT, ENODEV, ENXIO}},
+        {"filter_ctl/unknown", {EFAULT, EINVAL, EOPNOTSUPP, ENOTTY, ENOENT, ENODEV, ENXIO}},
+        {"unknown command", {ENOTTY}},
+        // The image goes away with its snapshot, at any time.
+        {"image_open", {ENOENT, ENXIO, ENODEV}},
+        {"image_read", {EIO, ENODEV, ENXIO}},
+        {"image_write", {EIO, ENODEV, ENXIO, ENOSPC}},
+    };
+    return allowed;
+}
+
+// Successes the deep calls must reach per 100,000 calls.
+const std::map<std::string, uint64_t>& deep_minimums() {
+    static const std::map<std::string, uint64_t> minimums = {
+        {"snapshot_take", 5},      {"filter_ctl/snapshotadd", 10},
+        {"filter_ctl/cbtmap", 20}, {"filter_ctl/snapshotinfo", 20},
+        {"image_read", 20},        {"image_write", 10},
+    };
+    return minimums;
+}
+
+const char* filter_cmd_name(uint32_t cmd) {
+    switch (cmd) {
+    case blkfilter_ctl_blksnap_cbtinfo:
+        return "filter_ctl/cbtinfo";
+    case blkfilter_ctl_blksnap_cbtmap:
+        return "filter_ctl/cbtmap";
+    case blkfilter_ctl_blksnap_cbtdirty:
+        return "filter_ctl/cbtdirty";
+    case blkfilter_ctl_blksnap_snapshotadd:
+        return "filter_ctl/snapshotadd";
+    case blkfilter_ctl_blksnap_snapshotinfo:
+        return "filter_ctl/snapshotinfo";
+    default:
+        return "filter_ctl/unknown";
     }
 }
 
@@ -238,13 +305,17 @@ private:
         }
     }
 
-    int call(int fd, unsigned long cmd, uintptr_t arg) {
+    // An ioctl, counted under LABEL (default: the command's name).
+    int call(int fd, unsigned long cmd, uintptr_t arg, const char* label = nullptr) {
         int ret = ioctl(fd, cmd, arg);
-        int answer = ret < 0 ? -errno : (ret > 0 ? 1 : 0);
+        int err = ret < 0 ? errno : 0;
         s_.calls++;
+        count(label ? label : name_of(cmd), ret < 0 ? -err : (ret > 0 ? 1 : 0));
+        return ret < 0 ? -err : ret;
+    }
+    void count(const std::string& label, int answer) {
         std::lock_guard g(s_.lock);
-        s_.answers[{name_of(cmd), answer}]++;
-        return ret < 0 ? -errno : ret;
+        s_.answers[{label, answer}]++;
     }
 
     const Target& some_dev() { return s_.devs[pick(s_.devs.size())]; }
@@ -309,7 +380,7 @@ private:
             c.cmd = cmd;
             c.optlen = optlen;
             c.opt = optp;
-            call(d.fd.get(), BLKFILTER_CTL, pointer(&c, sizeof(c), false));
+            call(d.fd.get(), BLKFILTER_CTL, pointer(&c, sizeof(c), false), filter_cmd_name(cmd));
         } else {
             blksnap_filter_ctl c{};
             c.dev_major = chance(95) ? d.major : static_cast<uint32_t>(rng_());
@@ -318,7 +389,8 @@ private:
             c.ctl.cmd = cmd;
             c.ctl.optlen = optlen;
             c.ctl.opt = optp;
-            call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_CTL, pointer(&c, sizeof(c), false));
+            call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_CTL, pointer(&c, sizeof(c), false),
+                 filter_cmd_name(cmd));
         }
     }
 
@@ -466,7 +538,8 @@ private:
             c.cmd = cmd;
             c.optlen = len;
             c.opt = reinterpret_cast<uintptr_t>(opt);
-            return call(d.fd.get(), BLKFILTER_CTL, reinterpret_cast<uintptr_t>(&c));
+            return call(d.fd.get(), BLKFILTER_CTL, reinterpret_cast<uintptr_t>(&c),
+                        filter_cmd_name(cmd));
         }
         blksnap_filter_ctl c{};
         c.dev_major = d.major;
@@ -475,7 +548,38 @@ private:
         c.ctl.cmd = cmd;
         c.ctl.optlen = len;
         c.ctl.opt = reinterpret_cast<uintptr_t>(opt);
-        return call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_CTL, reinterpret_cast<uintptr_t>(&c));
+        return call(s_.ctl.get(), IOCTL_BLKSNAP_FILTER_CTL, reinterpret_cast<uintptr_t>(&c),
+                    filter_cmd_name(cmd));
+    }
+
+    // Reads and writes of the image of DEV, when a taken snapshot holds it:
+    // 4 KiB at random offsets. Each answer is counted like an ioctl's.
+    void image_io(const Target& d) {
+        blksnap_snapshotinfo info{};
+        if (good_ctl(d, blkfilter_ctl_blksnap_snapshotinfo, &info, sizeof(info)) < 0 ||
+            !info.image[0])
+            return;
+        std::string name(reinterpret_cast<const char*>(info.image),
+                         strnlen(reinterpret_cast<const char*>(info.image), sizeof(info.image)));
+        Fd fd(open(("/dev/" + name).c_str(), O_RDWR));
+        count("image_open", fd.get() < 0 ? -errno : 0);
+        if (fd.get() < 0)
+            return;
+        uint64_t size = 0;
+        if (ioctl(fd.get(), BLKGETSIZE64, &size) || size < 4096)
+            return;
+        std::array<uint8_t, 4096> buf{};
+        for (int i = 0; i < 4; i++) {
+            off_t off = static_cast<off_t>(pick(size / 4096) * 4096);
+            if (chance(70)) {
+                ssize_t n = pread(fd.get(), buf.data(), buf.size(), off);
+                count("image_read", n < 0 ? -errno : 0);
+            } else {
+                fill_random(buf.data(), buf.size());
+                ssize_t n = pwrite(fd.get(), buf.data(), buf.size(), off);
+                count("image_write", n < 0 ? -errno : 0);
+            }
+        }
     }
 
     // A snapshot made and taken the ordinary way (attach, create, add some
@@ -510,7 +614,10 @@ private:
             blksnap_snapshotadd a{c.id};
             good_ctl(d, blkfilter_ctl_blksnap_snapshotadd, &a, sizeof(a));
         }
-        call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_TAKE, reinterpret_cast<uintptr_t>(&c.id));
+        if (call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_TAKE, reinterpret_cast<uintptr_t>(&c.id)))
+            return;
+        for (const Target& d : s_.devs)
+            image_io(d);
     }
 
     void one() {
@@ -518,6 +625,11 @@ private:
         // their teardown): about 25 in 100,000 calls.
         if (pick(4000) == 0) {
             taken_snapshot();
+            return;
+        }
+        // Image I/O of whatever snapshot holds a device now.
+        if (pick(1000) < 3) {
+            image_io(some_dev());
             return;
         }
         unsigned r = pick(100);
@@ -580,10 +692,45 @@ int main(int argc, char** argv) {
         std::jthread other([&] { Fuzzer(s, seed * 2 + 1).run(calls - calls / 2); });
         Fuzzer(s, seed * 2).run(calls / 2);
     }
-    std::printf("calls=%llu\n", static_cast<unsigned long long>(s.calls.load()));
-    for (auto& [key, n] : s.answers)
+    const uint64_t made = s.calls.load();
+    std::printf("calls=%llu\n", static_cast<unsigned long long>(made));
+    std::map<std::string, uint64_t> ok;
+    for (auto& [key, n] : s.answers) {
         std::printf("%s: %s: %llu\n", key.first.c_str(),
                     key.second < 0 ? std::strerror(-key.second) : "ok",
                     static_cast<unsigned long long>(n));
-    return s.calls.load() >= calls ? 0 : 1;
+        if (key.second >= 0)
+            ok[key.first] += n;
+    }
+    // The judgement: answers out of blksnap(4)'s list, deep calls too rare.
+    int bad = 0;
+    for (auto& [key, n] : s.answers) {
+        if (key.second >= 0)
+            continue;
+        auto it = allowed_errors().find(key.first);
+        if (it == allowed_errors().end() || !it->second.count(-key.second)) {
+            std::printf("unexpected: %s failed with %s (errno %d) %llu times\n", key.first.c_str(),
+                        std::strerror(-key.second), -key.second,
+                        static_cast<unsigned long long>(n));
+            bad++;
+        }
+    }
+    for (auto& [label, per100k] : deep_minimums()) {
+        const uint64_t want = per100k * calls / 100000;
+        std::printf("deep: %s ok %llu (at least %llu)\n", label.c_str(),
+                    static_cast<unsigned long long>(ok[label]),
+                    static_cast<unsigned long long>(want));
+        if (ok[label] < want) {
+            std::printf("too few: %s succeeded %llu times, not %llu\n", label.c_str(),
+                        static_cast<unsigned long long>(ok[label]),
+                        static_cast<unsigned long long>(want));
+            bad++;
+        }
+    }
+    if (made < calls) {
+        std::printf("too few calls: %llu, not %llu\n", static_cast<unsigned long long>(made),
+                    static_cast<unsigned long long>(calls));
+        bad++;
+    }
+    return bad ? 1 : 0;
 }
