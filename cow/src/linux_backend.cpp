@@ -32,10 +32,42 @@ DeviceId device_for(const std::string& device, const std::string& ctx) {
 
 } // namespace
 
+std::string module_refusal_hint(const std::filesystem::path& sys) {
+    auto first_word = [](const std::filesystem::path& file) {
+        std::ifstream in(file);
+        std::string word;
+        in >> word;
+        return word;
+    };
+    // "none [integrity] confidentiality": the word in brackets is in force.
+    std::string lockdown;
+    {
+        std::ifstream in(sys / "kernel" / "security" / "lockdown");
+        for (std::string word; in >> word;)
+            if (word.size() > 2 && word.front() == '[' && word.back() == ']')
+                lockdown = word.substr(1, word.size() - 2);
+    }
+    std::string why;
+    if (!lockdown.empty() && lockdown != "none")
+        why = "the kernel is locked down (" + lockdown + ", Secure Boot)";
+    else if (first_word(sys / "module" / "module" / "parameters" / "sig_enforce") == "Y")
+        why = "module.sig_enforce is on";
+    else
+        return "";
+    return why +
+           " and loads only modules signed by a key it trusts: if `modprobe blksnap` says "
+           "\"Key was rejected by service\", enroll the key DKMS signs with (mokutil --import "
+           "/var/lib/dkms/mok.pub, reboot, confirm it in MokManager; see blksnap(8))";
+}
+
 Interception detect_interception(const std::filesystem::path& sys_module) {
     std::error_code ec;
-    if (!std::filesystem::is_directory(sys_module, ec))
-        throw Error(ENOENT, "", "blksnap module not loaded");
+    if (!std::filesystem::is_directory(sys_module, ec)) {
+        const auto hint = module_refusal_hint(sys_module.parent_path().parent_path());
+        throw Error(ENOENT, "",
+                    hint.empty() ? "blksnap module not loaded"
+                                 : "blksnap module not loaded: " + hint);
+    }
     const auto param = sys_module / "parameters" / "interception";
     std::ifstream in(param);
     if (!in)

@@ -14,6 +14,8 @@
 # (SIGTERM: exit 0, /snap unmounted). Then `dpkg --purge` (remove, then
 # purge) leaves no module loaded, no blksnap process, none of the packages' files,
 # no DKMS state.
+# The module is signed by DKMS with its MOK (scripts/build-dkms.sh): its
+# signer and signature are checked against the key.
 # The module: DKMS built it on the host, from the blksnap-dkms package, for
 # this guest's kernel (scripts/build-dkms.sh, a binaries-only DKMS
 # tarball); here the package's postinst loads it (TARBALL_ROOT of DKMS's
@@ -100,6 +102,21 @@ step "the module built by DKMS for $rel is installed"
 dkms status -m blksnap -v "$version" -k "$rel" | grep -q ': installed' ||
 	fail "dkms status: $(dkms status -m blksnap)"
 expect_eq "module file" "$(modinfo -n blksnap)" "/lib/modules/$rel/updates/dkms/blksnap.ko"
+
+step "the installed module is signed with the MOK DKMS signed it with"
+# scripts/build-dkms.sh: DKMS's own signing, with build/dkms/mok.key (on a
+# Debian machine: /var/lib/dkms/mok.key, the key users enroll with mokutil).
+mok=$BLKSNAP_REPO/build/dkms/mok.pub
+mod=/lib/modules/$rel/updates/dkms/blksnap.ko
+cn=$(openssl x509 -inform DER -in "$mok" -noout -subject -nameopt multiline | sed -n 's/^ *commonName *= //p')
+expect_eq "signer" "$(modinfo -F signer "$mod")" "$cn"
+python3 tests/guest/modsig.py "$mod" "$mok" || fail "the installed module's signature"
+# The check can fail: one byte changed in a copy.
+cp "$mod" "$TMPDIR/changed.ko"
+printf '\001' | dd of="$TMPDIR/changed.ko" bs=1 seek=4096 conv=notrunc status=none
+! python3 tests/guest/modsig.py "$TMPDIR/changed.ko" "$mok" 2>/dev/null ||
+	fail "a changed module still verified"
+rm "$TMPDIR/changed.ko"
 
 step "modprobe what modules-load.d lists"
 mods=$(grep -v '^#' /usr/lib/modules-load.d/blksnap.conf)

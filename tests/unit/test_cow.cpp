@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 namespace blksnap::test {
@@ -248,6 +249,32 @@ TEST(Interception, DetectedFromTheModuleParameter) {
     EXPECT_EQ(detect_interception(module), Interception::blkfilter);
     set("auto\n");
     EXPECT_THROW(detect_interception(module), Error);
+}
+
+// A kernel that refuses unsigned modules: the error says why, and how to
+// enroll the signing key; otherwise it stays the plain one.
+TEST(Interception, RefusedModuleSaysHowToEnrollTheKey) {
+    TmpDir dir; // a sysfs root
+    const auto sys = dir.path();
+    EXPECT_EQ(module_refusal_hint(sys), "");
+    std::filesystem::create_directories(sys / "kernel" / "security");
+    std::filesystem::create_directories(sys / "module" / "module" / "parameters");
+    std::ofstream(sys / "kernel" / "security" / "lockdown") << "[none] integrity confidentiality\n";
+    std::ofstream(sys / "module" / "module" / "parameters" / "sig_enforce") << "N\n";
+    EXPECT_EQ(module_refusal_hint(sys), "");
+    std::ofstream(sys / "module" / "module" / "parameters" / "sig_enforce") << "Y\n";
+    EXPECT_THAT(module_refusal_hint(sys), testing::StartsWith("module.sig_enforce is on and"));
+    std::ofstream(sys / "kernel" / "security" / "lockdown") << "none [integrity] confidentiality\n";
+    const auto hint = module_refusal_hint(sys);
+    EXPECT_THAT(hint, testing::StartsWith("the kernel is locked down (integrity, Secure Boot)"));
+    EXPECT_THAT(hint, testing::HasSubstr("mokutil --import /var/lib/dkms/mok.pub"));
+    try {
+        detect_interception(sys / "module" / "blksnap");
+        ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ENOENT);
+        EXPECT_EQ(std::string(e.what()), "blksnap module not loaded: " + hint);
+    }
 }
 
 TEST(LinuxBackend, RefusesNonBlockDevices) {

@@ -17,9 +17,17 @@ namespace blksnap {
 //   ftrace    - a stock kernel: IOCTL_BLKSNAP_FILTER_* on the control device.
 enum class Interception { blkfilter, ftrace };
 
-// Error(ENOENT, "blksnap module not loaded") when SYS_MODULE does not exist.
+// Error(ENOENT, "blksnap module not loaded") when SYS_MODULE does not exist,
+// with module_refusal_hint()'s text when the kernel refuses unsigned modules.
 // A module without the parameter is taken for the v6 blkfilter module.
 Interception detect_interception(const std::filesystem::path& sys_module = "/sys/module/blksnap");
+
+// Why the module may have been refused, when the kernel under SYS (a sysfs
+// root) loads only modules signed by a key it trusts: Secure Boot's
+// lockdown (SYS/kernel/security/lockdown not "[none]") or
+// module.sig_enforce (SYS/module/module/parameters/sig_enforce "Y"). Says
+// how to enroll the DKMS signing key. Empty when neither holds.
+std::string module_refusal_hint(const std::filesystem::path& sys = "/sys");
 
 // The open control device /dev/blksnap-control.
 class ControlDevice {
