@@ -2,14 +2,15 @@
 # cost: 140
 # A seeded random workload checked against a reference model
 # (tests/tools/model.py): writes, discards, attach/detach, takes and
-# destroys of snapshots over loop devices, storages that overflow; every
-# image, device and change map compared by content with what the model
-# says they hold. MODEL_SEED and MODEL_OPS choose the run (a seed from the
+# destroys of snapshots, writes to their images, storages that overflow,
+# over loop devices, the partitions of a partitioned one (written through
+# its whole disk too), dm-linear and null_blk; every image, device and
+# change map compared by content with what the model says they hold. MODEL_SEED and MODEL_OPS choose the run (a seed from the
 # clock and 80 operations when unset, 30 on the debug kernel, where an exec
 # costs six times as much); a failure prints its seed, and the same seed
 # replays it.
 . "$(dirname "$0")/lib.sh"
-need_modules loop
+need_modules loop dm-mod
 tmp=$(mktemp -d)
 seed=${MODEL_SEED:-$(date +%s)}
 default_ops=80
