@@ -75,6 +75,9 @@ class Device:
         self.marks = None  # map block -> expected byte (None: not attached)
         self.map_block = None
         self.snapshot = None
+        self.image_file = None  # a plain loop device's file: resizable
+        self.resized = False  # since the last take, attached
+        self.generations = set()
 
     def content(self):
         return self.disk.content[self.first:self.first + self.blocks]
@@ -90,6 +93,7 @@ class Snapshot:
         self.frozen_marks = {}
         self.overflow = False
         self.event_seen = False
+        self.lost = set()  # devices resized while held: -ERANGE
 
 
 def discard_supported(path):
@@ -122,7 +126,8 @@ class Model:
         # Two plain loop devices.
         for _ in range(2):
             disk = self.new_disk()
-            self.add_device(self.new_loop(disk.index), disk, 0, DEV_BLOCKS)
+            dev = self.add_device(self.new_loop(disk.index), disk, 0, DEV_BLOCKS)
+            dev.image_file = os.path.join(workdir, f"disk{disk.index}.img")
         # A partitioned one: MBR, two Linux partitions (512-byte sectors).
         disk = self.new_disk()
         loop = self.new_loop(disk.index, partitions=True)
@@ -287,7 +292,8 @@ class Model:
             if lo >= hi:
                 continue
             for m in self.map_range(t, lo - t.first, hi - lo):
-                t.marks[m] = t.changes + 1
+                if m < len(t.marks):  # a grown device: its old map
+                    t.marks[m] = t.changes + 1
 
     def check_map(self, dev):
         path = os.path.join(self.workdir, "map")
@@ -343,6 +349,8 @@ class Model:
     def attached(self, dev):
         info = self.cbtinfo(dev)
         dev.attached = True
+        dev.resized = False
+        self.new_generation(dev, info)
         dev.map_block = int(info["block_size"])
         dev.changes = int(info["changes_number"])
         dev.marks = [0] * int(info["block_count"])
@@ -350,6 +358,13 @@ class Model:
         if int(info["block_count"]) != -(-dev.blocks * BLOCK // dev.map_block):
             self.fail(f"{dev.path}: block_count {info['block_count']} of "
                       f"{info['block_size']} bytes for {dev.blocks * BLOCK} bytes")
+
+    def new_generation(self, dev, info):
+        gen = info["generation_id"]
+        self.checks += 1
+        if gen in dev.generations:
+            self.fail(f"{dev.path}: generation {gen} again")
+        dev.generations.add(gen)
 
     def op_take(self):
         free = [d for d in self.devices if d.trackable and not d.snapshot]
@@ -374,7 +389,17 @@ class Model:
             # Take: a new changes number; the marks stay, and the map read
             # while the snapshot is held is the one of this moment. Take 255
             # of a generation clears the map and starts at 1 again.
-            if d.changes == 254:
+            # So does the first take after a resize, with a map of the
+            # new size.
+            info = None
+            if d.resized:
+                info = self.cbtinfo(d)
+                self.new_generation(d, info)
+                d.map_block = int(info["block_size"])
+                d.marks = [0] * -(-d.blocks * BLOCK // d.map_block)
+                d.changes = 1
+                d.resized = False
+            elif d.changes == 254:
                 d.marks = [0] * len(d.marks)
                 d.changes = 1
             else:
@@ -388,8 +413,10 @@ class Model:
             self.checks += 1
             if not os.path.exists(s.images[d.index]):
                 self.fail(f"{d.path}: no image {s.images[d.index]} after the take")
-            info = self.cbtinfo(d)
+            info = info or self.cbtinfo(d)
             self.checks += 1
+            if int(info["block_count"]) != len(d.marks):
+                self.fail(f"{d.path}: block_count {info['block_count']}, want {len(d.marks)}")
             if int(info["changes_number"]) != d.changes:
                 self.fail(f"{d.path}: changes_number {info['changes_number']}, want {d.changes}")
         self.snapshots.append(s)
@@ -401,7 +428,10 @@ class Model:
         if not held:
             return
         s = self.rng.choice(held)
-        dev = self.rng.choice(s.devices)
+        devs = [d for d in s.devices if d.index not in s.lost]
+        if not devs:
+            return
+        dev = self.rng.choice(devs)
         count = self.rng.choice([1, 1, 2, 8, 33])
         first = self.rng.randrange(dev.blocks - count)
         direct = self.rng.random() < 0.7
@@ -416,10 +446,49 @@ class Model:
         for b in range(first, first + count):
             s.frozen[dev.index][b] = self.version
 
+    def op_resize(self):
+        """Grow or shrink a plain loop device (truncate, losetup -c).
+        blksnap(4): a snapshot holding it is lost with ERANGE, its change
+        map starts a new generation at the next take."""
+        dev = self.rng.choice([d for d in self.devices if d.image_file])
+        if dev.snapshot and dev.snapshot.limit == "1M":
+            return  # one reason to fail per snapshot: the event says which
+        blocks = self.rng.choice([DEV_BLOCKS - 256, DEV_BLOCKS, DEV_BLOCKS + 256])
+        if blocks == dev.blocks:
+            blocks = DEV_BLOCKS - 512 if dev.blocks > DEV_BLOCKS - 512 else DEV_BLOCKS + 512
+        self.log(f"resize {dev.path} {dev.blocks} -> {blocks} blocks")
+        os.truncate(dev.image_file, blocks * BLOCK)
+        run("losetup", "-c", dev.path)
+        # What a shrink cut off comes back as zeros.
+        dev.disk.content = dev.disk.content[:blocks] + [-1] * max(0, blocks - dev.blocks)
+        dev.blocks = blocks
+        if dev.attached:
+            dev.resized = True
+        if dev.snapshot:
+            dev.snapshot.lost.add(dev.index)
+
+    def op_reload(self):
+        """Detach every device, rmmod, insmod: the next attaches start
+        new generations."""
+        if not os.environ.get("BLKSNAP_KO"):
+            return
+        self.log("module reload")
+        for s in list(self.snapshots):
+            self.destroy(s)
+        for d in self.devices:
+            if d.attached:
+                run("blksnap", "detach", "-d", d.path)
+                d.attached = False
+                d.marks = None
+        run("rmmod", "blksnap")
+        run("insmod", os.environ["BLKSNAP_KO"], *os.environ.get("BLKSNAP_MODPARAMS", "").split())
+
     def op_destroy(self):
         if not self.snapshots:
             return
-        s = self.rng.choice(self.snapshots)
+        self.destroy(self.rng.choice(self.snapshots))
+
+    def destroy(self, s):
         self.check_snapshot(s)
         self.log(f"destroy {s.uuid}")
         run("blksnap", "snapshot_destroy", "-i", s.uuid)
@@ -436,6 +505,15 @@ class Model:
         for d in s.devices:
             err = self.error_code(d)
             self.checks += 1
+            if d.index in s.lost:
+                if err != -34:
+                    self.fail(f"{d.path}: resized while held: snapshot error {err}, want -34")
+                try:
+                    self.read_blocks(s.images[d.index], 0, 1)
+                    self.fail(f"{d.path}: the image of a device resized while held was read")
+                except OSError:
+                    pass
+                continue
             if err not in (0, -28) or (err and s.limit != "1M"):
                 self.fail(f"{d.path}: snapshot error {err}")
                 continue
@@ -456,12 +534,13 @@ class Model:
                 if data != want:
                     self.fail(f"{d.path}: image block {first + j} is not the take's")
                     break
-        if s.overflow and not s.event_seen:
+        if (s.overflow or s.lost) and not s.event_seen:
             ev = run("blksnap", "snapshot_waitevent", "-i", s.uuid, "-t", "2000", check=False)
             self.checks += 1
             s.event_seen = True
-            if "event=corrupted" not in ev.stdout or "err_code=-28" not in ev.stdout:
-                self.fail(f"snapshot {s.uuid}: overflow without its event: {ev.stdout!r}")
+            code = -28 if s.overflow else -34
+            if "event=corrupted" not in ev.stdout or f"err_code={code}" not in ev.stdout:
+                self.fail(f"snapshot {s.uuid}: lost without its event: {ev.stdout!r}")
 
     def check_devices(self, maps=3):
         for d in self.devices:
@@ -474,13 +553,15 @@ class Model:
                     self.fail(f"{d.path}: block {first + j} lost a write")
                     break
         # A map read is an exec: a few of them per check.
-        attached = [d for d in self.devices if d.attached]
+        # A resized device's map until its next take: not promised.
+        attached = [d for d in self.devices if d.attached and not d.resized]
         for d in self.rng.sample(attached, min(maps, len(attached))):
             self.check_map(d)
 
     def step(self):
         ops = [(self.op_write, 40), (self.op_discard, 5), (self.op_attach, 8),
-               (self.op_take, 8), (self.op_destroy, 6), (self.op_image_write, 10)]
+               (self.op_take, 8), (self.op_destroy, 6), (self.op_image_write, 10),
+               (self.op_resize, 3), (self.op_reload, 1)]
         fn = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         fn()
         if fn in (self.op_take, self.op_destroy) or self.rng.random() < 0.2:
