@@ -2,18 +2,21 @@
 # cost: 140
 # A seeded random workload checked against a reference model
 # (tests/tools/model.py): writes, discards, attach/detach, takes and
-# destroys of snapshots over loop devices, storages that overflow; every
-# image, device and change map compared by content with what the model
-# says they hold. MODEL_SEED and MODEL_OPS choose the run (a seed from the
-# clock and 80 operations when unset, 30 on the debug kernel, where an exec
-# costs six times as much); a failure prints its seed, and the same seed
-# replays it.
+# destroys of snapshots, writes to their images, storages that overflow,
+# over loop devices, the partitions of a partitioned one (written through
+# its whole disk too), dm-linear and null_blk; loop devices resized, the
+# module reloaded; every image, device and change map compared by content
+# with what the model says they hold. MODEL_SEED and MODEL_OPS choose the
+# run (a seed from the clock and 80 operations when unset, 24 on the debug
+# kernel, where an exec costs six times as much); a failure prints its
+# seed, and the same seed replays it (MODEL_VERBOSE=1 prints every
+# operation).
 . "$(dirname "$0")/lib.sh"
-need_modules loop
+need_modules loop dm-mod
 tmp=$(mktemp -d)
 seed=${MODEL_SEED:-$(date +%s)}
 default_ops=80
-[ "${BLKSNAP_KERNEL:-}" = blkfilter-6.12 ] && default_ops=30
+[ "${BLKSNAP_KERNEL:-}" = blkfilter-6.12 ] && default_ops=24
 ops=${MODEL_OPS:-$default_ops}
 python3 "$(dirname "$0")/../tools/model.py" "$seed" "$ops" "$tmp" | tee "$tmp/out"
 tail -n1 "$tmp/out" | grep -q ' failures=0$' || fail "model: seed $seed failed"

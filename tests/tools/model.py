@@ -3,21 +3,28 @@
 
 usage: model.py SEED OPS WORKDIR
 
-Runs OPS random operations over a few loop devices (files in WORKDIR):
-writes (direct, and buffered with fsync), discards, write-zeroes, attach
-and detach, snapshot take (of a random set of the attached devices) and
-destroy, snapshots whose storage overflows. The model knows at every step
-what each device holds, what each image must hold (the device at its
-take) and which blocks each change map must mark with which number. After
-every step that can change one of them it checks by content: images and
-devices block by block, change maps byte by byte; a snapshot whose
-storage overflowed must have reported it (event and error code) and fail
-its reads. Prints its seed and operation count; the same seed replays
-the same run. Ends with one line:
+Runs OPS random operations over several block devices: two loop devices,
+the two partitions of a partitioned loop device (and its whole disk,
+written but not tracked: a disk with partitions cannot be attached), a
+dm-linear device over part of a loop device, and a memory-backed null_blk
+disk. Operations: writes (direct, and buffered with fsync) through any of
+them, discards, write-zeroes, attach and detach, snapshot take (of a
+random set of the attached devices) and destroy, snapshots whose storage
+overflows, and writes to the images of the snapshots. The model knows at
+every step what each disk holds, what each image must hold (the device at
+its take plus the image's own writes) and which blocks each change map
+must mark with which number: a write is marked in the map of every
+tracked device whose sectors it covers (a partition written through its
+whole disk), a write to an image in the live map with the next number and
+in the map frozen at the take with the take's. After every step that can
+change one of them it checks by content: images and devices block by
+block, change maps byte by byte; a snapshot whose storage overflowed must
+have reported it (event and error code) and fail its reads. Prints its
+seed and operation count; the same seed replays the same run
+(MODEL_VERBOSE=1 prints every operation). Ends with one line:
     model: seed=S ops=N checks=M failures=F
 """
 import fcntl
-import json
 import mmap
 import os
 import random
@@ -26,10 +33,15 @@ import subprocess
 import sys
 
 BLOCK = 4096
-DEV_BLOCKS = 2048  # 8 MiB devices
-NDEV = 3
+DEV_BLOCKS = 2048  # 8 MiB disks
 BLKDISCARD = 0x1277
 BLKZEROOUT = 0x127F
+# The partitioned disk: (first block, blocks) of its two partitions.
+PARTS = [(256, 768), (1024, 1024)]
+# The dm-linear device: (first block, blocks) of its loop device it maps.
+LINEAR = (256, 1536)
+NULLB = "/sys/kernel/config/nullb/model"
+VERBOSE = os.environ.get("MODEL_VERBOSE") == "1"
 
 
 def run(*args, check=True):
@@ -39,16 +51,36 @@ def run(*args, check=True):
     return p
 
 
+class Disk:
+    """What a disk holds: a version per block (-1: zeros)."""
+
+    def __init__(self, index, blocks):
+        self.index = index
+        self.content = [0] * blocks
+
+
 class Device:
-    def __init__(self, index, path):
+    """A block device: the blocks [first, first + blocks) of a disk."""
+
+    def __init__(self, index, path, disk, first, blocks, trackable=True):
         self.index = index
         self.path = path
-        self.content = [0] * DEV_BLOCKS  # version per block; -1: zeros
+        self.disk = disk
+        self.first = first
+        self.blocks = blocks
+        self.trackable = trackable
+        self.discard_ok = True
         self.attached = False
         self.changes = 0  # changes number after the last take
         self.marks = None  # map block -> expected byte (None: not attached)
         self.map_block = None
         self.snapshot = None
+        self.image_file = None  # a plain loop device's file: resizable
+        self.resized = False  # since the last take, attached
+        self.generations = set()
+
+    def content(self):
+        return self.disk.content[self.first:self.first + self.blocks]
 
 
 class Snapshot:
@@ -61,6 +93,18 @@ class Snapshot:
         self.frozen_marks = {}
         self.overflow = False
         self.event_seen = False
+        self.lost = set()  # devices resized while held: -ERANGE
+
+
+def discard_supported(path):
+    name = os.path.basename(os.path.realpath(path))
+    sys_dir = os.path.realpath(f"/sys/class/block/{name}")
+    if os.path.exists(os.path.join(sys_dir, "partition")):
+        sys_dir = os.path.dirname(sys_dir)
+    try:
+        return int(open(os.path.join(sys_dir, "queue", "discard_max_bytes")).read()) > 0
+    except OSError:
+        return False
 
 
 class Model:
@@ -71,50 +115,138 @@ class Model:
         self.checks = 0
         self.failures = 0
         self.version = 0
+        self.op = 0
         self.snapshots = []
         self.buf = mmap.mmap(-1, BLOCK * 64)
+        self.disks = []
         self.devices = []
-        for i in range(NDEV):
-            img = os.path.join(workdir, f"dev{i}.img")
-            with open(img, "wb") as f:
-                f.truncate(DEV_BLOCKS * BLOCK)
-            path = run("losetup", "--find", "--show", img).stdout.strip()
-            dev = Device(i, path)
-            self.devices.append(dev)
-            self.write(dev, 0, DEV_BLOCKS, direct=True, record=False)
+        self.loops = []
+        self.linear = None
+        self.nullb = None
+        # Two plain loop devices.
+        for _ in range(2):
+            disk = self.new_disk()
+            dev = self.add_device(self.new_loop(disk.index), disk, 0, DEV_BLOCKS)
+            dev.image_file = os.path.join(workdir, f"disk{disk.index}.img")
+        # A partitioned one: MBR, two Linux partitions (512-byte sectors).
+        disk = self.new_disk()
+        loop = self.new_loop(disk.index, partitions=True)
+        self.add_device(loop, disk, 0, DEV_BLOCKS, trackable=False)
+        for n, (first, blocks) in enumerate(PARTS, 1):
+            part = f"{loop}p{n}"
+            for _ in range(50):
+                if os.path.exists(part):
+                    break
+                run("sleep", "0.1")
+            self.add_device(part, disk, first, blocks)
+        # dm-linear over a part of a loop device never written directly.
+        lower = self.new_loop(len(self.disks) + 100)
+        self.linear = f"blksnap-model-{os.getpid()}"
+        run("dmsetup", "create", "--noudevsync", self.linear, "--table",
+            f"0 {LINEAR[1] * 8} linear {lower} {LINEAR[0] * 8}")
+        run("dmsetup", "mknodes", self.linear)
+        disk = Disk(len(self.disks), LINEAR[1])
+        self.disks.append(disk)
+        self.add_device(f"/dev/mapper/{self.linear}", disk, 0, LINEAR[1])
+        # A memory-backed null_blk disk.
+        self.nullb = self.new_nullb()
+        disk = self.new_disk()
+        self.add_device(self.nullb, disk, 0, DEV_BLOCKS)
+        for dev in self.devices:
+            dev.discard_ok = discard_supported(dev.path)
+            if dev.first == 0 and dev.blocks == len(dev.disk.content):
+                self.write(dev, 0, dev.blocks, direct=True)
+
+    def new_disk(self):
+        disk = Disk(len(self.disks), DEV_BLOCKS)
+        self.disks.append(disk)
+        return disk
+
+    def new_loop(self, n, partitions=False):
+        img = os.path.join(self.workdir, f"disk{n}.img")
+        with open(img, "wb") as f:
+            f.truncate(DEV_BLOCKS * BLOCK)
+            if partitions:
+                table = b""
+                for first, blocks in PARTS:
+                    table += struct.pack("<4xB3xII", 0x83, first * 8, blocks * 8)
+                f.seek(446)
+                f.write(table + bytes(16 * (4 - len(PARTS))) + b"\x55\xaa")
+        args = ["losetup", "--find", "--show"] + (["-P"] if partitions else []) + [img]
+        path = run(*args).stdout.strip()
+        self.loops.append(path)
+        return path
+
+    def new_nullb(self):
+        if not os.path.isdir("/sys/kernel/config/nullb"):
+            if not os.path.isdir("/sys/module/null_blk"):
+                run("modprobe", "null_blk", "nr_devices=0")
+            if not os.path.isdir("/sys/kernel/config/nullb"):
+                run("mount", "-t", "configfs", "none", "/sys/kernel/config")
+        os.mkdir(NULLB)
+        settings = [("size", DEV_BLOCKS * BLOCK >> 20), ("blocksize", 4096),
+                    ("memory_backed", 1), ("discard", 1)]
+        for name, value in settings:
+            with open(os.path.join(NULLB, name), "w") as f:
+                f.write(f"{value}\n")
+        before = set(os.listdir("/sys/block"))
+        with open(os.path.join(NULLB, "power"), "w") as f:
+            f.write("1\n")
+        new = sorted(set(os.listdir("/sys/block")) - before)
+        if len(new) != 1:
+            raise RuntimeError(f"null_blk: new disks {new}")
+        path = f"/dev/{new[0]}"
+        for _ in range(50):
+            if os.path.exists(path):
+                return path
+            run("sleep", "0.1")
+        raise RuntimeError(f"no {path}")
+
+    def add_device(self, path, disk, first, blocks, trackable=True):
+        dev = Device(len(self.devices), path, disk, first, blocks, trackable)
+        self.devices.append(dev)
+        return dev
 
     # ---- data
-    def pattern(self, dev, block, version):
+    def pattern(self, disk, block, version):
         if version < 0:
             return bytes(BLOCK)
-        return struct.pack("<IIQ", dev.index, block, version + (self.seed << 32)) * (BLOCK // 16)
+        return struct.pack("<IIQ", disk.index, block, version + (self.seed << 32)) * (BLOCK // 16)
 
     def fail(self, what):
         self.failures += 1
         print(f"model: FAIL at op {self.op}: {what}", flush=True)
 
-    # ---- I/O on a device
-    def write(self, dev, first, count, direct, record=True):
-        self.version += 1
-        if record:
-            self.mark(dev, first, count)
+    def log(self, what):
+        if VERBOSE:
+            print(f"model: op {self.op}: {what}", flush=True)
+
+    # ---- I/O
+    def write_blocks(self, path, disk, first, disk_first, count, direct):
+        """Write the current version's pattern of disk blocks
+        [disk_first, disk_first + count) to blocks [first, ...) of path."""
         flags = os.O_WRONLY | (os.O_DIRECT if direct else 0)
-        fd = os.open(dev.path, flags)
+        fd = os.open(path, flags)
         try:
             done = 0
             while done < count:
                 n = min(64, count - done)
                 for j in range(n):
-                    b = first + done + j
-                    self.buf[j * BLOCK:(j + 1) * BLOCK] = self.pattern(dev, b, self.version)
+                    data = self.pattern(disk, disk_first + done + j, self.version)
+                    self.buf[j * BLOCK:(j + 1) * BLOCK] = data
                 os.pwritev(fd, [memoryview(self.buf)[:n * BLOCK]], (first + done) * BLOCK)
                 done += n
             if not direct:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        for b in range(first, first + count):
-            dev.content[b] = self.version
+
+    def write(self, dev, first, count, direct):
+        self.version += 1
+        self.mark(dev, first, count)
+        self.write_blocks(dev.path, dev.disk, first, dev.first + first, count, direct)
+        for b in range(dev.first + first, dev.first + first + count):
+            dev.disk.content[b] = self.version
 
     def discard(self, dev, first, count, zeroout):
         self.mark(dev, first, count)
@@ -124,8 +256,8 @@ class Model:
                         struct.pack("QQ", first * BLOCK, count * BLOCK))
         finally:
             os.close(fd)
-        for b in range(first, first + count):
-            dev.content[b] = -1
+        for b in range(dev.first + first, dev.first + first + count):
+            dev.disk.content[b] = -1
 
     def read_blocks(self, path, first, count):
         fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
@@ -144,12 +276,24 @@ class Model:
             os.close(fd)
 
     # ---- change maps
+    def map_range(self, dev, first, count):
+        """The map blocks of dev's blocks [first, first + count)."""
+        return range(first * BLOCK // dev.map_block,
+                     ((first + count) * BLOCK - 1) // dev.map_block + 1)
+
     def mark(self, dev, first, count):
-        if not dev.attached:
-            return
-        mb = dev.map_block // BLOCK
-        for m in range(first // mb, (first + count - 1) // mb + 1):
-            dev.marks[m] = dev.changes + 1
+        """A write through dev: marked in the map of every tracked device
+        of its disk whose blocks it covers."""
+        start, end = dev.first + first, dev.first + first + count
+        for t in self.devices:
+            if t.disk is not dev.disk or not t.attached:
+                continue
+            lo, hi = max(start, t.first), min(end, t.first + t.blocks)
+            if lo >= hi:
+                continue
+            for m in self.map_range(t, lo - t.first, hi - lo):
+                if m < len(t.marks):  # a grown device: its old map
+                    t.marks[m] = t.changes + 1
 
     def check_map(self, dev):
         path = os.path.join(self.workdir, "map")
@@ -160,7 +304,8 @@ class Model:
         want = bytes(dev.snapshot.frozen_marks[dev.index] if dev.snapshot else dev.marks)
         if got != want:
             bad = [i for i in range(min(len(got), len(want))) if got[i] != want[i]]
-            self.fail(f"{dev.path}: change map differs at {len(bad)} blocks, first {bad[:5]}: "
+            self.fail(f"{dev.path}: change map differs at {len(bad)} blocks "
+                      f"(length {len(got)}, want {len(want)}), first {bad[:5]}: "
                       f"got {[got[i] for i in bad[:5]]} want {[want[i] for i in bad[:5]]}")
 
     def cbtinfo(self, dev):
@@ -171,42 +316,65 @@ class Model:
     def op_write(self):
         dev = self.rng.choice(self.devices)
         count = self.rng.choice([1, 1, 2, 8, 33])
-        first = self.rng.randrange(DEV_BLOCKS - count)
-        self.write(dev, first, count, direct=self.rng.random() < 0.7)
+        first = self.rng.randrange(dev.blocks - count)
+        direct = self.rng.random() < 0.7
+        self.log(f"write {dev.path} {first}+{count} direct={direct}")
+        self.write(dev, first, count, direct)
 
     def op_discard(self):
         dev = self.rng.choice(self.devices)
         count = self.rng.choice([1, 16, 256])
-        first = self.rng.randrange(DEV_BLOCKS - count)
-        self.discard(dev, first, count, zeroout=self.rng.random() < 0.5)
+        first = self.rng.randrange(dev.blocks - count)
+        zeroout = self.rng.random() < 0.5 or not dev.discard_ok
+        self.log(f"{'zeroout' if zeroout else 'discard'} {dev.path} {first}+{count}")
+        self.discard(dev, first, count, zeroout)
 
     def op_attach(self):
-        dev = self.rng.choice(self.devices)
+        dev = self.rng.choice([d for d in self.devices if d.trackable])
         if dev.snapshot:
             return
         if dev.attached:
+            self.log(f"detach {dev.path}")
             run("blksnap", "detach", "-d", dev.path)
             dev.attached = False
             dev.marks = None
             return
+        self.log(f"attach {dev.path}")
         run("blksnap", "attach", "-d", dev.path)
-        info = self.cbtinfo(dev)
-        dev.attached = True
-        dev.map_block = int(info["block_size"])
-        dev.changes = int(info["changes_number"])
-        dev.marks = [0] * int(info["block_count"])
+        self.attached(dev)
         self.checks += 1
         if dev.changes != 0:
             self.fail(f"{dev.path}: a fresh attach has changes_number={dev.changes}")
 
+    def attached(self, dev):
+        info = self.cbtinfo(dev)
+        dev.attached = True
+        dev.resized = False
+        self.new_generation(dev, info)
+        dev.map_block = int(info["block_size"])
+        dev.changes = int(info["changes_number"])
+        dev.marks = [0] * int(info["block_count"])
+        self.checks += 1
+        if int(info["block_count"]) != -(-dev.blocks * BLOCK // dev.map_block):
+            self.fail(f"{dev.path}: block_count {info['block_count']} of "
+                      f"{info['block_size']} bytes for {dev.blocks * BLOCK} bytes")
+
+    def new_generation(self, dev, info):
+        gen = info["generation_id"]
+        self.checks += 1
+        if gen in dev.generations:
+            self.fail(f"{dev.path}: generation {gen} again")
+        dev.generations.add(gen)
+
     def op_take(self):
-        free = [d for d in self.devices if not d.snapshot]
+        free = [d for d in self.devices if d.trackable and not d.snapshot]
         if not free or len(self.snapshots) >= 2:
             return
-        devs = self.rng.sample(free, self.rng.randint(1, len(free)))
+        devs = self.rng.sample(free, self.rng.randint(1, min(3, len(free))))
         overflow = self.rng.random() < 0.2
         limit = "1M" if overflow else "32M"
         storage = os.path.join(self.workdir, f"store{self.op}")
+        self.log(f"take {[d.path for d in devs]} limit {limit}")
         args = ["blksnap", "snapshot_create", "-f", storage, "-l", limit]
         for d in devs:
             args += ["-d", d.path]
@@ -216,39 +384,113 @@ class Model:
         s.storage = storage
         for d in devs:
             if not d.attached:  # snapshot_create attaches
-                d.attached = True
-                info = self.cbtinfo(d)
-                d.map_block = int(info["block_size"])
-                d.marks = [0] * int(info["block_count"])
-                d.changes = 0
+                self.attached(d)
+                d.changes = 0  # read after the take: before it, 0
             # Take: a new changes number; the marks stay, and the map read
             # while the snapshot is held is the one of this moment. Take 255
             # of a generation clears the map and starts at 1 again.
-            if d.changes == 254:
+            # So does the first take after a resize, with a map of the
+            # new size.
+            info = None
+            if d.resized:
+                info = self.cbtinfo(d)
+                self.new_generation(d, info)
+                d.map_block = int(info["block_size"])
+                d.marks = [0] * -(-d.blocks * BLOCK // d.map_block)
+                d.changes = 1
+                d.resized = False
+            elif d.changes == 254:
                 d.marks = [0] * len(d.marks)
                 d.changes = 1
             else:
                 d.changes += 1
             s.frozen_marks[d.index] = list(d.marks)
             d.snapshot = s
-            s.frozen[d.index] = list(d.content)
+            s.frozen[d.index] = d.content()
             # blksnap(4): the image of device MAJ:MIN (an exec less).
             rdev = os.stat(d.path).st_rdev
             s.images[d.index] = f"/dev/blksnap-image_{os.major(rdev)}:{os.minor(rdev)}"
             self.checks += 1
             if not os.path.exists(s.images[d.index]):
                 self.fail(f"{d.path}: no image {s.images[d.index]} after the take")
-            info = self.cbtinfo(d)
+            info = info or self.cbtinfo(d)
             self.checks += 1
+            if int(info["block_count"]) != len(d.marks):
+                self.fail(f"{d.path}: block_count {info['block_count']}, want {len(d.marks)}")
             if int(info["changes_number"]) != d.changes:
                 self.fail(f"{d.path}: changes_number {info['changes_number']}, want {d.changes}")
         self.snapshots.append(s)
 
+    def op_image_write(self):
+        # Only into storages that cannot overflow: a write to an image
+        # copies its chunk first.
+        held = [s for s in self.snapshots if s.limit != "1M"]
+        if not held:
+            return
+        s = self.rng.choice(held)
+        devs = [d for d in s.devices if d.index not in s.lost]
+        if not devs:
+            return
+        dev = self.rng.choice(devs)
+        count = self.rng.choice([1, 1, 2, 8, 33])
+        first = self.rng.randrange(dev.blocks - count)
+        direct = self.rng.random() < 0.7
+        self.log(f"image write {s.images[dev.index]} ({dev.path}) {first}+{count} direct={direct}")
+        self.version += 1
+        # blksnap(4): the live map marks it with the next number, the map
+        # frozen at the take with the take's.
+        for m in self.map_range(dev, first, count):
+            dev.marks[m] = dev.changes + 1
+            s.frozen_marks[dev.index][m] = dev.changes
+        self.write_blocks(s.images[dev.index], dev.disk, first, dev.first + first, count, direct)
+        for b in range(first, first + count):
+            s.frozen[dev.index][b] = self.version
+
+    def op_resize(self):
+        """Grow or shrink a plain loop device (truncate, losetup -c).
+        blksnap(4): a snapshot holding it is lost with ERANGE, its change
+        map starts a new generation at the next take."""
+        dev = self.rng.choice([d for d in self.devices if d.image_file])
+        if dev.snapshot and dev.snapshot.limit == "1M":
+            return  # one reason to fail per snapshot: the event says which
+        blocks = self.rng.choice([DEV_BLOCKS - 256, DEV_BLOCKS, DEV_BLOCKS + 256])
+        if blocks == dev.blocks:
+            blocks = DEV_BLOCKS - 512 if dev.blocks > DEV_BLOCKS - 512 else DEV_BLOCKS + 512
+        self.log(f"resize {dev.path} {dev.blocks} -> {blocks} blocks")
+        os.truncate(dev.image_file, blocks * BLOCK)
+        run("losetup", "-c", dev.path)
+        # What a shrink cut off comes back as zeros.
+        dev.disk.content = dev.disk.content[:blocks] + [-1] * max(0, blocks - dev.blocks)
+        dev.blocks = blocks
+        if dev.attached:
+            dev.resized = True
+        if dev.snapshot:
+            dev.snapshot.lost.add(dev.index)
+
+    def op_reload(self):
+        """Detach every device, rmmod, insmod: the next attaches start
+        new generations."""
+        if not os.environ.get("BLKSNAP_KO"):
+            return
+        self.log("module reload")
+        for s in list(self.snapshots):
+            self.destroy(s)
+        for d in self.devices:
+            if d.attached:
+                run("blksnap", "detach", "-d", d.path)
+                d.attached = False
+                d.marks = None
+        run("rmmod", "blksnap")
+        run("insmod", os.environ["BLKSNAP_KO"], *os.environ.get("BLKSNAP_MODPARAMS", "").split())
+
     def op_destroy(self):
         if not self.snapshots:
             return
-        s = self.rng.choice(self.snapshots)
+        self.destroy(self.rng.choice(self.snapshots))
+
+    def destroy(self, s):
         self.check_snapshot(s)
+        self.log(f"destroy {s.uuid}")
         run("blksnap", "snapshot_destroy", "-i", s.uuid)
         for d in s.devices:
             d.snapshot = None
@@ -263,6 +505,15 @@ class Model:
         for d in s.devices:
             err = self.error_code(d)
             self.checks += 1
+            if d.index in s.lost:
+                if err != -34:
+                    self.fail(f"{d.path}: resized while held: snapshot error {err}, want -34")
+                try:
+                    self.read_blocks(s.images[d.index], 0, 1)
+                    self.fail(f"{d.path}: the image of a device resized while held was read")
+                except OSError:
+                    pass
+                continue
             if err not in (0, -28) or (err and s.limit != "1M"):
                 self.fail(f"{d.path}: snapshot error {err}")
                 continue
@@ -274,36 +525,43 @@ class Model:
                 except OSError:
                     pass
                 continue
-            first = self.rng.randrange(DEV_BLOCKS - 256)
-            blocks = self.read_blocks(s.images[d.index], first, 256)
+            count = min(256, d.blocks)
+            first = self.rng.randrange(d.blocks - count + 1)
+            blocks = self.read_blocks(s.images[d.index], first, count)
             self.checks += 1
             for j, data in enumerate(blocks):
-                want = self.pattern(d, first + j, s.frozen[d.index][first + j])
+                want = self.pattern(d.disk, d.first + first + j, s.frozen[d.index][first + j])
                 if data != want:
                     self.fail(f"{d.path}: image block {first + j} is not the take's")
                     break
-        if s.overflow and not s.event_seen:
+        if (s.overflow or s.lost) and not s.event_seen:
             ev = run("blksnap", "snapshot_waitevent", "-i", s.uuid, "-t", "2000", check=False)
             self.checks += 1
             s.event_seen = True
-            if "event=corrupted" not in ev.stdout or "err_code=-28" not in ev.stdout:
-                self.fail(f"snapshot {s.uuid}: overflow without its event: {ev.stdout!r}")
+            code = -28 if s.overflow else -34
+            if "event=corrupted" not in ev.stdout or f"err_code={code}" not in ev.stdout:
+                self.fail(f"snapshot {s.uuid}: lost without its event: {ev.stdout!r}")
 
-    def check_devices(self):
+    def check_devices(self, maps=3):
         for d in self.devices:
-            first = self.rng.randrange(DEV_BLOCKS - 256)
-            blocks = self.read_blocks(d.path, first, 256)
+            count = min(256, d.blocks)
+            first = self.rng.randrange(d.blocks - count + 1)
+            blocks = self.read_blocks(d.path, first, count)
             self.checks += 1
             for j, data in enumerate(blocks):
-                if data != self.pattern(d, first + j, d.content[first + j]):
+                if data != self.pattern(d.disk, d.first + first + j, d.disk.content[d.first + first + j]):
                     self.fail(f"{d.path}: block {first + j} lost a write")
                     break
-            if d.attached:
-                self.check_map(d)
+        # A map read is an exec: a few of them per check.
+        # A resized device's map until its next take: not promised.
+        attached = [d for d in self.devices if d.attached and not d.resized]
+        for d in self.rng.sample(attached, min(maps, len(attached))):
+            self.check_map(d)
 
     def step(self):
         ops = [(self.op_write, 40), (self.op_discard, 5), (self.op_attach, 8),
-               (self.op_take, 8), (self.op_destroy, 6)]
+               (self.op_take, 8), (self.op_destroy, 6), (self.op_image_write, 10),
+               (self.op_resize, 3), (self.op_reload, 1)]
         fn = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         fn()
         if fn in (self.op_take, self.op_destroy) or self.rng.random() < 0.2:
@@ -319,27 +577,43 @@ class Model:
             for d in s.devices:
                 d.snapshot = None
             self.snapshots.remove(s)
-        self.check_devices()
+        self.check_devices(maps=len(self.devices))
+
+    def teardown(self):
+        for s in self.snapshots:
+            run("blksnap", "snapshot_destroy", "-i", s.uuid, check=False)
         for d in self.devices:
             if d.attached:
                 run("blksnap", "detach", "-d", d.path, check=False)
-            run("losetup", "-d", d.path, check=False)
+        if self.linear:
+            run("dmsetup", "remove", "--noudevsync", self.linear, check=False)
+        for loop in self.loops:
+            run("losetup", "-d", loop, check=False)
+        if self.nullb:
+            with open(os.path.join(NULLB, "power"), "w") as f:
+                f.write("0\n")
+            os.rmdir(NULLB)
 
 
 def main():
     seed, ops, workdir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     print(f"model: seed={seed} ops={ops} (replay: MODEL_SEED={seed} MODEL_OPS={ops})", flush=True)
-    m = Model(seed, workdir)
-    m.op = 0
+    m = None
     try:
+        m = Model(seed, workdir)
         for m.op in range(1, ops + 1):
             m.step()
             if m.failures:
                 break
         m.close()
     except Exception as e:  # an operation the model expected to work failed
+        if m is None:
+            raise
         m.failures += 1
         print(f"model: FAIL at op {m.op}: {e}", flush=True)
+    finally:
+        if m is not None:
+            m.teardown()
     print(f"model: seed={seed} ops={m.op} checks={m.checks} failures={m.failures}")
     return 1 if m.failures else 0
 
