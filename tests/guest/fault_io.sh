@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cost: 60
-# vm: --disk 32M --disk 64M
+# vm: --disk 8M --disk 32M
 # I/O errors injected with device-mapper tables swapped under a held
 # snapshot (dm-linear while healthy; dm-flakey, always down, or dm-error
 # while failing):
@@ -28,7 +28,7 @@ chunk=$((256 << 10))
 # dm_table NAME TABLE: create NAME, or swap its table (no udev: by hand;
 # no freeze of a file system on it: its sync would fail on a failing one).
 dm_table() {
-	if [ -e "/dev/mapper/$1" ]; then
+	if dmsetup info "$1" >/dev/null 2>&1; then
 		dmsetup reload "$1" --table "$2"
 		dmsetup suspend --nolockfs --noudevsync "$1"
 		dmsetup resume --noudevsync "$1"
@@ -123,7 +123,7 @@ expect_original() {
 # content at the take in $tmp/take; sets id and image.
 take() {
 	cp "$tmp/expect" "$tmp/take"
-	id=$(blksnap snapshot_create -d "$o" -f "$1" -l 32M)
+	id=$(blksnap snapshot_create -d "$o" -f "$1" -l 16M)
 	blksnap snapshot_take -i "$id"
 	image=$(blksnap snapshot_info -d "$o" -f image)
 }
@@ -227,4 +227,5 @@ next_take_works "$tmp"
 blksnap detach -d "$o"
 dmsetup remove --noudevsync orig
 dmsetup remove --noudevsync store
+dmsetup mknodes
 echo "fault_io: all checks passed"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cost: 60
-# vm: --disk 32M
+# vm: --disk 16M
 # I/O in flight while a snapshot goes away, and writes to the original and
 # to the image racing on the same chunks (issue 29 item 5; snapshot_races.sh
 # destroys under writes to the original, removal.sh and snapshot_image.sh
@@ -25,7 +25,7 @@ mb=$((1 << 20))
 # delay MS: reads of the original wait MS, writes pass.
 delay() {
 	local table="0 $sectors delay $d 0 $1 $d 0 0"
-	if [ -e /dev/mapper/orig ]; then
+	if dmsetup info orig >/dev/null 2>&1; then
 		dmsetup reload orig --table "$table"
 		dmsetup resume --noudevsync orig
 	else
@@ -143,4 +143,5 @@ next_take_works
 
 blksnap detach -d "$o"
 dmsetup remove --noudevsync orig
+dmsetup mknodes
 echo "inflight: all checks passed"

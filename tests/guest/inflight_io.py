@@ -121,7 +121,12 @@ def write(dev, start, length, seed, failed):
     lock = threading.Lock()
 
     def worker(k):
-        fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+        try:
+            fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+        except OSError:  # an image gone already
+            with lock:
+                bad.extend(offs[k::8])
+            return
         for off in offs[k::8]:
             try:
                 if pwrite(fd, data(seed, off, BLOCK), off) != BLOCK:
