@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# cost: 60
-# vm: --disk 8M --disk 32M
+# cost: 70
+# vm: --disk 16M --disk 32M
 # I/O errors injected with device-mapper tables swapped under a held
 # snapshot (dm-linear while healthy; dm-flakey, always down, or dm-error
 # while failing):

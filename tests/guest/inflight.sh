@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 60
+# cost: 110
 # vm: --disk 16M
 # I/O in flight while a snapshot goes away, and writes to the original and
 # to the image racing on the same chunks (issue 29 item 5; snapshot_races.sh
@@ -8,9 +8,10 @@
 # read, unplug.sh removes the disk itself). The original is dm-delay over
 # the disk: its reads (the old data copy-on-write reads, the image's reads
 # of chunks not copied) wait a second, so that writes held for copy-on-write
-# and image reads and writes are in flight when the snapshot is detached,
-# destroyed, or the module unloaded (ftrace; blkfilter refuses the unload
-# while filters are attached). Checked by content: every write to the
+# and image reads and writes are in flight when the snapshot is detached or
+# destroyed, and such writes when the module is unloaded (an open image
+# holds the module; blkfilter refuses the unload while filters are
+# attached, ftrace unloads). Checked by content: every write to the
 # original that reported success is there, an image read that succeeds
 # returns the device as at the take, and the next snapshot works.
 . "$(dirname "$0")/lib.sh"
