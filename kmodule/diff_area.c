@@ -60,6 +60,8 @@ static unsigned int chunk_shift_for(sector_t capacity)
  *
  * Image I/O fails from now on; writes to the original pass untouched. The
  * first error is kept and reported as an event.
+ *
+ * Context: any, interrupt context included.
  */
 void diff_area_corrupt(struct diff_area *area, int error)
 {
@@ -805,6 +807,21 @@ static int image_read_original(struct diff_area *area, struct bio *bio,
 }
 
 /*
+ * Image I/O on stored data. The storage holds the only copy of the take's
+ * data there: when it fails, the image can no longer be what it was, and
+ * the snapshot is lost (as when a store fails).
+ */
+static int image_storage_rw(struct diff_area *area, sector_t sector,
+			    struct bio *bio, struct bvec_iter *iter, size_t len)
+{
+	int ret = diff_storage_rw_bio(area->ds, sector, bio, iter, len);
+
+	if (ret)
+		diff_area_corrupt(area, ret);
+	return ret;
+}
+
+/*
  * Image I/O on one chunk: @len bytes at byte @offset within chunk @n.
  * Context: chunk->lock held.
  */
@@ -833,10 +850,9 @@ static int chunk_io_locked(struct diff_area *area, struct chunk *chunk,
 	}
 	if (!test_bit(CHUNK_STORED, &chunk->flags))
 		return -EIO;
-	return diff_storage_rw_bio(area->ds,
-				   chunk->storage_sector +
-					   (offset >> SECTOR_SHIFT),
-				   bio, iter, len);
+	return image_storage_rw(area,
+				chunk->storage_sector + (offset >> SECTOR_SHIFT),
+				bio, iter, len);
 }
 
 /**
@@ -869,9 +885,8 @@ int diff_area_chunk_io(struct diff_area *area, unsigned long n, size_t offset,
 		return PTR_ERR(chunk);
 	/* Retired: stored for good, and nothing else goes on with it. */
 	if (!chunk)
-		return diff_storage_rw_bio(area->ds,
-					   stored + (offset >> SECTOR_SHIFT),
-					   bio, iter, len);
+		return image_storage_rw(area, stored + (offset >> SECTOR_SHIFT),
+					bio, iter, len);
 	mutex_lock(&chunk->lock);
 	ret = chunk_io_locked(area, chunk, n, offset, bio, iter, len);
 	mutex_unlock(&chunk->lock);

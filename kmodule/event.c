@@ -25,9 +25,9 @@ void event_queue_init(struct event_queue *q)
  */
 void event_queue_close(struct event_queue *q)
 {
-	spin_lock(&q->lock);
+	spin_lock_irq(&q->lock);
 	q->closed = true;
-	spin_unlock(&q->lock);
+	spin_unlock_irq(&q->lock);
 	wake_up_all(&q->wait);
 }
 
@@ -50,13 +50,14 @@ void event_queue_done(struct event_queue *q)
  * @data:      its body.
  * @data_size: its size.
  *
- * Context: any; an event that cannot be allocated is lost (the snapshot's
- * error state still tells).
+ * Context: any, interrupt context included (a bio's completion); an event
+ * that cannot be allocated is lost (the snapshot's error state still tells).
  */
 void event_gen(struct event_queue *q, unsigned int code, const void *data,
 	       unsigned int data_size)
 {
 	struct event *e = kzalloc(struct_size(e, data, data_size), GFP_ATOMIC);
+	unsigned long flags;
 
 	if (!e)
 		return;
@@ -64,9 +65,9 @@ void event_gen(struct event_queue *q, unsigned int code, const void *data,
 	e->code = code;
 	e->data_size = data_size;
 	memcpy(e->data, data, data_size);
-	spin_lock(&q->lock);
+	spin_lock_irqsave(&q->lock, flags);
 	list_add_tail(&e->link, &q->list);
-	spin_unlock(&q->lock);
+	spin_unlock_irqrestore(&q->lock, flags);
 	wake_up(&q->wait);
 }
 
@@ -74,13 +75,13 @@ static struct event *event_pop(struct event_queue *q)
 {
 	struct event *e;
 
-	spin_lock(&q->lock);
+	spin_lock_irq(&q->lock);
 	e = list_first_entry_or_null(&q->list, struct event, link);
 	if (e)
 		list_del(&e->link);
 	else if (q->closed)
 		e = ERR_PTR(-ESRCH);
-	spin_unlock(&q->lock);
+	spin_unlock_irq(&q->lock);
 	return e;
 }
 

@@ -137,12 +137,25 @@ static blk_status_t original_read_status(struct diff_area *area,
 	return status ?: READ_ONCE(area->error) ? BLK_STS_IOERR : BLK_STS_OK;
 }
 
+/*
+ * A clone that read stored chunks (it pins none) and failed: the storage
+ * held the only copy of that data, the snapshot is lost. Context: any.
+ */
+static void image_clone_storage_status(struct diff_area *area,
+				       const struct image_clone *clone,
+				       blk_status_t status)
+{
+	if (status && clone->first > clone->last)
+		diff_area_corrupt(area, blk_status_to_errno(status));
+}
+
 static void image_clone_endio(struct bio *bio)
 {
 	struct image_clone *clone = container_of(bio, struct image_clone, bio);
 	struct image_io *io = clone->io;
 	struct diff_area *area = io->image->area;
 
+	image_clone_storage_status(area, clone, bio->bi_status);
 	image_io_fail(io, blk_status_to_errno(original_read_status(area,
 								   bio->bi_status)));
 	diff_area_unpin_original(area, clone->first, clone->last);
@@ -180,8 +193,10 @@ static void image_whole_endio(struct bio *bio)
 	struct image_clone *clone = container_of(bio, struct image_clone, bio);
 	struct image *image = clone->image;
 	struct bio *orig = bio->bi_private;
-	blk_status_t status = original_read_status(image->area, bio->bi_status);
+	blk_status_t status;
 
+	image_clone_storage_status(image->area, clone, bio->bi_status);
+	status = original_read_status(image->area, bio->bi_status);
 	diff_area_unpin_original(image->area, clone->first, clone->last);
 	bio_put(bio);
 	image_bio_done(image, orig, status);
@@ -218,6 +233,9 @@ static void image_storage_done(struct diff_storage_req *req, int error)
 		container_of(req, struct image_storage_read, req);
 	struct image_io *io = read->io;
 
+	/* As image_clone_storage_status(). */
+	if (error)
+		diff_area_corrupt(io->image->area, error);
 	image_io_fail(io, error);
 	kfree(read);
 	image_io_put(io);
