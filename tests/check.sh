@@ -125,7 +125,9 @@ fi
 # Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives its disks
 # (runner options), a line "# boots: N" makes it run in N guests one after
 # another on the same disks (BLKSNAP_BOOT=1..N: a reboot), a line
-# "# columns: C..." limits it to those columns, a
+# "# columns: C..." limits it to those columns, a line "# skip-columns:
+# C..." keeps it out of those (e.g. a debug kernel's +ftrace column, for a
+# test of no interception code: stock-6.1 runs its ftrace side), a
 # line "# cost: SECONDS" is its time on a stock kernel (three times that on a
 # debug one), used to plan, a line "# smp: 2" gives its guest two CPUs.
 # A guest has one CPU otherwise: two guests of two vCPUs on two host cores
@@ -169,7 +171,9 @@ for k in "${kernels[@]}"; do
 	done
 done
 runs_on() { # column test
-	local only
+	local only skip
+	skip=$(header skip-columns "$2")
+	[ -z "$skip" ] || [[ " $skip " != *" $1 "* ]] || return 1
 	[[ $1 != *+ftrace ]] || { runs_on "${1%+ftrace}" "$2"; return; }
 	only=$(header columns "$2")
 	[ -z "$only" ] || [[ " $only " == *" $1 "* ]] || return 1
