@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 75
+# cost: 95
 # boots: 4
 # power-cut
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
@@ -18,7 +18,7 @@
 # The cut points: the backup's process is stopped (SIGSTOP) once it has
 # written N bytes (/proc/PID/io wchar), cbtsave once it has detached the
 # device and not yet written its record, then the power fails.
-# Boot 1: A filled; its first (full) backup cut after 16 MiB.
+# Boot 1: A filled; its first (full) backup cut after 8 MiB.
 # Boot 2: no torn image bears the image's name; the backup is full, says
 # why, and equals A. A written (24 MiB); the incremental backup cut after 6
 # MiB.
@@ -70,39 +70,41 @@ proc_state() {
 	echo "${s%% *}"
 }
 alive() { case $(proc_state "$1") in "" | Z | X) return 1 ;; esac; }
-# written PID: the bytes PID wrote (write syscalls).
-written() {
-	local k v
-	while read -r k v; do [ "$k" != wchar: ] || echo "$v"; done <"/proc/$1/io"
-}
-# cut_backup DEV BYTES: a backup of DEV, stopped once it wrote BYTES, then
-# the power cut.
+# cut_backup DEV BYTES: a backup of DEV, stopped once it wrote BYTES
+# (write syscalls: wchar of /proc/PID/io, polled without a fork), then the
+# power cut.
 cut_backup() {
-	local pid w=0
+	local pid w=0 k v nap_fd
+	exec {nap_fd}<> <(:)
 	blksnap backup -d "$1" -o $bk -f /tmp -l 64M >/tmp/cut.out 2>&1 &
 	pid=$!
-	while alive $pid; do
-		w=$(written $pid 2>/dev/null) || break
-		[ "${w:-0}" -lt "$2" ] || break
-		nap 0.01
-	done
+	while [ "$w" -lt "$2" ] && [ -e "/proc/$pid/io" ]; do
+		while read -r k v; do [ "$k" != wchar: ] || w=$v; done <"/proc/$pid/io" || break
+		read -r -t 0.005 -u $nap_fd || true
+	done 2>/dev/null
 	kill -STOP $pid 2>/dev/null || true
 	alive $pid || fail "the backup ended ($w bytes written) before the cut at $2: $(cat /tmp/cut.out)"
 	echo "backup of $1 stopped after $w bytes; files: $(ls $bk)"
 	power_cut "backup of $1 after $w bytes written"
 }
 mount_sys() { mount "$SYS" $mnt; }
+# logged: how many chunks the writer of boot 3 logged.
+logged() {
+	local n=0
+	[ ! -e $mnt/w/log ] || while read -r _; do n=$((n + 1)); done <$mnt/w/log
+	echo $n
+}
 
 case ${BLKSNAP_BOOT:?run by tests/check.sh, boots: 4} in
 1)
-	step "boot 1: A filled, its first backup cut after 16 MiB"
+	step "boot 1: A filled, its first backup cut after 8 MiB"
 	mkfs.ext4 -q -F "$SYS"
 	mkfs.ext4 -q -F "$LIB"
 	mount_sys
 	mkdir -p $bk $ex $mnt/w
 	gen 1 $((64 << 20)) | dd of="$A" bs=1M iflag=fullblock oflag=direct status=none
 	keep A.sum "$(sum "$A")"
-	cut_backup "$A" $((16 << 20))
+	cut_backup "$A" $((8 << 20))
 	;;
 2)
 	step "boot 2: after the cut of the first backup: no torn image under its name"
@@ -168,9 +170,8 @@ EOF
 	wpid=$!
 	step "boot 3: once 8 chunks are logged, cbtsave of A (its state directory slowed), cut after the detach"
 	while alive $wpid; do
-		n=0
-		while read -r _; do n=$((n + 1)); done <$mnt/w/log
-		[ $n -lt 8 ] || break
+		n=$(logged)
+		[ "$n" -lt 8 ] || break
 		nap 0.05
 	done
 	alive $wpid || fail "the writer ended: $(cat /tmp/writer.out)"
@@ -187,8 +188,7 @@ EOF
 	alive $spid || fail "cbtsave ended before the cut: $(cat /tmp/save.out)"
 	[ ! -e $lib/"$nameA".saved ] || fail "the cut missed its point: the record is written"
 	alive $wpid || fail "the writer ended before the cut: $(cat /tmp/writer.out)"
-	n=0
-	while read -r _; do n=$((n + 1)); done <$mnt/w/log
+	n=$(logged)
 	echo "cbtsave stopped after the detach, before its record; the writer has logged $n chunks"
 	power_cut "cbtsave of $A after the detach, $n chunks written under snapshot $id"
 	;;
