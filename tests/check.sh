@@ -247,8 +247,8 @@ run_boots() {
 				cat "$res.boot$b/batch/$name.log" 2>/dev/null
 			} >>"$res/batch/$name.log"
 			st=1 secs=0
-			read -r st secs <"$res.boot$b/batch/$name.status" 2>/dev/null ||
-				{ read -r cut secs _ <"$res.boot$b/power-cut" && [ "$cut" = "$name" ] && st=0; } 2>/dev/null ||
+			read -r st secs 2>/dev/null <"$res.boot$b/batch/$name.status" ||
+				{ read -r cut secs _ 2>/dev/null <"$res.boot$b/power-cut" && [ "$cut" = "$name" ] && st=0; } ||
 				st=1
 			own[$name]=$((${own[$name]:-0} + ${secs:-0}))
 			echo "$st ${own[$name]}" >"$res/batch/$name.status"

@@ -16,7 +16,7 @@
 # directory of cbtsave, under dm-delay in boot 3 so that the cut lands
 # inside the save), X (written under a held snapshot).
 # The cut points: the backup's process is stopped (SIGSTOP) once it has
-# written N bytes (/proc/PID/io wchar), cbtsave once it has detached the
+# read N bytes of its device (the disk's read counter), cbtsave once it has detached the
 # device and not yet written its record, then the power fails.
 # Boot 1: A filled; its first (full) backup cut after 8 MiB.
 # Boot 2: no torn image bears the image's name; the backup is full, says
@@ -70,22 +70,30 @@ proc_state() {
 	echo "${s%% *}"
 }
 alive() { case $(proc_state "$1") in "" | Z | X) return 1 ;; esac; }
-# cut_backup DEV BYTES: a backup of DEV, stopped once it wrote BYTES
-# (write syscalls: wchar of /proc/PID/io, polled without a fork), then the
-# power cut.
+# read_bytes DEV: the bytes the block layer has read from the disk DEV.
+read_bytes() {
+	local f
+	read -r -a f <"/sys/block/${1#/dev/}/stat"
+	echo $((f[2] * 512))
+}
+# cut_backup DEV BYTES: a backup of DEV, stopped once it read BYTES of DEV
+# (the disk's own read counter, polled without a fork: /proc/PID/io is not
+# in every kernel), then the power cut.
 cut_backup() {
-	local pid w=0 k v nap_fd
+	local pid r=0 f base nap_fd
 	exec {nap_fd}<> <(:)
+	base=$(read_bytes "$1")
 	blksnap backup -d "$1" -o $bk -f /tmp -l 64M >/tmp/cut.out 2>&1 &
 	pid=$!
-	while [ "$w" -lt "$2" ] && [ -e "/proc/$pid/io" ]; do
-		while read -r k v; do [ "$k" != wchar: ] || w=$v; done <"/proc/$pid/io" || break
+	while [ "$r" -lt "$2" ] && alive $pid; do
+		read -r -a f <"/sys/block/${1#/dev/}/stat"
+		r=$((f[2] * 512 - base))
 		read -r -t 0.005 -u $nap_fd || true
-	done 2>/dev/null
+	done
 	kill -STOP $pid 2>/dev/null || true
-	alive $pid || fail "the backup ended ($w bytes written) before the cut at $2: $(cat /tmp/cut.out)"
-	echo "backup of $1 stopped after $w bytes; files: $(ls $bk)"
-	power_cut "backup of $1 after $w bytes written"
+	alive $pid || fail "the backup ended ($r bytes read) before the cut at $2: $(cat /tmp/cut.out)"
+	echo "backup of $1 stopped after $r bytes read; files: $(ls $bk)"
+	power_cut "backup of $1 after $r bytes read"
 }
 mount_sys() { mount "$SYS" $mnt; }
 # logged: how many chunks the writer of boot 3 logged.
