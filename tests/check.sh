@@ -125,6 +125,8 @@ fi
 # Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives its disks
 # (runner options), a line "# boots: N" makes it run in N guests one after
 # another on the same disks (BLKSNAP_BOOT=1..N: a reboot), a line
+# "# power-cut" says that some of its boots end in a power cut (run_boots)
+# and keeps its two columns of a debug kernel in boots of their own, a line
 # "# columns: C..." limits it to those columns, a line "# skip-columns:
 # C..." keeps it out of those (e.g. a debug kernel's +ftrace column, for a
 # test of no interception code: stock-6.1 runs its ftrace side), a
@@ -228,9 +230,12 @@ run_batch() {
 # boots (header "# boots: N"): N guests one after another on the same disk
 # images, the tests run in each with BLKSNAP_BOOT=1..N; a test stops at the
 # first boot where it fails (later boots run the others). Its log is the
-# boots' logs in order.
+# boots' logs in order. A boot that a test ended by cutting the power
+# (power_cut in tests/guest/lib.sh: the runner exits 0, the guest left
+# power-cut naming the test, no status) counts as passed so far for that
+# test alone; any other test of the boot without a status fails.
 run_boots() {
-	local k=$1 i=$2 boots=$3 b rc=0 name st secs spec disks args=() active=()
+	local k=$1 i=$2 boots=$3 b rc=0 name st secs cut spec disks args=() active=()
 	local -A own=() # a test's own seconds, over its boots
 	shift 3
 	while [ "$1" != -- ]; do args+=("$1"); shift; done
@@ -257,7 +262,9 @@ run_boots() {
 				cat "$res.boot$b/batch/$name.log" 2>/dev/null
 			} >>"$res/batch/$name.log"
 			st=1 secs=0
-			read -r st secs <"$res.boot$b/batch/$name.status" 2>/dev/null || st=1
+			read -r st secs 2>/dev/null <"$res.boot$b/batch/$name.status" ||
+				{ read -r cut secs _ 2>/dev/null <"$res.boot$b/power-cut" && [ "$cut" = "$name" ] && st=0; } ||
+				st=1
 			own[$name]=$((${own[$name]:-0} + ${secs:-0}))
 			echo "$st ${own[$name]}" >"$res/batch/$name.status"
 			[ "$rc" = 0 ] && [ "$st" = 0 ] && still+=("$spec")
@@ -283,8 +290,11 @@ for t in "${guest_tests[@]}"; do
 		[ "${smp:-1}" != 1 ] || cost=$((cost * 2 / 3))
 		pair="$g:$id:$(header vm "$t"):$cost:${smp:-1}"
 		# A test of several boots (a reboot) shares its boots only with
-		# itself in the other column of its kernel.
-		if [ -n "$(header boots "$t")" ]; then
+		# itself in the other column of its kernel; one that cuts the
+		# power (a line "# power-cut": a boot ends there) with nothing.
+		if grep -qx '# power-cut' "$t"; then
+			alone[$k:$name]+=$pair$'\n'
+		elif [ -n "$(header boots "$t")" ]; then
 			alone[$g:$name]+=$pair$'\n'
 		else
 			pairs+=("$pair")

@@ -151,3 +151,24 @@ mbr() {
 	done
 	printf '\x55\xaa' | dd of="$f" bs=1 seek=510 conv=notrunc status=none
 }
+
+# nap SECONDS: sleep without an exec (fractions allowed).
+nap() { read -r -t "$1" <> <(:) || true; }
+
+# power_cut REASON: the power fails now. Nothing is synced or unmounted:
+# what the guest holds in memory (its page cache, a difference storage on
+# tmpfs, the module's change maps) is lost. What its disks already completed
+# is kept: tests/vm/run gives QEMU cache=unsafe, so every write QEMU
+# completed is in the image file, and a flush is a no-op; a disk whose
+# volatile write cache loses completed but unflushed writes, or a torn
+# sector, is not emulated. The line "TEST SECONDS REASON" left in
+# $BLKSNAP_RESULTS/power-cut first tells the runner that this boot ends on
+# purpose and that the test's checks so far passed (tests/vm/run exits 0,
+# tests/check.sh counts the boot as passed for that test); the next boot of
+# a "# boots: N" test checks what the disks kept.
+power_cut() {
+	printf '%s %s %s\n' "${BLKSNAP_TEST:-${0##*/}}" "$SECONDS" "$*" >"$BLKSNAP_RESULTS/power-cut"
+	echo b >/proc/sysrq-trigger
+	sleep 60
+	fail "the power cut did not end the guest"
+}
