@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cost: 70
 # vm: --disk 16M --disk 32M
+# skip-columns: blkfilter-6.12+ftrace
 # I/O errors injected with device-mapper tables swapped under a held
 # snapshot (dm-linear while healthy; dm-flakey, always down, or dm-error
 # while failing):
@@ -16,6 +17,10 @@
 # EIO); every write to the original that reported success is there once
 # the fault ends, and one that failed was reported to its writer; the next
 # snapshot of the device works.
+# Not in the debug kernel's ftrace column: the paths it fails (copy-on-write,
+# the difference storage, image I/O) are the same in both interceptions; the
+# debug kernel runs it with the block device filter, the stock kernels with
+# ftrace.
 . "$(dirname "$0")/lib.sh"
 d=$(disk 1)
 s=$(disk 2)

@@ -3,6 +3,7 @@
 # boots: 4
 # power-cut
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
+# skip-columns: blkfilter-6.12+ftrace
 # vm: --disk 64M --disk 160M --disk 16M --disk 32M
 # Power loss (issue 29, item 3): three boots end in a power cut in the middle
 # of an operation (power_cut in lib.sh: `echo b` to sysrq, no sync, no
@@ -31,6 +32,9 @@
 # written), cbtinfo tells it; the earlier image and state are intact; the
 # backup is full and equals A. Every chunk the writer logged is on X, every
 # file it fsync'd holds its data; X's backup is full, says why, equals X.
+# Not in the debug kernel's ftrace column: the ftrace interception runs it
+# on stock-6.1 and stock-6.12 (the same 6.12 source), and what it tests is
+# what user space and the disks keep across a cut.
 . "$(dirname "$0")/lib.sh"
 A=$(disk 1)
 SYS=$(disk 2)
