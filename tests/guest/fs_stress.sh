@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# cost: 60
+# vm: --disks 1 --disk-size 64M --disk 320M
+# ext4 and xfs under metadata-heavy writers (stress-ng's directory, rename
+# and hard-link stressors, and fsync_writer.py: small files rewritten by
+# rename-replace with fsyncs, each version recorded once its fsyncs
+# returned), snapshots of both taken again and again while they run (the
+# take freezes both file systems). Every image: its journal or log is
+# clean (the freeze left nothing to replay), e2fsck -fn / xfs_repair -n
+# find nothing, and, mounted read-only without log recovery, it holds every
+# file fsync'd before the take, at that version or a newer one, and every
+# file of the writer whole. FS_STRESS_TAKES takes (6, 3 on the debug
+# kernel, where an exec costs six times as much).
+. "$(dirname "$0")/lib.sh"
+need_modules ext4 xfs
+here=$(dirname "$0")
+tmp=$(mktemp -d)
+takes=6
+[ "${BLKSNAP_KERNEL:-}" = blkfilter-6.12 ] && takes=3
+takes=${FS_STRESS_TAKES:-$takes}
+ext4=$(disk 1)
+xfs=$(disk 2)
+pids=()
+stop_writers() {
+	local p
+	for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pids=()
+}
+trap 'stop_writers; umount /mnt/img 2>/dev/null; umount /mnt/ext4 /mnt/xfs 2>/dev/null; true' EXIT
+
+step "ext4 on $ext4, xfs on $xfs, writers started"
+mkfs.ext4 -q -F -E nodiscard "$ext4"
+mkfs.xfs -q -f -K "$xfs"
+mkdir -p /mnt/ext4 /mnt/xfs /mnt/img
+mount "$ext4" /mnt/ext4
+mount "$xfs" /mnt/xfs
+for fs in ext4 xfs; do
+	mkdir -p "/mnt/$fs/churn" "/mnt/$fs/files"
+	: >"$tmp/rec.$fs"
+	python3 "$here/fsync_writer.py" write "/mnt/$fs/files" "$tmp/rec.$fs" "$RANDOM" &
+	pids+=($!)
+	# nice: the checks of the images keep most of the one CPU.
+	nice -n 10 stress-ng --temp-path "/mnt/$fs/churn" --dir 1 --dir-dirs 256 \
+		--rename 1 --link 1 --timeout 1h --quiet &
+	pids+=($!)
+done
+sleep 2
+
+for ((t = 1; t <= takes; t++)); do
+	step "take $t of $takes"
+	# The records written so far were fsync'd before the take.
+	n_ext4=$(wc -l <"$tmp/rec.ext4")
+	n_xfs=$(wc -l <"$tmp/rec.xfs")
+	id=$(blksnap snapshot_create -d "$ext4" -d "$xfs" -f "$tmp" -l 400M)
+	blksnap snapshot_take -i "$id"
+	img_ext4=$(blksnap snapshot_info -d "$ext4" -f image)
+	img_xfs=$(blksnap snapshot_info -d "$xfs" -f image)
+
+	# The freeze commits the journal and clears needs_recovery: a journal
+	# to replay would mean the take did not freeze ext4.
+	if dumpe2fs -h "$img_ext4" 2>/dev/null | grep -q '^Filesystem features:.*needs_recovery'; then
+		fail "take $t: the ext4 image needs journal recovery"
+	fi
+	e2fsck -fn "$img_ext4" >"$tmp/fsck" 2>&1 || {
+		cat "$tmp/fsck"
+		fail "take $t: e2fsck -fn of the ext4 image"
+	}
+	# xfs_repair -n ignores a dirty log (and says ALERT): a frozen xfs has
+	# its log covered, so there must be nothing to ignore.
+	xfs_repair -n "$img_xfs" >"$tmp/repair" 2>&1 || {
+		cat "$tmp/repair"
+		fail "take $t: xfs_repair -n of the xfs image"
+	}
+	if grep -q ALERT "$tmp/repair"; then
+		cat "$tmp/repair"
+		fail "take $t: the xfs image has a log to replay"
+	fi
+
+	# Mounted without writing to the image: no journal replay (noload,
+	# norecovery; nothing to replay, checked above) and, for xfs, nouuid:
+	# the original is mounted with the same UUID.
+	mount -o ro,noload "$img_ext4" /mnt/img
+	python3 "$here/fsync_writer.py" check /mnt/img/files "$tmp/rec.ext4" "$n_ext4" ||
+		fail "take $t: ext4 image"
+	umount /mnt/img
+	mount -t xfs -o ro,norecovery,nouuid "$img_xfs" /mnt/img
+	python3 "$here/fsync_writer.py" check /mnt/img/files "$tmp/rec.xfs" "$n_xfs" ||
+		fail "take $t: xfs image"
+	umount /mnt/img
+	expect_eq "take $t: snapshot error" "$(blksnap snapshot_info -d "$ext4" -f error_code)" 0
+	blksnap snapshot_destroy -i "$id"
+done
+
+step "writers stopped; the originals check clean"
+stop_writers
+umount /mnt/ext4 /mnt/xfs
+e2fsck -fn "$ext4" >/dev/null 2>&1 || fail "e2fsck -fn of the original ext4"
+xfs_repair -n "$xfs" >/dev/null 2>&1 || fail "xfs_repair -n of the original xfs"
+echo "fs_stress: $takes takes of ext4 and xfs checked"
