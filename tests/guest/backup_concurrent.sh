@@ -28,7 +28,14 @@ tmp=$(mktemp -d)
 mkdir "$tmp/store"
 mkfifo "$tmp/fifo"
 bgs=()
-trap 'for p in "${bgs[@]}"; do kill -CONT "$p" 2>/dev/null || true; done; mountpoint -q "$snap" && fusermount3 -u -z "$snap"; true' EXIT
+# A failing test leaves no stopped backup and no mount behind.
+cleanup() {
+	local p
+	for p in "${bgs[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
+	mountpoint -q "$snap" && fusermount3 -u -z "$snap"
+	true
+}
+trap cleanup EXIT
 
 image_of() { # dev
 	local devno
@@ -160,6 +167,8 @@ for off in (0, 5 * mib, 20 * mib):
 print(flush=True)
 PY
 coproc reader { python3 "$tmp/reader.py" "$raw" "$tmp/take"; }
+# shellcheck disable=SC2154 # reader_PID: set by coproc
+reader_pid=$reader_PID
 read -r got <&"${reader[0]}"
 expect_eq "reader's first read" "$got" True
 scribble "$d1" 9 5 6 &
@@ -172,7 +181,7 @@ echo >&"${reader[1]}"
 read -r got <&"${reader[0]}"
 echo "image.raw read after its snapshot was destroyed, MiB 0 5 20: $got"
 [[ $got != *others* ]] || fail "image.raw read other data than the take's once destroyed: $got"
-wait "$reader_PID" || true
+wait "$reader_pid" || true
 fs_stop
 
 step "a killed backup's snapshot cleaned up by the next backup into its directory while another runs"
