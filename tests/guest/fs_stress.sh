@@ -111,6 +111,8 @@ done
 step "writers stopped; the originals check clean"
 stop_writers
 umount /mnt/ext4 /mnt/xfs
+blksnap detach -d "$ext4"
+blksnap detach -d "$xfs"
 e2fsck -fn "$ext4" >/dev/null 2>&1 || fail "e2fsck -fn of the original ext4"
 xfs_repair -n "$xfs" >/dev/null 2>&1 || fail "xfs_repair -n of the original xfs"
 echo "fs_stress: $takes takes of ext4 and xfs checked"
