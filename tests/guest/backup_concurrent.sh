@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cost: 50
+# cost: 60
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
 # vm: --disk 32M --disk 32M
 # blksnap backups run at the same time as other blksnap commands. A second
