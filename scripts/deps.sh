@@ -14,6 +14,7 @@ PKGS=(
 	# guests and what the tests run inside them
 	qemu-system-x86 busybox-static fio xfsprogs e2fsprogs util-linux
 	parted dosfstools socat gcc-12 dmsetup python3 strace btrfs-progs openssl
+	stress-ng
 	# lint: shell scripts, documentation
 	shellcheck mandoc groff
 	# Debian packages (make deb, lintian) and DKMS (tests/guest/pkg_install)
