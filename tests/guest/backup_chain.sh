@@ -2,6 +2,7 @@
 # cost: 40
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
 # vm: --disk 32M
+# skip-columns: blkfilter-6.12+ftrace
 # blksnap backup: a full backup of a mounted ext4, then five incremental
 # ones with files written between and during them: each verified against
 # its snapshot, each reading only about what changed; after the last, the
@@ -18,6 +19,9 @@
 # followed); a full file system is told as ENOSPC. An image mounted
 # read-write between two backups (as for a test restore) makes the next
 # one full, saying why.
+# Not in the debug kernel's ftrace column: it tests the backup engine's
+# chain (user space); the kernel paths under it are those every other test
+# of that column runs, and stock-6.1 and stock-6.12 run it with ftrace.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/cli-helpers.bash"
 dev=$(disk 1)
