@@ -35,8 +35,9 @@ record() { # name status log
 # scripts/build-kmod.sh) in the background while the host tests run and the
 # guests of the kernels already ready start: on a fresh machine the stock
 # kernels are fetched in a minute or two, while the debug kernel
-# (blkfilter-*) is built from source for about 20 minutes. A kernel is ready
-# when $logdir/kernel-KERNEL.rc holds its status (log: kernel-KERNEL.log).
+# (blkfilter-*) is built from source (55 minutes measured here with guests
+# beside it). A kernel is ready when $logdir/kernel-KERNEL.rc holds its
+# status (log: kernel-KERNEL.log).
 kernel_rc() { cat "$logdir/kernel-$1.rc" 2>/dev/null; }
 prepare_kernel() {
 	{ scripts/kernels.sh ensure "$1" && scripts/build-kmod.sh "$1"; } >"$logdir/kernel-$1.log" 2>&1
