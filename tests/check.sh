@@ -405,7 +405,9 @@ for b in "${batches[@]}"; do
 		log=$logdir/$col-$name.log
 		if read -r st tsecs <"$logdir/$k-batch$i.results/batch/$id.status" 2>/dev/null; then
 			cp "$logdir/$k-batch$i.results/batch/$id.log" "$log"
-			record "$col:$name (${tsecs}s)" "$st" "$log"
+			# A randomized test's seed and size (model, fuzz), to replay it.
+			seed=$(grep -aE '^(model|fuzz): seed=' "$log" | tail -n1 || true)
+			record "$col:$name (${tsecs}s)${seed:+: $seed}" "$st" "$log"
 		else
 			echo "not run to its end: the guest of batch $i ended (see $logdir/$k-batch$i.log)" >"$log"
 			record "$col:$name (not run to its end)" 1 "$log"

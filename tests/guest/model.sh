@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # cost: 140
+# smoke
 # A seeded random workload checked against a reference model
 # (tests/tools/model.py): writes, discards, attach/detach, takes and
 # destroys of snapshots, writes to their images, storages that overflow,
