@@ -2,10 +2,13 @@
 #   make demo    install what is missing, build, show the main job in a guest
 #   make check   install what is missing, build, run every test
 # KERNELS narrows the guest kernels: make check KERNELS=stock-6.12
-# make soak runs tests/stress/soak.sh for SOAK_SECS on each of KERNELS.
+# make soak runs tests/stress/soak.sh for SOAK_SECS on each of KERNELS, then
+# the model (tests/guest/model.sh) for SOAK_MODEL_OPS operations in each
+# column (a clock seed, printed; SOAK_SEED=S replays one).
 
 KERNELS ?= stock-6.1 stock-6.12 blkfilter-6.12
 SOAK_SECS ?= 300
+SOAK_MODEL_OPS ?= 600
 BUILD   := build
 MESON   := $(BUILD)/meson
 
@@ -47,6 +50,11 @@ soak: userspace kmod
 	@for k in $(KERNELS); do \
 		tests/vm/run $$k --disks 3 --timeout $$(($(SOAK_SECS) + 900)) \
 			--env SOAK_SECS=$(SOAK_SECS) -- tests/stress/soak.sh || exit 1; \
+		for p in "" $$(case $$k in blkfilter-*) echo interception=ftrace;; esac); do \
+			tests/vm/run $$k --smp 1 --modparams "$$p" --timeout $$(($(SOAK_MODEL_OPS) * 12 + 900)) \
+				--env MODEL_OPS=$(SOAK_MODEL_OPS) $(if $(SOAK_SEED),--env MODEL_SEED=$(SOAK_SEED)) \
+				-- tests/guest/model.sh || exit 1; \
+		done; \
 	done
 
 # Debian packages (debian/): blksnap, blksnap-dkms, libblksnap1,
