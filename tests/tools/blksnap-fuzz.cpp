@@ -114,9 +114,9 @@ const std::map<std::string, std::set<int>>& allowed_errors() {
 // Successes the deep calls must reach per 100,000 calls.
 const std::map<std::string, uint64_t>& deep_minimums() {
     static const std::map<std::string, uint64_t> minimums = {
-        {"snapshot_take", 5},      {"filter_ctl/snapshotadd", 10},
-        {"filter_ctl/cbtmap", 20}, {"filter_ctl/snapshotinfo", 20},
-        {"image_read", 20},        {"image_write", 10},
+        {"snapshot_take", 5},        {"filter_ctl/snapshotadd", 10},  {"filter_ctl/cbtmap", 20},
+        {"filter_ctl/cbtdirty", 10}, {"filter_ctl/snapshotinfo", 20}, {"image_read", 20},
+        {"image_write", 10},
     };
     return minimums;
 }
@@ -197,6 +197,8 @@ struct Target {
     std::string path;
     Fd fd;
     uint32_t major, minor;
+    uint64_t sectors;   // its size
+    uint32_t map_bytes; // its change map's size at most (a byte per 64 KiB)
 };
 
 // What both threads share: the files and devices, the snapshots alive.
@@ -236,15 +238,18 @@ private:
     }
 
     // A user pointer for an argument of SIZE bytes whose good content is
-    // GOOD: mostly a copy of it in the arena, else one of the bad kinds.
+    // GOOD: mostly a copy of it in arena LEVEL, else one of the bad kinds.
     // Now and then a byte of the copy is changed, unless the argument holds
     // a pointer the kernel writes through (!MAY_CHANGE): a changed byte
     // there could point it at this program's own heap or stack, which the
-    // kernel would then rightly overwrite.
-    uintptr_t pointer(const void* good, size_t size, bool may_change = true) {
+    // kernel would then rightly overwrite. An argument and what it points
+    // to are in arenas of their own levels (0: the ioctl's argument, 1: a
+    // filter command's option, 2: a buffer or array the option points to),
+    // so that copying one never overwrites another.
+    uintptr_t pointer(const void* good, size_t size, bool may_change = true, int level = 0) {
         if (chance(50))
-            return bad_pointer(good, size);
-        uint8_t* a = arena_.data();
+            return bad_pointer(good, size, level);
+        uint8_t* a = arenas_[level].data();
         std::memcpy(a, good, size);
         if (may_change && chance(10))
             a[pick(size)] = static_cast<uint8_t>(rng_());
@@ -253,8 +258,9 @@ private:
 
     // A pointer the kernel cannot read SIZE bytes of GOOD from, or reads
     // random bytes from.
-    uintptr_t bad_pointer(const void* good, size_t size) {
-        uint8_t* a = arena_.data();
+    uintptr_t bad_pointer(const void* good, size_t size, int level = 0) {
+        Arena& arena = arenas_[level];
+        uint8_t* a = arena.data();
         switch (pick(7)) {
         case 0:
             return 0;
@@ -263,10 +269,10 @@ private:
         case 2:
             return 0x8000000000000000ull; // non-canonical
         case 3:
-            return reinterpret_cast<uintptr_t>(arena_.guard());
+            return reinterpret_cast<uintptr_t>(arena.guard());
         case 4: { // runs into the page that cannot be read
             size_t cut = size > 1 ? 1 + pick(size - 1) : 1;
-            uint8_t* p = arena_.guard() - cut;
+            uint8_t* p = arena.guard() - cut;
             std::memcpy(p, good, cut);
             return reinterpret_cast<uintptr_t>(p);
         }
@@ -333,9 +339,10 @@ private:
             break;
         case blkfilter_ctl_blksnap_cbtmap: {
             blksnap_cbtmap m{};
-            m.offset = chance(70) ? pick(4096) : static_cast<uint32_t>(rng_());
+            // The map has at most a byte per 64 KiB of the device.
+            m.offset = chance(70) ? pick(d.map_bytes + 1) : static_cast<uint32_t>(rng_());
             m.length = chance(70) ? pick(8192) : static_cast<uint32_t>(rng_());
-            m.buffer = pointer(opt.data(), 64);
+            m.buffer = pointer(opt.data(), 64, true, 2);
             good = sizeof(m);
             std::memcpy(opt.data(), &m, good);
             break;
@@ -344,12 +351,12 @@ private:
             blksnap_cbtdirty c{};
             ranges.resize(1 + pick(8));
             for (auto& r : ranges) {
-                r.offset = chance(80) ? pick(1 << 19) : rng_();
+                r.offset = chance(80) ? pick(d.sectors) : rng_();
                 r.count = chance(80) ? pick(1 << 12) : rng_();
             }
             c.count = chance(80) ? ranges.size() : static_cast<uint32_t>(pick(1 << 20));
             c.dirty_sectors = chance(80) ? reinterpret_cast<uintptr_t>(ranges.data())
-                                         : pointer(ranges.data(), sizeof(blksnap_sectors));
+                                         : pointer(ranges.data(), sizeof(blksnap_sectors), true, 2);
             good = sizeof(c);
             std::memcpy(opt.data(), &c, good);
             break;
@@ -368,8 +375,8 @@ private:
             fill_random(opt.data(), good);
         }
         // The option goes through pointer(), so it may be bad itself.
-        uintptr_t optp =
-            pointer(opt.data(), std::max<uint32_t>(good, 1), cmd != blkfilter_ctl_blksnap_cbtmap);
+        uintptr_t optp = pointer(opt.data(), std::max<uint32_t>(good, 1),
+                                 cmd != blkfilter_ctl_blksnap_cbtmap, 1);
         uint32_t optlen = some_len(good);
         char name[BLKFILTER_NAME_LENGTH] = BLKSNAP_FILTER_NAME;
         if (chance(5))
@@ -485,7 +492,7 @@ private:
         std::array<blksnap_uuid, 8> ids{};
         blksnap_snapshot_collect c{};
         c.count = chance(70) ? pick(9) : static_cast<uint32_t>(rng_());
-        c.ids = chance(20) ? 0 : pointer(ids.data(), sizeof(ids));
+        c.ids = chance(20) ? 0 : pointer(ids.data(), sizeof(ids), true, 2);
         call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_COLLECT, pointer(&c, sizeof(c), false));
     }
 
@@ -495,7 +502,7 @@ private:
         d.id = some_id();
         d.count = chance(70) ? pick(9) : static_cast<uint32_t>(rng_());
         d.reserved = chance(90) ? 0 : static_cast<uint32_t>(rng_());
-        d.devices = chance(20) ? 0 : pointer(devs.data(), sizeof(devs));
+        d.devices = chance(20) ? 0 : pointer(devs.data(), sizeof(devs), true, 2);
         call(s_.ctl.get(), IOCTL_BLKSNAP_SNAPSHOT_DEVICES, pointer(&d, sizeof(d), false));
     }
 
@@ -628,7 +635,7 @@ private:
             return;
         }
         // Image I/O of whatever snapshot holds a device now.
-        if (pick(1000) < 3) {
+        if (pick(1000) < 10) {
             image_io(some_dev());
             return;
         }
@@ -658,7 +665,8 @@ private:
 
     Shared& s_;
     std::mt19937_64 rng_;
-    Arena arena_;
+    std::array<Arena, 3> arenas_;
+    Arena& arena_ = arenas_[0];
 };
 
 } // namespace
@@ -686,7 +694,11 @@ int main(int argc, char** argv) {
         struct stat st {};
         if (fstat(fd.get(), &st) || !S_ISBLK(st.st_mode))
             die(argv[i], ENOTBLK);
-        s.devs.push_back({argv[i], std::move(fd), major(st.st_rdev), minor(st.st_rdev)});
+        uint64_t bytes = 0;
+        if (ioctl(fd.get(), BLKGETSIZE64, &bytes))
+            die(argv[i], errno);
+        s.devs.push_back({argv[i], std::move(fd), major(st.st_rdev), minor(st.st_rdev), bytes >> 9,
+                          static_cast<uint32_t>(bytes >> 16)});
     }
     {
         std::jthread other([&] { Fuzzer(s, seed * 2 + 1).run(calls - calls / 2); });
