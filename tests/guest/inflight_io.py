@@ -13,10 +13,12 @@ snapshot operations, and the checks of what it left.
       failed go to the file FAILED (one per line). Exits 0.
   inflight_io.py verify DEV START LEN SEED FAILED
       Every block of that range whose write did not fail holds its data.
-  inflight_io.py read IMAGE TAKE START LEN
-      Readers (8 threads) read IMAGE; every read that succeeds must equal
-      TAKE at that offset. Prints how many reads failed. Exits 1 on data
-      that was not on the device at the take.
+  inflight_io.py read IMAGE TAKE START LEN [gone]
+      Readers (8 threads) read IMAGE in 64 KiB blocks; every read that
+      returns data must return TAKE at that offset, all of the block. With
+      "gone" (the image is being removed) a read may fail, or find the end
+      of the device (a removed disk has no size left: 0 bytes, EOF); without
+      it, every read must succeed. Prints how many failed and ended.
 """
 import hashlib
 import mmap
@@ -152,10 +154,10 @@ def verify(dev, start, length, seed, failed):
         sys.exit("%s: %d writes that reported success are not there (first at %d)" % (dev, len(lost), lost[0]))
 
 
-def read(image, take, start, length):
+def read(image, take, start, length, gone):
     base = open(take, "rb").read()
     offs = list(range(start, start + length, BLOCK))
-    failed, wrong = [], []
+    failed, ended, wrong = [], [], []
 
     def worker(k):
         try:
@@ -169,14 +171,18 @@ def read(image, take, start, length):
             except OSError:
                 failed.append(off)
                 continue
-            if got != base[off : off + BLOCK]:
+            if not got:
+                ended.append(off)
+            elif got != base[off : off + BLOCK]:
                 wrong.append(off)
         os.close(fd)
 
     run([threading.Thread(target=worker, args=(k,)) for k in range(8)])
-    print("read %s: %d blocks, %d failed" % (image, len(offs), len(failed)))
+    print("read %s: %d blocks, %d failed, %d at the end of the device" % (image, len(offs), len(failed), len(ended)))
     if wrong:
         sys.exit("%s: %d reads returned data not on the device at the take (first at %d)" % (image, len(wrong), min(wrong)))
+    if not gone and (failed or ended):
+        sys.exit("%s: %d reads failed and %d found the end of the device, with the image in place" % (image, len(failed), len(ended)))
 
 
 def main():
@@ -188,7 +194,7 @@ def main():
     elif cmd == "verify":
         verify(a[0], int(a[1]), int(a[2]), a[3], a[4])
     elif cmd == "read":
-        read(a[0], a[1], int(a[2]), int(a[3]))
+        read(a[0], a[1], int(a[2]), int(a[3]), a[4:] == ["gone"])
     else:
         sys.exit(__doc__)
 
