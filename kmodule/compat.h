@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The few kernel interfaces that differ between the supported kernels
- * (Linux 6.1 and 6.12).
+ * (Linux 6.1, 6.12 and 7.2).
  */
 #ifndef __BLKSNAP_COMPAT_H
 #define __BLKSNAP_COMPAT_H
 
 #include <linux/blkdev.h>
+#include <linux/blk-mq.h>
 #include <linux/fs.h>
+#include <linux/workqueue.h>
 
 /* Kbuild detects the features in the kernel's headers. */
 #ifndef BLKSNAP_HAVE_BDEV_PARTNO
@@ -108,5 +110,30 @@ static inline struct gendisk *blksnap_alloc_disk(struct block_device *orig,
 	return disk;
 #endif
 }
+
+/*
+ * Wait until every bio that entered @q before the call has completed, by
+ * freezing and unfreezing it (since 6.14 the freeze returns the task's
+ * memalloc flags, for the unfreeze to restore).
+ */
+static inline void blksnap_queue_drain(struct request_queue *q)
+{
+#ifdef BLKSNAP_HAVE_FREEZE_MEMFLAGS
+	blk_mq_unfreeze_queue(q, blk_mq_freeze_queue(q));
+#else
+	blk_mq_freeze_queue(q);
+	blk_mq_unfreeze_queue(q);
+#endif
+}
+
+/*
+ * A per-CPU workqueue says so since 6.17: one with neither WQ_PERCPU nor
+ * WQ_UNBOUND gets a warning from 7.2 on.
+ */
+#ifdef BLKSNAP_HAVE_WQ_PERCPU
+#define BLKSNAP_WQ_PERCPU WQ_PERCPU
+#else
+#define BLKSNAP_WQ_PERCPU 0
+#endif
 
 #endif /* __BLKSNAP_COMPAT_H */

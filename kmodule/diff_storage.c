@@ -166,7 +166,7 @@ int diff_storage_alloc(struct diff_storage *ds, sector_t count,
 static void bio_iov_iter(struct bio *bio, struct bvec_iter *iter, size_t len,
 			 unsigned int direction, struct iov_iter *it)
 {
-	struct bio_vec *bvec = __bvec_iter_bvec(bio->bi_io_vec, *iter);
+	const struct bio_vec *bvec = __bvec_iter_bvec(bio->bi_io_vec, *iter);
 	size_t covered = 0, need = iter->bi_bvec_done + len;
 	unsigned int nr = 0;
 
@@ -174,6 +174,27 @@ static void bio_iov_iter(struct bio *bio, struct bvec_iter *iter, size_t len,
 		covered += bvec[nr++].bv_len;
 	iov_iter_bvec(it, direction, bvec, nr, len);
 	it->iov_offset = iter->bi_bvec_done;
+}
+
+/*
+ * Does every segment of @it, a bvec iterator, start on @addr_mask and have a
+ * length on @len_mask? (What iov_iter_is_aligned() answered until 7.2.)
+ */
+static bool bvec_iter_aligned(const struct iov_iter *it,
+			      unsigned long addr_mask, unsigned long len_mask)
+{
+	const struct bio_vec *bv = it->bvec;
+	size_t skip = it->iov_offset, left = iov_iter_count(it), len;
+
+	if (WARN_ON_ONCE(!iov_iter_is_bvec(it)))
+		return false;
+	for (; left; bv++, skip = 0) {
+		len = min_t(size_t, left, bv->bv_len - skip);
+		if (((bv->bv_offset + skip) & addr_mask) || (len & len_mask))
+			return false;
+		left -= len;
+	}
+	return true;
 }
 
 /* May this request go straight to the storage's device? */
@@ -187,14 +208,15 @@ static bool diff_storage_direct(struct diff_storage *ds, loff_t pos,
 		return false;
 	lbs_mask = bdev_logical_block_size(bdev) - 1;
 	return !((pos | iov_iter_count(it)) & lbs_mask) &&
-	       iov_iter_is_aligned(it, bdev_dma_alignment(bdev), lbs_mask);
+	       bvec_iter_aligned(it, bdev_dma_alignment(bdev), lbs_mask);
 }
 
 /**
  * diff_storage_rw() - read or write the storage and wait.
  * @ds:     the storage.
  * @sector: where in the storage.
- * @it:     the data (ITER_SOURCE: write it, ITER_DEST: read into it).
+ * @it:     the data, a bvec iterator (ITER_SOURCE: write it, ITER_DEST:
+ *          read into it).
  *
  * Direct I/O where the storage's device allows, else through its cache.
  *

@@ -313,8 +313,7 @@ out_unlock:
 		tracker_put(tracker);
 	} else {
 		/* Every write not counted has completed after this. */
-		blk_mq_freeze_queue(bdev_get_queue(bdev));
-		blk_mq_unfreeze_queue(bdev_get_queue(bdev));
+		blksnap_queue_drain(bdev_get_queue(bdev));
 	}
 out_close:
 	bdev_ref_close(&ref);

@@ -1091,11 +1091,13 @@ int tracker_init(void)
 	if (!tracker_write_cache)
 		return -ENOMEM;
 	ret = -ENOMEM;
-	tracker_wq = alloc_workqueue("blksnap-tracker", WQ_MEM_RECLAIM, 0);
+	tracker_wq = alloc_workqueue("blksnap-tracker",
+				     WQ_MEM_RECLAIM | BLKSNAP_WQ_PERCPU, 0);
 	if (!tracker_wq)
 		goto fail_cache;
 	/* Held writes are writeback: they have a rescuer of their own. */
-	tracker_defer_wq = alloc_workqueue("blksnap-defer", WQ_MEM_RECLAIM, 0);
+	tracker_defer_wq = alloc_workqueue("blksnap-defer",
+					   WQ_MEM_RECLAIM | BLKSNAP_WQ_PERCPU, 0);
 	if (!tracker_defer_wq)
 		goto fail_wq;
 	return 0;
