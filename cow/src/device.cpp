@@ -1,3 +1,4 @@
+#include <blksnap/backend.hpp>
 #include <blksnap/device.hpp>
 #include <blksnap/error.hpp>
 
@@ -21,6 +22,10 @@ DeviceId block_device_id(const std::string& path) {
     if (!S_ISBLK(st.st_mode))
         throw Error(ENOTBLK, path);
     return {::major(st.st_rdev), ::minor(st.st_rdev)};
+}
+
+DeviceId KernelBackend::device_id(const std::string& device) {
+    return block_device_id(device);
 }
 
 std::string block_device_path(DeviceId id, const std::string& sysfs) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <sys/stat.h>
 #include <system_error>
 
@@ -70,12 +71,48 @@ Snapshot Snapshot::open(KernelBackend& backend, const Uuid& id, bool own) {
     return Snapshot(backend, id, own);
 }
 
+namespace {
+
+// The snapshot that holds DEVICE, if any.
+std::optional<Uuid> holder_of(KernelBackend& backend, const std::string& device) {
+    const DeviceId dev = backend.device_id(device);
+    for (const auto& id : backend.snapshot_collect()) {
+        try {
+            const auto devs = backend.snapshot_devices(id);
+            if (std::find(devs.begin(), devs.end(), dev) != devs.end())
+                return id;
+        } catch (const Error& e) {
+            if (e.code() != ENOENT) // destroyed since the list: not the holder
+                throw;
+        }
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
 void Snapshot::add_device(const std::string& device) {
     DeviceFilter filter(backend_, device);
     filter.attach();
     try {
         filter.snapshot_add(id_);
     } catch (const Error& e) {
+        // The kernel's EBUSY does not say who holds the device: name the
+        // snapshot, the user's next step is to destroy it (or not).
+        if (e.code() == EBUSY) {
+            std::optional<Uuid> holder;
+            try {
+                holder = holder_of(backend_, device);
+            } catch (const Error&) {
+                throw e; // the lookup failing says nothing: the first error
+            }
+            if (!holder)
+                throw;
+            throw Error(EBUSY, context("snapshotadd", device),
+                        *holder == id_ ? "already in this snapshot (" + id_.str() + ")"
+                                       : "held by snapshot " + holder->str() +
+                                             " (destroy it first, or wait for it)");
+        }
         // The kernel's ENOENT says only "no such file" about a device that
         // exists: name the snapshot that is missing.
         if (e.code() != ENOENT)

@@ -110,11 +110,13 @@ B=$id
 collect_is "$A" "$B"
 collect_json_is "$A" "$B"
 
-step "a device already in a snapshot: Device or resource busy"
-expect_fail 1 blksnap snapshot_add -d "$d1" -i "$A" -- "$d1" "Device or resource busy"
-expect_fail 1 blksnap snapshot_add -d "$d1" -i "$B" -- "$d1" "Device or resource busy"
+step "a device already in a snapshot: Device or resource busy, naming the snapshot"
+expect_fail 1 blksnap snapshot_add -d "$d1" -i "$A" -- "$d1" "Device or resource busy" \
+	"already in this snapshot ($A)"
+expect_fail 1 blksnap snapshot_add -d "$d1" -i "$B" -- "$d1" "Device or resource busy" \
+	"held by snapshot $A"
 expect_fail 1 blksnap snapshot_create -d "$d2" -f "$st/fileX" -l 4M -- \
-	"$d2" "Device or resource busy"
+	"$d2" "Device or resource busy" "held by snapshot $A"
 collect_is "$A" "$B"
 
 step "no such device: exit 1 naming it; nothing left behind"

@@ -205,6 +205,13 @@ std::vector<DeviceId> FakeKernel::snapshot_devices(const Uuid& id) {
     return out;
 }
 
+DeviceId FakeKernel::device_id(const std::string& device) {
+    const auto it = devices.find(device);
+    if (it == devices.end())
+        throw Error(ENOENT, context("stat", device));
+    return it->second.id;
+}
+
 std::optional<Event> FakeKernel::snapshot_wait_event(const Uuid& id, std::uint32_t) {
     enter("snapshot_waitevent", id.str());
     Snap& s = snapshot("snapshot_waitevent", id);

@@ -50,6 +50,7 @@ public:
     void snapshot_take(const Uuid& id) override;
     std::vector<Uuid> snapshot_collect() override;
     std::vector<DeviceId> snapshot_devices(const Uuid& id) override;
+    DeviceId device_id(const std::string& device) override;
     std::optional<Event> snapshot_wait_event(const Uuid& id, std::uint32_t timeout_ms) override;
 
     Version version_value{1, 2, 3, 0};

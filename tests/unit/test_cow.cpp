@@ -163,6 +163,43 @@ TEST(Snapshot, FailedAddDestroysTheNewSnapshot) {
     EXPECT_TRUE(kernel.snapshots.empty());
 }
 
+TEST(Snapshot, AddNamesTheSnapshotThatHoldsTheDevice) {
+    FakeKernel kernel;
+    kernel.add_device("/dev/vdb", 1 << 20, 4096);
+    kernel.add_device("/dev/vdc", 1 << 20, 4096);
+    TmpDir dir;
+    Snapshot first = Snapshot::create(kernel, dir.path(), 1 << 30, {"/dev/vdc", "/dev/vdb"});
+    Snapshot second = Snapshot::create(kernel, dir.path(), 1 << 30);
+    try {
+        second.add_device("/dev/vdb");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), EBUSY);
+        EXPECT_EQ(std::string(e.what()), "snapshotadd /dev/vdb: held by snapshot " +
+                                             first.id().str() +
+                                             " (destroy it first, or wait for it) (Device or "
+                                             "resource busy)");
+    }
+    try {
+        first.add_device("/dev/vdb");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(std::string(e.what()), "snapshotadd /dev/vdb: already in this snapshot (" +
+                                             first.id().str() + ") (Device or resource busy)");
+    }
+    // Busy for a reason of the kernel's own (no snapshot holds it): its error as it is.
+    kernel.fail_next("snapshotadd", "/dev/vdc", EBUSY);
+    Snapshot third = Snapshot::create(kernel, dir.path(), 1 << 30);
+    first.destroy();
+    try {
+        third.add_device("/dev/vdc");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), EBUSY);
+        EXPECT_EQ(std::string(e.what()).find("held by"), std::string::npos) << e.what();
+    }
+}
+
 TEST(Snapshot, ReleaseKeepsIt) {
     FakeKernel kernel;
     TmpDir dir;

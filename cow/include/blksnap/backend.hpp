@@ -57,6 +57,8 @@ public:
     // The devices added to snapshot ID, in the order they were added.
     // Error(ENOENT) when the snapshot does not exist.
     virtual std::vector<DeviceId> snapshot_devices(const Uuid& id) = 0;
+    // The device number of the block device at DEVICE (stat(2)).
+    virtual DeviceId device_id(const std::string& device);
     // The next event, or nullopt when TIMEOUT_MS passed without one.
     // Error(ENOENT) when the snapshot does not exist (any more).
     virtual std::optional<Event> snapshot_wait_event(const Uuid& id, std::uint32_t timeout_ms) = 0;
