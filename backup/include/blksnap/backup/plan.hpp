@@ -1,4 +1,4 @@
-// The pure decisions of `blksnap backup`: the file names of a device's
+// The pure decisions of a backup: the file names of a device's
 // backup, full or incremental and why, and which byte ranges to read and
 // write.
 #pragma once
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace blksnap::cli {
+namespace blksnap::backup {
 
 // What the backup directory holds for a device before this run.
 struct PreviousBackup {
@@ -78,4 +78,4 @@ std::vector<CopyStep> full_plan(std::uint64_t size);
 std::uint64_t bytes_to_read(std::span<const CopyStep> plan);
 std::uint64_t bytes_to_write(std::span<const CopyStep> plan);
 
-} // namespace blksnap::cli
+} // namespace blksnap::backup

@@ -2,8 +2,7 @@
 // and read back for verification.
 #pragma once
 
-#include "backup_plan.hpp"
-
+#include <blksnap/backup/plan.hpp>
 #include <blksnap/unique_fd.hpp>
 
 #include <cstddef>
@@ -20,7 +19,7 @@
 
 struct XXH64_state_s;
 
-namespace blksnap::cli {
+namespace blksnap::backup {
 
 // Streaming xxh64 (seed 0).
 class Xxh64 {
@@ -170,4 +169,4 @@ private:
 std::vector<std::uint64_t> block_sums(const std::filesystem::path& file, std::uint32_t block_size,
                                       std::span<const std::uint64_t> blocks);
 
-} // namespace blksnap::cli
+} // namespace blksnap::backup

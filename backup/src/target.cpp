@@ -1,5 +1,4 @@
-#include "backup_target.hpp"
-
+#include <blksnap/backup/target.hpp>
 #include <blksnap/error.hpp>
 
 #include <algorithm>
@@ -13,7 +12,7 @@
 #include <vector>
 #include <xxhash.h>
 
-namespace blksnap::cli {
+namespace blksnap::backup {
 
 namespace fs = std::filesystem;
 
@@ -463,4 +462,4 @@ std::vector<std::uint64_t> block_sums(const fs::path& file, std::uint32_t block_
     return out;
 }
 
-} // namespace blksnap::cli
+} // namespace blksnap::backup

@@ -1,6 +1,5 @@
-#include "backup_job.hpp"
-#include "backup_target.hpp"
-
+#include <blksnap/backup/job.hpp>
+#include <blksnap/backup/target.hpp>
 #include <blksnap/cbt/map.hpp>
 #include <blksnap/cbt/state_file.hpp>
 #include <blksnap/error.hpp>
@@ -19,7 +18,7 @@
 #include <system_error>
 #include <unistd.h>
 
-namespace blksnap::cli {
+namespace blksnap::backup {
 
 namespace fs = std::filesystem;
 
@@ -411,4 +410,4 @@ void run_backup(KernelBackend& kernel, const BackupOptions& options, const Backu
     snap.destroy();
 }
 
-} // namespace blksnap::cli
+} // namespace blksnap::backup
