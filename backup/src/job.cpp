@@ -1,4 +1,6 @@
+#include <blksnap/backup/checksum.hpp>
 #include <blksnap/backup/job.hpp>
+#include <blksnap/backup/readback.hpp>
 #include <blksnap/backup/target.hpp>
 #include <blksnap/cbt/map.hpp>
 #include <blksnap/cbt/state_file.hpp>

@@ -4,8 +4,10 @@
 #include "fake_kernel.hpp"
 #include "tmp_dir.hpp"
 
+#include <blksnap/backup/checksum.hpp>
 #include <blksnap/backup/job.hpp>
 #include <blksnap/backup/plan.hpp>
+#include <blksnap/backup/readback.hpp>
 #include <blksnap/backup/target.hpp>
 #include <blksnap/cbt/state_file.hpp>
 #include <blksnap/error.hpp>
