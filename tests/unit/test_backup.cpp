@@ -7,6 +7,7 @@
 #include <blksnap/backup/checksum.hpp>
 #include <blksnap/backup/job.hpp>
 #include <blksnap/backup/plan.hpp>
+#include <blksnap/backup/previous.hpp>
 #include <blksnap/backup/readback.hpp>
 #include <blksnap/backup/target.hpp>
 #include <blksnap/cbt/state_file.hpp>

@@ -90,8 +90,4 @@ private:
 // done before the failure keeps its new state.
 void run_backup(KernelBackend& kernel, const BackupOptions& options, const BackupHooks& hooks);
 
-// The previous backup of a device as its files tell it.
-PreviousBackup load_previous(const std::filesystem::path& image,
-                             const std::filesystem::path& state);
-
 } // namespace blksnap::backup
