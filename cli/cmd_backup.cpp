@@ -1,9 +1,11 @@
-// backup: see backup_job.hpp and blksnap(8).
+// backup: the options of `blksnap backup`, the backup engine
+// (<blksnap/backup/job.hpp>) run with them, and what it reports printed; see
+// blksnap(8).
 #include "args.hpp"
-#include "backup_job.hpp"
 #include "commands.hpp"
 #include "progress.hpp"
 
+#include <blksnap/backup/job.hpp>
 #include <blksnap/error.hpp>
 
 #include <atomic>
@@ -12,6 +14,13 @@
 #include <cstdio>
 
 namespace blksnap::cli {
+
+using backup::BackupFailed;
+using backup::BackupHooks;
+using backup::BackupOptions;
+using backup::DeviceReport;
+using backup::Verify;
+using backup::WritePath;
 
 namespace {
 
@@ -68,7 +77,7 @@ std::string write_path_text(const DeviceReport& r) {
     case WritePath::reflink:
         return " into a reflink copy";
     case WritePath::in_place:
-        return " in place (as " + partial_path(r.image).filename().string() + " meanwhile)";
+        return " in place (as " + backup::partial_path(r.image).filename().string() + " meanwhile)";
     }
     return "";
 }
@@ -96,7 +105,7 @@ nlohmann::ordered_json to_json(const DeviceReport& r) {
             {"verified", r.verified},
             {"checked_blocks", r.checked_blocks},
             {"checked_bytes", r.checked_bytes},
-            {"write_path", write_path_name(r.write_path)},
+            {"write_path", backup::write_path_name(r.write_path)},
             {"generation_id", r.generation_id.str()},
             {"changes_number", r.changes_number}};
 }
@@ -157,7 +166,7 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
         };
         hooks.interrupted = [] { return stop_requested.load(); };
         try {
-            run_backup(ctx.kernel(), *o, hooks);
+            backup::run_backup(ctx.kernel(), *o, hooks);
         } catch (const Error& e) {
             bar.clear();
             // A signal may have broken a wait of the reader: say what

@@ -1,13 +1,15 @@
-// blksnap backup: file names, the full/incremental decision, copy plans,
+// The backup engine (libblksnap's backup/): file names, the full/incremental decision, copy plans,
 // the target image and the whole job against the fake kernel, with regular
 // files standing in for the snapshot images.
-#include "backup_job.hpp"
-#include "backup_plan.hpp"
-#include "backup_target.hpp"
 #include "fake_kernel.hpp"
-#include "progress.hpp"
 #include "tmp_dir.hpp"
 
+#include <blksnap/backup/checksum.hpp>
+#include <blksnap/backup/job.hpp>
+#include <blksnap/backup/plan.hpp>
+#include <blksnap/backup/previous.hpp>
+#include <blksnap/backup/readback.hpp>
+#include <blksnap/backup/target.hpp>
 #include <blksnap/cbt/state_file.hpp>
 #include <blksnap/error.hpp>
 #include <blksnap/unique_fd.hpp>
@@ -23,9 +25,9 @@
 namespace blksnap::test {
 namespace {
 
-using cli::ByteRange;
-using cli::CopyStep;
-using cli::PreviousBackup;
+using backup::ByteRange;
+using backup::CopyStep;
+using backup::PreviousBackup;
 
 std::string read_file(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
@@ -86,7 +88,7 @@ struct DecideTest : ::testing::Test {
         prev.image_file = {0x801, 12, 16 * bs, 1700000000, 5, 1700000001, 7};
         prev.cbt.image = cbt::ImageBinding{prev.image_file, std::vector<std::uint64_t>(16)};
     }
-    cli::Decision decide() { return cli::decide(prev, info, map, 16 * bs); }
+    backup::Decision decide() { return backup::decide(prev, info, map, 16 * bs); }
     void expect_full(const std::string& reason) {
         const auto d = decide();
         EXPECT_FALSE(d.incremental);
@@ -136,7 +138,7 @@ TEST_F(DecideTest, ChangesNumberAheadIsFull) {
 TEST_F(DecideTest, DeviceSizeChangeIsFull) {
     info = info_of(32 * bs, gen_a, 5);
     map.assign(32, 0);
-    const auto d = cli::decide(prev, info, map, 32 * bs);
+    const auto d = backup::decide(prev, info, map, 32 * bs);
     EXPECT_FALSE(d.incremental);
     EXPECT_EQ(d.reason, "device size changed from " + std::to_string(16 * bs) + " bytes to " +
                             std::to_string(32 * bs) + " bytes");
@@ -190,13 +192,13 @@ TEST(SampleBlocks, OnlyBlocksNotRewrittenSpreadOverThem) {
     // 100 blocks of 4096 bytes; the plan writes blocks 10-19 and part of 50.
     std::vector<CopyStep> plan{{{40960, 40960}, {{40960, 40960}}},
                                {{50 * 4096 + 100, 10}, {{50 * 4096 + 100, 10}}}};
-    auto all = cli::sample_blocks(plan, 100, 4096, 1000, 0.5);
+    auto all = backup::sample_blocks(plan, 100, 4096, 1000, 0.5);
     ASSERT_EQ(all.size(), 89u);
     for (const auto b : all)
         EXPECT_TRUE(b < 10 || (b >= 20 && b != 50)) << b;
     EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
     // 8 of the 89: one in each stretch of 89/8 ranks, at the phase.
-    auto some = cli::sample_blocks(plan, 100, 4096, 8, 0.0);
+    auto some = backup::sample_blocks(plan, 100, 4096, 8, 0.0);
     ASSERT_EQ(some.size(), 8u);
     EXPECT_EQ(some.front(), 0u);
     for (std::size_t i = 0; i < some.size(); ++i) {
@@ -204,40 +206,40 @@ TEST(SampleBlocks, OnlyBlocksNotRewrittenSpreadOverThem) {
             static_cast<std::size_t>(std::find(all.begin(), all.end(), some[i]) - all.begin());
         EXPECT_EQ(rank, static_cast<std::size_t>(double(i) * 89 / 8)) << i;
     }
-    auto late = cli::sample_blocks(plan, 100, 4096, 8, 0.999);
+    auto late = backup::sample_blocks(plan, 100, 4096, 8, 0.999);
     ASSERT_EQ(late.size(), 8u);
     EXPECT_EQ(late.back(), all.back()); // the last stretch's last rank
     EXPECT_NE(late, some);
-    EXPECT_TRUE(cli::sample_blocks(plan, 100, 4096, 0, 0.5).empty());
-    EXPECT_TRUE(cli::sample_blocks(cli::full_plan(100 * 4096), 100, 4096, 8, 0.5).empty());
-    EXPECT_EQ(cli::sample_blocks({}, 3, 4096, 8, 0.5), (std::vector<std::uint64_t>{0, 1, 2}));
+    EXPECT_TRUE(backup::sample_blocks(plan, 100, 4096, 0, 0.5).empty());
+    EXPECT_TRUE(backup::sample_blocks(backup::full_plan(100 * 4096), 100, 4096, 8, 0.5).empty());
+    EXPECT_EQ(backup::sample_blocks({}, 3, 4096, 8, 0.5), (std::vector<std::uint64_t>{0, 1, 2}));
 }
 
 TEST(SampleBlocks, DefaultCountIs64BlocksAndAtMost64MiB) {
-    EXPECT_EQ(cli::default_check_blocks(65536), 64u);
-    EXPECT_EQ(cli::default_check_blocks(1u << 20), 64u);
-    EXPECT_EQ(cli::default_check_blocks(4u << 20), 16u);
-    EXPECT_EQ(cli::default_check_blocks(1u << 30), 1u);
+    EXPECT_EQ(backup::default_check_blocks(65536), 64u);
+    EXPECT_EQ(backup::default_check_blocks(1u << 20), 64u);
+    EXPECT_EQ(backup::default_check_blocks(4u << 20), 16u);
+    EXPECT_EQ(backup::default_check_blocks(1u << 30), 1u);
 }
 
 TEST(CopyPlan, NearExtentsShareAReadButOnlyChangesAreWritten) {
     // Sectors: [0,8) [16,24) close together; [10000,10008) far; the last
     // extent runs past the end.
     const std::vector<cbt::Extent> ext{{0, 8}, {16, 8}, {10000, 8}, {20000, 100}};
-    const auto plan = cli::copy_plan(ext, 20000 * 512 + 4096, 8192);
+    const auto plan = backup::copy_plan(ext, 20000 * 512 + 4096, 8192);
     ASSERT_EQ(plan.size(), 3u);
     EXPECT_EQ(plan[0].read, (ByteRange{0, 24 * 512}));
     EXPECT_EQ(plan[0].write, (std::vector<ByteRange>{{0, 4096}, {8192, 4096}}));
     EXPECT_EQ(plan[1].read, (ByteRange{10000 * 512, 4096}));
     EXPECT_EQ(plan[2].read, (ByteRange{20000 * 512, 4096}));
     EXPECT_EQ(plan[2].write, (std::vector<ByteRange>{{20000 * 512, 4096}}));
-    EXPECT_EQ(cli::bytes_to_read(plan), 24 * 512 + 4096 + 4096);
-    EXPECT_EQ(cli::bytes_to_write(plan), 4 * 4096);
+    EXPECT_EQ(backup::bytes_to_read(plan), 24 * 512 + 4096 + 4096);
+    EXPECT_EQ(backup::bytes_to_write(plan), 4 * 4096);
 }
 
 TEST(CopyPlan, AdjacentExtentsMergeAndNoGapMeansSeparateReads) {
     const std::vector<cbt::Extent> ext{{0, 8}, {8, 8}, {24, 8}};
-    const auto plan = cli::copy_plan(ext, 1 << 20, 0);
+    const auto plan = backup::copy_plan(ext, 1 << 20, 0);
     ASSERT_EQ(plan.size(), 2u);
     EXPECT_EQ(plan[0].read, (ByteRange{0, 8192}));
     EXPECT_EQ(plan[0].write, (std::vector<ByteRange>{{0, 8192}}));
@@ -246,16 +248,16 @@ TEST(CopyPlan, AdjacentExtentsMergeAndNoGapMeansSeparateReads) {
 
 TEST(CopyPlan, ExtentsPastTheEndAreDropped) {
     const std::vector<cbt::Extent> ext{{100, 8}};
-    EXPECT_TRUE(cli::copy_plan(ext, 100 * 512, 0).empty());
-    EXPECT_TRUE(cli::copy_plan({}, 100 * 512, 0).empty());
+    EXPECT_TRUE(backup::copy_plan(ext, 100 * 512, 0).empty());
+    EXPECT_TRUE(backup::copy_plan({}, 100 * 512, 0).empty());
 }
 
 TEST(CopyPlan, FullPlanIsOneReadOfEverything) {
-    const auto plan = cli::full_plan(1 << 20);
+    const auto plan = backup::full_plan(1 << 20);
     ASSERT_EQ(plan.size(), 1u);
     EXPECT_EQ(plan[0].read, (ByteRange{0, 1 << 20}));
     EXPECT_EQ(plan[0].write, (std::vector<ByteRange>{{0, 1 << 20}}));
-    EXPECT_TRUE(cli::full_plan(0).empty());
+    EXPECT_TRUE(backup::full_plan(0).empty());
 }
 
 // ---------------------------------------------------------------- target
@@ -287,10 +289,10 @@ TEST(TargetImage, NewImageIsWrittenAsPartialSizedAndSparseWhereZero) {
     write_file(path, std::string(1 << 20, 'x')); // an old image is removed
     ::chmod(path.c_str(), 0640);
     write_file(dir / "vdb.img.partial", "left by a killed backup");
-    auto img = cli::TargetImage::create(path, 1 << 20);
+    auto img = backup::TargetImage::create(path, 1 << 20);
     EXPECT_FALSE(present(path));
     EXPECT_EQ(img.path(), dir / "vdb.img.partial");
-    EXPECT_EQ(img.how(), cli::WritePath::fresh);
+    EXPECT_EQ(img.how(), backup::WritePath::fresh);
     std::string data(256 << 10, '\0');
     data.replace(8192, 5, "hello"); // one 4 KiB granule of data
     data.replace(200 << 10, 4096, std::string(4096, 'y'));
@@ -316,20 +318,20 @@ TEST(TargetImage, InPlaceUpdateMarksFirstRenamesToPartialAndBack) {
     write_file(path, std::string(1 << 20, 'o'));
     const auto ino = inode_of(path);
     int marks = 0;
-    auto img = cli::TargetImage::update(
+    auto img = backup::TargetImage::update(
         path,
         [&] {
             ++marks;
             EXPECT_TRUE(present(path)) << "renamed before the state was marked";
         },
         false);
-    EXPECT_EQ(img.how(), cli::WritePath::none);
+    EXPECT_EQ(img.how(), backup::WritePath::none);
     std::string data(64 << 10, 'n');
     std::fill_n(data.begin() + 4096, 16384, '\0');
     img.write(4096 + 512, bytes_of(data)); // not aligned: partial granules at both ends
     img.write(512 << 10, bytes_of(std::string(4096, 'm')));
     EXPECT_EQ(marks, 1);
-    EXPECT_EQ(img.how(), cli::WritePath::in_place);
+    EXPECT_EQ(img.how(), backup::WritePath::in_place);
     EXPECT_FALSE(present(path)) << "a torn image under the image's name";
     EXPECT_EQ(img.path(), dir / "vdb.img.partial");
     img.sync();
@@ -350,7 +352,7 @@ TEST(TargetImage, AFailedInPlaceUpdateLeavesOnlyThePartialImage) {
     const auto path = dir / "vdb.img";
     write_file(path, std::string(1 << 20, 'o'));
     {
-        auto img = cli::TargetImage::update(
+        auto img = backup::TargetImage::update(
             path, [] {}, false);
         img.write(0, bytes_of(std::string(4096, 'n')));
     } // never committed
@@ -364,11 +366,11 @@ TEST(TargetImage, AnUpdateThatWritesNothingLeavesTheImage) {
     write_file(path, "image");
     struct stat before;
     ASSERT_EQ(::stat(path.c_str(), &before), 0);
-    auto img = cli::TargetImage::update(path, [] { ADD_FAILURE() << "marked"; });
+    auto img = backup::TargetImage::update(path, [] { ADD_FAILURE() << "marked"; });
     img.write(0, {});
     img.sync();
     img.commit();
-    EXPECT_EQ(img.how(), cli::WritePath::none);
+    EXPECT_EQ(img.how(), backup::WritePath::none);
     EXPECT_EQ(cbt::FileIdentity::of(img.status()), cbt::FileIdentity::of(before));
 }
 
@@ -383,9 +385,9 @@ TEST(TargetImage, UpdateClonesWhereItCanElseWritesInPlace) {
     for (const bool commit : {false, true}) {
         bool marked = false;
         {
-            auto img = cli::TargetImage::update(path, [&] { marked = true; });
+            auto img = backup::TargetImage::update(path, [&] { marked = true; });
             img.write(8192, bytes_of(std::string(4096, commit ? 'c' : 'n')));
-            if (img.how() == cli::WritePath::reflink) {
+            if (img.how() == backup::WritePath::reflink) {
                 EXPECT_FALSE(marked);
                 EXPECT_EQ(read_file(path), std::string(1 << 20, 'o')) << "the image changed";
                 EXPECT_EQ(img.path().string().rfind(path.string() + ".new-", 0), 0u);
@@ -393,7 +395,7 @@ TEST(TargetImage, UpdateClonesWhereItCanElseWritesInPlace) {
                 ASSERT_EQ(::stat(img.path().c_str(), &st), 0);
                 EXPECT_EQ(st.st_mode & 07777, 0604u);
             } else {
-                EXPECT_EQ(img.how(), cli::WritePath::in_place);
+                EXPECT_EQ(img.how(), backup::WritePath::in_place);
                 EXPECT_TRUE(marked);
                 EXPECT_FALSE(present(path));
                 GTEST_SKIP() << "no reflink on " << dir.path()
@@ -423,10 +425,10 @@ TEST(TargetImage, LeftoverCopiesAreRemoved) {
     write_file(dir / "vdb.img.partial", "not a copy");
     write_file(dir / "vdc.img.new-a1B2c3", "another device's");
     std::filesystem::create_directory(dir / "vdb.img.new-zzzzzz");
-    EXPECT_EQ(cli::remove_leftover_copies(path), std::vector<std::string>{"vdb.img.new-a1B2c3"});
+    EXPECT_EQ(backup::remove_leftover_copies(path), std::vector<std::string>{"vdb.img.new-a1B2c3"});
     EXPECT_FALSE(present(dir / "vdb.img.new-a1B2c3"));
     EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 5);
-    EXPECT_TRUE(cli::remove_leftover_copies(path).empty());
+    EXPECT_TRUE(backup::remove_leftover_copies(path).empty());
 }
 
 TEST(BlockSums, KeepsTheSumsOfWholeBlocksWrittenAndRereadsPartOnes) {
@@ -442,7 +444,7 @@ TEST(BlockSums, KeepsTheSumsOfWholeBlocksWrittenAndRereadsPartOnes) {
         return XXH64(content.data() + b * 4096, len, 0);
     };
     std::vector<std::uint64_t> old(11, 7);
-    cli::BlockSums sums(old, 4096, content.size());
+    backup::BlockSums sums(old, 4096, content.size());
     auto feed = [&](std::size_t from, std::size_t to) {
         sums.written(from, bytes_of(content.substr(from, to - from)));
     };
@@ -455,7 +457,7 @@ TEST(BlockSums, KeepsTheSumsOfWholeBlocksWrittenAndRereadsPartOnes) {
     const auto got = sums.finish(file);
     EXPECT_EQ(got, (std::vector<std::uint64_t>{sum(0), sum(1), 7, 7, 7, sum(5), 7, sum(7), 7, 7,
                                                sum(10)}));
-    EXPECT_EQ(cli::block_sums(file, 4096, std::vector<std::uint64_t>{10, 2}),
+    EXPECT_EQ(backup::block_sums(file, 4096, std::vector<std::uint64_t>{10, 2}),
               (std::vector<std::uint64_t>{sum(10), sum(2)}));
 }
 
@@ -470,18 +472,18 @@ TEST(TargetImage, FirstDifferenceReadsBothBack) {
     write_file(a, content);
     write_file(b, content);
     const std::vector<ByteRange> ranges{{512, 4096}, {700000, 100000}, {0, 3 << 20}};
-    EXPECT_EQ(cli::first_difference(a, b, ranges), std::nullopt);
+    EXPECT_EQ(backup::first_difference(a, b, ranges), std::nullopt);
     content[2500000] ^= 1;
     write_file(b, content);
-    EXPECT_EQ(cli::first_difference(a, b, std::vector<ByteRange>{{512, 4096}}), std::nullopt);
-    EXPECT_EQ(cli::first_difference(a, b, ranges), 2500000u);
+    EXPECT_EQ(backup::first_difference(a, b, std::vector<ByteRange>{{512, 4096}}), std::nullopt);
+    EXPECT_EQ(backup::first_difference(a, b, ranges), 2500000u);
     // A shorter file differs where it ends.
     write_file(b, content.substr(0, 1 << 20));
-    EXPECT_EQ(cli::first_difference(a, b, std::vector<ByteRange>{{0, 3 << 20}}), 1u << 20);
+    EXPECT_EQ(backup::first_difference(a, b, std::vector<ByteRange>{{0, 3 << 20}}), 1u << 20);
     // The image is never read through a link.
     std::filesystem::create_symlink(a, dir / "link.img");
-    EXPECT_THROW(cli::first_difference(dir / "link.img", b, ranges), Error);
-    cli::Xxh64 h;
+    EXPECT_THROW(backup::first_difference(dir / "link.img", b, ranges), Error);
+    backup::Xxh64 h;
     h.update(bytes_of(content.substr(0, 5)));
     h.update(bytes_of(content.substr(5, 100)));
     EXPECT_EQ(h.digest(), XXH64(content.data(), 105, 0));
@@ -509,26 +511,26 @@ TEST(StateWrite, ReplacesAtomicallyAndAFailedWriteKeepsTheOldState) {
 TEST(StateWrite, RemoveDurablyToleratesAMissingFile) {
     TmpDir dir;
     write_file(dir / "a", "x");
-    cli::remove_durably(dir / "a");
-    cli::remove_durably(dir / "a");
+    backup::remove_durably(dir / "a");
+    backup::remove_durably(dir / "a");
     EXPECT_FALSE(std::filesystem::exists(dir / "a"));
 }
 
 TEST(LoadPrevious, TellsMissingDamagedAndValid) {
     TmpDir dir;
-    auto p = cli::load_previous(dir / "vdb.img", dir / "vdb.state");
+    auto p = backup::load_previous(dir / "vdb.img", dir / "vdb.state");
     EXPECT_EQ(p.state, PreviousBackup::State::missing);
     EXPECT_FALSE(p.image);
     write_file(dir / "vdb.img", std::string(4096, 'a'));
     write_file(dir / "vdb.state", "garbage");
-    p = cli::load_previous(dir / "vdb.img", dir / "vdb.state");
+    p = backup::load_previous(dir / "vdb.img", dir / "vdb.state");
     EXPECT_EQ(p.state, PreviousBackup::State::damaged);
     EXPECT_NE(p.problem.find("vdb.state: truncated"), std::string::npos) << p.problem;
     EXPECT_TRUE(p.image);
     EXPECT_EQ(p.image_size, 4096u);
     const auto st = cbt::CbtState::of(info_of(16 * bs, gen_a, 3), std::vector<std::uint8_t>(16));
     cbt::write_state_file(dir / "vdb.state", st);
-    p = cli::load_previous(dir / "vdb.img", dir / "vdb.state");
+    p = backup::load_previous(dir / "vdb.img", dir / "vdb.state");
     EXPECT_EQ(p.state, PreviousBackup::State::valid);
     EXPECT_EQ(p.cbt.position, st.position);
 }
@@ -539,7 +541,7 @@ TEST(LoadPrevious, UnreadableOrLinkedIsAnErrorNotDamage) {
     // Cannot be read (here: a directory, EISDIR): an error, no full backup.
     std::filesystem::create_directory(dir / "vdb.state");
     try {
-        cli::load_previous(dir / "vdb.img", dir / "vdb.state");
+        backup::load_previous(dir / "vdb.img", dir / "vdb.state");
         FAIL() << "no error";
     } catch (const Error& e) {
         EXPECT_EQ(e.code(), EISDIR) << e.what();
@@ -555,23 +557,12 @@ TEST(LoadPrevious, UnreadableOrLinkedIsAnErrorNotDamage) {
         if (image == dir / "link.img")
             std::filesystem::create_symlink(dir / "vdb.img", image);
         try {
-            cli::load_previous(image, state);
+            backup::load_previous(image, state);
             FAIL() << "no error for " << image << " " << state;
         } catch (const Error& e) {
             EXPECT_EQ(e.code(), ELOOP) << e.what();
         }
     }
-}
-
-// ---------------------------------------------------------------- progress
-
-TEST(Progress, LineShowsShareRateAndEta) {
-    EXPECT_EQ(cli::human_bytes(512), "512 B");
-    EXPECT_EQ(cli::human_bytes(3 << 20), "3.0 MiB");
-    EXPECT_EQ(cli::clock_text(3723), "1:02:03");
-    EXPECT_EQ(cli::clock_text(65), "1:05");
-    EXPECT_EQ(cli::ProgressBar::line("vdb", 1 << 20, 4 << 20, 2.0),
-              "vdb [#######.......................] 25% 1.0 MiB/4.0 MiB 512.0 KiB/s ETA 0:06");
 }
 
 // ---------------------------------------------------------------- the job
@@ -584,10 +575,10 @@ protected:
     TmpDir dir;
     std::filesystem::path out = dir / "backup";
     std::map<std::string, std::string> content;
-    std::vector<cli::DeviceReport> reports;
+    std::vector<backup::DeviceReport> reports;
     std::vector<std::string> notes;
-    std::function<void(const cli::DeviceReport&)> on_progress;
-    cli::Verify verify = cli::Verify::written;
+    std::function<void(const backup::DeviceReport&)> on_progress;
+    backup::Verify verify = backup::Verify::written;
     bool reflink = true; // on the ext4 or tmpfs of /var/tmp: in place
     std::optional<std::uint64_t> check_blocks;
     std::function<bool()> interrupted;
@@ -614,7 +605,7 @@ protected:
     void backup(std::vector<std::string> devs = {"/dev/vdb", "/dev/vdc"}) {
         for (const auto& [dev, data] : content)
             write_file(image_of(dev), data);
-        cli::BackupOptions o;
+        backup::BackupOptions o;
         o.devices = devs;
         o.dir = out;
         o.storage = dir.path();
@@ -623,20 +614,20 @@ protected:
         o.max_gap = 0;
         o.reflink = reflink;
         o.check_blocks = check_blocks;
-        cli::BackupHooks h;
+        backup::BackupHooks h;
         h.interrupted = interrupted;
         h.image_path = [&](const std::string& dev, const SnapshotInfo& si) {
             EXPECT_FALSE(si.image.empty());
             return image_of(dev);
         };
         h.note = [&](const std::string& m) { notes.push_back(m); };
-        h.progress = [&](const cli::DeviceReport& r) {
+        h.progress = [&](const backup::DeviceReport& r) {
             if (on_progress)
                 on_progress(r);
         };
-        h.done = [&](const cli::DeviceReport& r) { reports.push_back(r); };
+        h.done = [&](const backup::DeviceReport& r) { reports.push_back(r); };
         reports.clear();
-        cli::run_backup(kernel, o, h);
+        backup::run_backup(kernel, o, h);
     }
     void expect_images_equal() {
         for (const auto& [dev, data] : content)
@@ -657,7 +648,7 @@ TEST_F(BackupJob, FullThenIncrementalOfOnlyTheChangedBlocks) {
     }
     expect_images_equal();
     EXPECT_TRUE(kernel.snapshots.empty());
-    EXPECT_FALSE(std::filesystem::exists(out / cli::snapshot_id_file));
+    EXPECT_FALSE(std::filesystem::exists(out / backup::snapshot_id_file));
 
     write("/dev/vdb", 5, 'x');
     write("/dev/vdb", 6, 'y');
@@ -715,12 +706,12 @@ TEST_F(BackupJob, CorruptionDuringAnInPlaceCopyLeavesAPartialImageAndAFullBackup
     reflink = false;
     backup();
     write("/dev/vdb", 7, 'q');
-    on_progress = [&](const cli::DeviceReport& r) {
+    on_progress = [&](const backup::DeviceReport& r) {
         if (r.device != "/dev/vdb")
             return;
         // The first write came: the state says incomplete first, the image
         // is renamed while it is torn.
-        EXPECT_EQ(r.write_path, cli::WritePath::in_place);
+        EXPECT_EQ(r.write_path, backup::WritePath::in_place);
         EXPECT_TRUE(cbt::read_state_file(out / "vdb.state").incomplete);
         EXPECT_FALSE(present(out / "vdb.img"));
         EXPECT_TRUE(present(out / "vdb.img.partial"));
@@ -752,9 +743,9 @@ TEST_F(BackupJob, CorruptionDuringAnInPlaceCopyLeavesAPartialImageAndAFullBackup
     EXPECT_FALSE(reports[0].incremental);
     EXPECT_EQ(reports[0].reason,
               "the last backup did not finish writing the image (the state file says incomplete)");
-    EXPECT_EQ(reports[0].write_path, cli::WritePath::fresh);
+    EXPECT_EQ(reports[0].write_path, backup::WritePath::fresh);
     EXPECT_TRUE(reports[1].incremental);
-    EXPECT_EQ(reports[1].write_path, cli::WritePath::none);
+    EXPECT_EQ(reports[1].write_path, backup::WritePath::none);
     EXPECT_FALSE(present(out / "vdb.img.partial"));
     EXPECT_FALSE(cbt::read_state_file(out / "vdb.state").incomplete);
     expect_images_equal();
@@ -810,7 +801,7 @@ TEST_F(BackupJob, VerifyReadsTheSnapshotAgain) {
     write("/dev/vdb", 5, 'x');
     // The "snapshot" changes under the copy's last piece: what was copied
     // is not what a second read gives.
-    on_progress = [&](const cli::DeviceReport& r) {
+    on_progress = [&](const backup::DeviceReport& r) {
         if (r.device == "/dev/vdb" && r.bytes_read == r.to_read) {
             std::string data = content["/dev/vdb"];
             data[5 * bs + 200] = 'q';
@@ -936,7 +927,7 @@ TEST_F(BackupJob, VerifyFullComparesTheWholeImage) {
     EXPECT_EQ(reports[0].checked_blocks, 0u);
     EXPECT_TRUE(reports[0].verified);
     write("/dev/vdb", 6, 'y');
-    verify = cli::Verify::full;
+    verify = backup::Verify::full;
     const std::string state = read_file(out / "vdb.state");
     try {
         backup({"/dev/vdb"});
@@ -956,7 +947,7 @@ TEST_F(BackupJob, ASnapshotLeftByAKilledBackupIsDestroyed) {
     std::filesystem::create_directories(out);
     const UniqueFd null = open_fd("/dev/null", O_RDONLY);
     const Uuid stale = kernel.snapshot_create(null.get(), 8);
-    write_file(out / cli::snapshot_id_file, stale.str() + "\n");
+    write_file(out / backup::snapshot_id_file, stale.str() + "\n");
     backup();
     ASSERT_EQ(notes.size(), 1u);
     EXPECT_NE(notes[0].find("destroyed snapshot " + stale.str()), std::string::npos);
@@ -973,11 +964,11 @@ TEST_F(BackupJob, AnInterruptedBackupDestroysItsSnapshot) {
     backup();
     write("/dev/vdb", 1, 'i');
     const std::string before = read_file(out / "vdb.state");
-    on_progress = [&](const cli::DeviceReport&) { throw Error(EINTR, "backup", "interrupted"); };
+    on_progress = [&](const backup::DeviceReport&) { throw Error(EINTR, "backup", "interrupted"); };
     try {
         backup();
         ADD_FAILURE() << "not interrupted";
-    } catch (const cli::BackupFailed& e) {
+    } catch (const backup::BackupFailed& e) {
         // After the first write: what the job left is told.
         EXPECT_EQ(e.code(), EINTR);
         EXPECT_FALSE(e.aftermath().empty());
@@ -987,7 +978,7 @@ TEST_F(BackupJob, AnInterruptedBackupDestroysItsSnapshot) {
             << e.what();
     }
     EXPECT_TRUE(kernel.snapshots.empty());
-    EXPECT_FALSE(std::filesystem::exists(out / cli::snapshot_id_file));
+    EXPECT_FALSE(std::filesystem::exists(out / backup::snapshot_id_file));
     // The image's name holds the complete image of the last backup (a
     // reflink copy was written) or nothing (in place: the state says so).
     if (present(out / "vdb.img")) {

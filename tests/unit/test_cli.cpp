@@ -2,6 +2,7 @@
 #include "app.hpp"
 #include "args.hpp"
 #include "fake_kernel.hpp"
+#include "progress.hpp"
 #include "tmp_dir.hpp"
 
 #include <blksnap/error.hpp>
@@ -178,6 +179,15 @@ TEST_F(CliTest, SizeParsing) {
          {"", "M", "K1", "1KM", "1X", "-5", "+5", " 5M", "5M ", "5 M", "5.5M", "1e3", "0x10", "5MB",
           "5MiB", "1T", "18446744073709551616", "17179869184G"})
         EXPECT_FALSE(cli::parse_size(bad)) << bad;
+}
+
+TEST(Progress, LineShowsShareRateAndEta) {
+    EXPECT_EQ(cli::human_bytes(512), "512 B");
+    EXPECT_EQ(cli::human_bytes(3 << 20), "3.0 MiB");
+    EXPECT_EQ(cli::clock_text(3723), "1:02:03");
+    EXPECT_EQ(cli::clock_text(65), "1:05");
+    EXPECT_EQ(cli::ProgressBar::line("vdb", 1 << 20, 4 << 20, 2.0),
+              "vdb [#######.......................] 25% 1.0 MiB/4.0 MiB 512.0 KiB/s ETA 0:06");
 }
 
 TEST_F(CliTest, LimitSuffixes) {

@@ -1,8 +1,6 @@
-// The files of a device's backup: its image, written sparsely, made durable
-// and read back for verification.
+// The image file of a device's backup while a backup writes it: written
+// sparsely under another name, made durable, then renamed to the image's.
 #pragma once
-
-#include "backup_plan.hpp"
 
 #include <blksnap/unique_fd.hpp>
 
@@ -10,32 +8,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <sys/stat.h>
 #include <utility>
 #include <vector>
 
-struct XXH64_state_s;
-
-namespace blksnap::cli {
-
-// Streaming xxh64 (seed 0).
-class Xxh64 {
-public:
-    Xxh64();
-    void reset();
-    void update(std::span<const std::byte> data);
-    std::uint64_t digest() const;
-
-private:
-    struct Free {
-        void operator()(XXH64_state_s* s) const noexcept;
-    };
-    std::unique_ptr<XXH64_state_s, Free> state_;
-};
+namespace blksnap::backup {
 
 // fsync of a directory: makes the entries created, renamed or removed in it
 // durable.
@@ -43,16 +22,6 @@ void fsync_dir(const std::filesystem::path& dir);
 
 // Removes PATH if it exists and makes the removal durable.
 void remove_durably(const std::filesystem::path& path);
-
-// The first byte in RANGES (ascending) where the image file IMAGE (opened
-// without following a symbolic link) and SOURCE (the snapshot image) differ,
-// or nullopt when they are equal there. Both are read from their devices:
-// with O_DIRECT, or where the file system refuses it (tmpfs before Linux
-// 6.6) buffered after their cached pages are dropped; in 1 MiB pieces
-// aligned to 4 KiB (a range is widened to 4 KiB boundaries).
-std::optional<std::uint64_t> first_difference(const std::filesystem::path& image,
-                                              const std::string& source,
-                                              std::span<const ByteRange> ranges);
 
 // How a backup puts its data into the image file.
 enum class WritePath {
@@ -144,30 +113,4 @@ std::filesystem::path partial_path(const std::filesystem::path& image);
 // backup left beside IMAGE; returns their names.
 std::vector<std::string> remove_leftover_copies(const std::filesystem::path& image);
 
-// The xxh64 of each BLOCK_SIZE-byte block of an image of SIZE bytes (the
-// last block up to SIZE), kept up to date from what a backup writes: a
-// block's sum is replaced once it has been written whole, in order.
-class BlockSums {
-public:
-    BlockSums(std::vector<std::uint64_t> sums, std::uint32_t block_size, std::uint64_t size);
-    void written(std::uint64_t offset, std::span<const std::byte> data);
-    // The sums; a block written only in part (never, for plans of whole
-    // blocks) has its sum read from FILE.
-    std::vector<std::uint64_t> finish(const std::filesystem::path& file);
-
-private:
-    std::vector<std::uint64_t> sums_;
-    std::uint32_t block_size_;
-    std::uint64_t size_;
-    std::optional<std::uint64_t> block_; // the block being written
-    std::uint64_t fed_ = 0;              // of it
-    Xxh64 hash_;
-    std::vector<std::uint64_t> reread_;
-};
-
-// The xxh64 of each of BLOCKS (of BLOCK_SIZE bytes, the last one of the
-// file shorter) of FILE, read from its device as first_difference() reads.
-std::vector<std::uint64_t> block_sums(const std::filesystem::path& file, std::uint32_t block_size,
-                                      std::span<const std::uint64_t> blocks);
-
-} // namespace blksnap::cli
+} // namespace blksnap::backup

@@ -1,6 +1,7 @@
-#include "backup_job.hpp"
-#include "backup_target.hpp"
-
+#include <blksnap/backup/checksum.hpp>
+#include <blksnap/backup/job.hpp>
+#include <blksnap/backup/readback.hpp>
+#include <blksnap/backup/target.hpp>
 #include <blksnap/cbt/map.hpp>
 #include <blksnap/cbt/state_file.hpp>
 #include <blksnap/error.hpp>
@@ -19,7 +20,7 @@
 #include <system_error>
 #include <unistd.h>
 
-namespace blksnap::cli {
+namespace blksnap::backup {
 
 namespace fs = std::filesystem;
 
@@ -340,46 +341,6 @@ std::uint64_t default_check_blocks(std::uint32_t block_size) {
     return block_size ? std::clamp<std::uint64_t>(budget / block_size, 1, most) : most;
 }
 
-PreviousBackup load_previous(const fs::path& image, const fs::path& state) {
-    PreviousBackup p;
-    // What the directory holds, never what a link in it points to.
-    auto kind_of = [](const fs::path& path, struct stat& st) {
-        if (::lstat(path.c_str(), &st) == 0) {
-            if (S_ISLNK(st.st_mode))
-                throw Error(ELOOP, context("open", path.string()),
-                            "a symbolic link; blksnap backup reads and writes only the files "
-                            "themselves in the backup directory");
-            return true;
-        }
-        if (errno != ENOENT)
-            throw_errno(context("stat", path.string()));
-        return false;
-    };
-    struct stat st;
-    if (kind_of(image, st) && S_ISREG(st.st_mode)) {
-        p.image = true;
-        p.image_size = static_cast<std::uint64_t>(st.st_size);
-        p.image_file = cbt::FileIdentity::of(st);
-    }
-    if (!kind_of(state, st))
-        return p;
-    try {
-        p.cbt = cbt::read_state_file(state);
-        p.state = PreviousBackup::State::valid;
-    } catch (const Error& e) {
-        // A file that cannot be read (EACCES, EIO, ...) says nothing of the
-        // chain: an error, never a silent full backup.
-        if (e.code() != EBADMSG)
-            throw Error(e.code(), context("read the state file", state.string()),
-                        std::string(e.what()) +
-                            "; nothing was backed up: fix that, or remove the file to make a "
-                            "full backup");
-        p.state = PreviousBackup::State::damaged;
-        p.problem = e.what();
-    }
-    return p;
-}
-
 void run_backup(KernelBackend& kernel, const BackupOptions& options, const BackupHooks& hooks) {
     std::vector<std::string> names;
     std::set<std::string> seen;
@@ -411,4 +372,4 @@ void run_backup(KernelBackend& kernel, const BackupOptions& options, const Backu
     snap.destroy();
 }
 
-} // namespace blksnap::cli
+} // namespace blksnap::backup

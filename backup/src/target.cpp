@@ -1,5 +1,4 @@
-#include "backup_target.hpp"
-
+#include <blksnap/backup/target.hpp>
 #include <blksnap/error.hpp>
 
 #include <algorithm>
@@ -8,12 +7,12 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <optional>
 #include <sys/ioctl.h>
 #include <unistd.h>
 #include <vector>
-#include <xxhash.h>
 
-namespace blksnap::cli {
+namespace blksnap::backup {
 
 namespace fs = std::filesystem;
 
@@ -30,28 +29,6 @@ fs::path parent_of(const fs::path& path) {
 }
 
 } // namespace
-
-void Xxh64::Free::operator()(XXH64_state_s* s) const noexcept {
-    XXH64_freeState(s);
-}
-
-Xxh64::Xxh64() : state_(XXH64_createState()) {
-    if (!state_)
-        throw Error(ENOMEM, "xxh64 state");
-    XXH64_reset(state_.get(), 0);
-}
-
-void Xxh64::reset() {
-    XXH64_reset(state_.get(), 0);
-}
-
-void Xxh64::update(std::span<const std::byte> data) {
-    XXH64_update(state_.get(), data.data(), data.size());
-}
-
-std::uint64_t Xxh64::digest() const {
-    return XXH64_digest(state_.get());
-}
 
 void fsync_dir(const fs::path& dir) {
     UniqueFd fd = open_fd(dir.string(), O_RDONLY | O_DIRECTORY);
@@ -299,168 +276,4 @@ void TargetImage::write(std::uint64_t offset, std::span<const std::byte> data) {
     }
 }
 
-namespace {
-
-struct FreeAligned {
-    void operator()(std::byte* p) const noexcept { std::free(p); }
-};
-using AlignedBuffer = std::unique_ptr<std::byte[], FreeAligned>;
-
-AlignedBuffer aligned_buffer(std::size_t size) {
-    void* p = nullptr;
-    if (::posix_memalign(&p, TargetImage::granule, size) != 0)
-        throw Error(ENOMEM, "verify buffer");
-    return AlignedBuffer(static_cast<std::byte*>(p));
-}
-
-// PATH for reading what its device holds: O_DIRECT, or, where the file
-// system refuses it, buffered after dropping its cached pages.
-UniqueFd open_uncached(const std::string& path, int flags) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC | flags);
-    if (fd >= 0)
-        return UniqueFd(fd);
-    if (errno != EINVAL)
-        throw_errno(context("open", path));
-    UniqueFd f = open_fd(path, O_RDONLY | flags);
-    ::posix_fadvise(f.get(), 0, 0, POSIX_FADV_DONTNEED);
-    return f;
-}
-
-// Up to LENGTH bytes at OFFSET; fewer only at the end of the file.
-std::size_t read_at(int fd, std::byte* buf, std::size_t length, std::uint64_t offset,
-                    const std::string& path) {
-    std::size_t done = 0;
-    while (done < length) {
-        const ssize_t n = ::pread(fd, buf + done, length - done, static_cast<off_t>(offset + done));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            throw_errno(context("read", path) + " at offset " + std::to_string(offset + done));
-        }
-        if (n == 0)
-            break;
-        done += static_cast<std::size_t>(n);
-    }
-    return done;
-}
-
-} // namespace
-
-std::optional<std::uint64_t> first_difference(const fs::path& image, const std::string& source,
-                                              std::span<const ByteRange> ranges) {
-    constexpr std::size_t piece = 1u << 20;
-    const std::string image_name = image.string();
-    UniqueFd a = open_uncached(image_name, O_NOFOLLOW);
-    UniqueFd b = open_uncached(source, 0);
-    AlignedBuffer abuf = aligned_buffer(piece), bbuf = aligned_buffer(piece);
-    for (const auto& r : ranges) {
-        std::uint64_t pos = r.offset / TargetImage::granule * TargetImage::granule;
-        const std::uint64_t end = r.offset + r.length;
-        while (pos < end) {
-            const auto want = static_cast<std::size_t>(
-                std::min<std::uint64_t>(piece, (end - pos + TargetImage::granule - 1) /
-                                                   TargetImage::granule * TargetImage::granule));
-            const std::size_t na = read_at(a.get(), abuf.get(), want, pos, image_name);
-            const std::size_t nb = read_at(b.get(), bbuf.get(), want, pos, source);
-            const std::size_t n = std::min(na, nb);
-            if (std::memcmp(abuf.get(), bbuf.get(), n) != 0) {
-                std::size_t i = 0;
-                while (abuf[i] == bbuf[i])
-                    ++i;
-                return pos + i;
-            }
-            if (na != nb)
-                return pos + n; // one ends before the other
-            if (n < want)
-                break; // both end here
-            pos += n;
-        }
-    }
-    return std::nullopt;
-}
-
-BlockSums::BlockSums(std::vector<std::uint64_t> sums, std::uint32_t block_size, std::uint64_t size)
-    : sums_(std::move(sums)), block_size_(block_size), size_(size) {}
-
-void BlockSums::written(std::uint64_t offset, std::span<const std::byte> data) {
-    while (!data.empty()) {
-        const std::uint64_t b = offset / block_size_;
-        const std::uint64_t start = b * block_size_;
-        const std::uint64_t end = std::min(start + block_size_, size_);
-        if (b >= sums_.size() || end <= offset)
-            return; // past the image: nothing to keep
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(data.size(), end - offset));
-        if (block_ != b || offset != start + fed_) {
-            if (block_)
-                reread_.push_back(*block_); // left before its end
-            block_.reset();
-            if (offset != start) {
-                reread_.push_back(b); // begun after its start
-            } else {
-                block_ = b;
-                fed_ = 0;
-                hash_.reset();
-            }
-        }
-        if (block_) {
-            hash_.update(data.first(n));
-            fed_ += n;
-            if (start + fed_ == end) {
-                sums_[b] = hash_.digest();
-                block_.reset();
-            }
-        }
-        offset += n;
-        data = data.subspan(n);
-    }
-}
-
-std::vector<std::uint64_t> BlockSums::finish(const fs::path& file) {
-    if (block_)
-        reread_.push_back(*block_);
-    block_.reset();
-    std::sort(reread_.begin(), reread_.end());
-    reread_.erase(std::unique(reread_.begin(), reread_.end()), reread_.end());
-    if (!reread_.empty()) {
-        const auto sums = block_sums(file, block_size_, reread_);
-        for (std::size_t i = 0; i < reread_.size(); ++i)
-            sums_[reread_[i]] = sums[i];
-        reread_.clear();
-    }
-    return std::move(sums_);
-}
-
-std::vector<std::uint64_t> block_sums(const fs::path& file, std::uint32_t block_size,
-                                      std::span<const std::uint64_t> blocks) {
-    constexpr std::size_t piece = 1u << 20;
-    const std::string name = file.string();
-    UniqueFd fd = open_uncached(name, O_NOFOLLOW);
-    AlignedBuffer buf = aligned_buffer(piece);
-    std::vector<std::uint64_t> out;
-    out.reserve(blocks.size());
-    Xxh64 hash;
-    for (const std::uint64_t b : blocks) {
-        hash.reset();
-        const std::uint64_t start = b * block_size, end = start + block_size;
-        // Aligned reads (O_DIRECT) from the granule the block starts in.
-        std::uint64_t pos = start / TargetImage::granule * TargetImage::granule;
-        while (pos < end) {
-            const auto want = static_cast<std::size_t>(
-                std::min<std::uint64_t>(piece, (end - pos + TargetImage::granule - 1) /
-                                                   TargetImage::granule * TargetImage::granule));
-            const std::size_t n = read_at(fd.get(), buf.get(), want, pos, name);
-            const std::uint64_t from = std::max(pos, start);
-            const std::uint64_t to = std::min(pos + n, end);
-            if (to > from)
-                hash.update(std::span<const std::byte>(buf.get() + (from - pos),
-                                                       static_cast<std::size_t>(to - from)));
-            if (n < want)
-                break; // the end of the file
-            pos += n;
-        }
-        out.push_back(hash.digest());
-    }
-    return out;
-}
-
-} // namespace blksnap::cli
+} // namespace blksnap::backup

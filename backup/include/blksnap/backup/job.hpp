@@ -1,12 +1,13 @@
-// `blksnap backup`: one snapshot of all the devices, each copied into its
-// image file in the backup directory, fully or only what changed since the
-// state file's position; then the new state.
+// The backup job (what `blksnap backup` runs): one snapshot of all the
+// devices, each copied into its image file in the backup directory, fully or
+// only what changed since the state file's position; then the new state. It
+// prints nothing: what it does and how far it is reach the caller through
+// BackupHooks, and a failure as an Error.
 #pragma once
 
-#include "backup_plan.hpp"
-#include "backup_target.hpp"
-
 #include <blksnap/backend.hpp>
+#include <blksnap/backup/plan.hpp>
+#include <blksnap/backup/target.hpp>
 #include <blksnap/error.hpp>
 #include <blksnap/image_reader.hpp>
 
@@ -16,7 +17,7 @@
 #include <string>
 #include <vector>
 
-namespace blksnap::cli {
+namespace blksnap::backup {
 
 // What --verify compares, after the image is synced, with a second read of
 // the snapshot: nothing, what this backup wrote, or the whole image.
@@ -89,8 +90,4 @@ private:
 // done before the failure keeps its new state.
 void run_backup(KernelBackend& kernel, const BackupOptions& options, const BackupHooks& hooks);
 
-// The previous backup of a device as its files tell it.
-PreviousBackup load_previous(const std::filesystem::path& image,
-                             const std::filesystem::path& state);
-
-} // namespace blksnap::cli
+} // namespace blksnap::backup

@@ -1,5 +1,4 @@
-#include "backup_plan.hpp"
-
+#include <blksnap/backup/plan.hpp>
 #include <blksnap/error.hpp>
 
 #include <algorithm>
@@ -7,7 +6,7 @@
 #include <cstdio>
 #include <sys/sysmacros.h>
 
-namespace blksnap::cli {
+namespace blksnap::backup {
 
 namespace {
 
@@ -192,4 +191,4 @@ std::uint64_t bytes_to_write(std::span<const CopyStep> plan) {
     return n;
 }
 
-} // namespace blksnap::cli
+} // namespace blksnap::backup

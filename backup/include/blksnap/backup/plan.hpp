@@ -1,10 +1,9 @@
-// The pure decisions of `blksnap backup`: the file names of a device's
-// backup, full or incremental and why, and which byte ranges to read and
-// write.
+// The pure decisions of a backup: full or incremental and why, and which
+// byte ranges to read and write.
 #pragma once
 
+#include <blksnap/backup/previous.hpp>
 #include <blksnap/cbt/changes.hpp>
-#include <blksnap/cbt/state_file.hpp>
 #include <blksnap/filter.hpp>
 
 #include <cstdint>
@@ -13,18 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace blksnap::cli {
-
-// What the backup directory holds for a device before this run.
-struct PreviousBackup {
-    enum class State { missing, damaged, valid };
-    State state = State::missing;
-    std::string problem; // damaged: what is wrong with the state file
-    cbt::CbtState cbt;   // valid: the position and map of the last backup
-    bool image = false;  // the image file exists
-    std::uint64_t image_size = 0;
-    cbt::FileIdentity image_file; // image: what identifies it now
-};
+namespace blksnap::backup {
 
 struct ByteRange {
     std::uint64_t offset = 0;
@@ -78,4 +66,4 @@ std::vector<CopyStep> full_plan(std::uint64_t size);
 std::uint64_t bytes_to_read(std::span<const CopyStep> plan);
 std::uint64_t bytes_to_write(std::span<const CopyStep> plan);
 
-} // namespace blksnap::cli
+} // namespace blksnap::backup
