@@ -64,12 +64,16 @@ void destroy_leftover(KernelBackend& kernel, const fs::path& file, const BackupH
     text = text.substr(0, text.find('\n'));
     const auto id = Uuid::try_parse(text);
     if (id) {
-        const auto ids = kernel.snapshot_collect();
-        if (std::find(ids.begin(), ids.end(), *id) != ids.end()) {
+        // Gone already (a reboot, a module reload, the user): ENOENT. No
+        // list first: it could be destroyed between the list and the call.
+        try {
             kernel.snapshot_destroy(*id);
             if (hooks.note)
                 hooks.note("destroyed snapshot " + id->str() +
                            ", left by an interrupted backup into this directory");
+        } catch (const Error& e) {
+            if (e.code() != ENOENT)
+                throw;
         }
     }
     remove_durably(file);

@@ -955,6 +955,19 @@ TEST_F(BackupJob, ASnapshotLeftByAKilledBackupIsDestroyed) {
     expect_images_equal();
 }
 
+TEST_F(BackupJob, ASnapshotLeftBehindButGoneMeanwhileIsNoError) {
+    std::filesystem::create_directories(out);
+    const UniqueFd null = open_fd("/dev/null", O_RDONLY);
+    const Uuid stale = kernel.snapshot_create(null.get(), 8);
+    write_file(out / backup::snapshot_id_file, stale.str() + "\n");
+    // Destroyed by someone else between any look at the list and the call.
+    kernel.fail_next("snapshot_destroy", stale.str(), ENOENT);
+    backup();
+    EXPECT_TRUE(notes.empty());
+    EXPECT_FALSE(std::filesystem::exists(out / backup::snapshot_id_file));
+    expect_images_equal();
+}
+
 TEST_F(BackupJob, DevicesWithTheSameFileNameAreRefused) {
     EXPECT_THROW(backup({"/dev/vdb", "/dev//vdb"}), Error);
     EXPECT_TRUE(kernel.snapshots.empty());
