@@ -8,16 +8,18 @@
 # its whole disk too), dm-linear and null_blk; loop devices resized, the
 # module reloaded; every image, device and change map compared by content
 # with what the model says they hold. MODEL_SEED and MODEL_OPS choose the
-# run (a seed from the clock and 80 operations when unset, 24 on the debug
-# kernel, where an exec costs six times as much); a failure prints its
+# run (a seed from the clock and 160 operations when unset, 48 on the debug
+# kernel, where an exec costs six times as much: the frequent read-only
+# requests, change maps, snapshot errors and events, are ioctls from
+# Python, tests/tools/blksnap_ioctl.py, no exec); a failure prints its
 # seed, and the same seed replays it (MODEL_VERBOSE=1 prints every
 # operation).
 . "$(dirname "$0")/lib.sh"
 need_modules loop dm-mod
 tmp=$(mktemp -d)
 seed=${MODEL_SEED:-$(date +%s)}
-default_ops=80
-[ "${BLKSNAP_KERNEL:-}" = blkfilter-6.12 ] && default_ops=24
+default_ops=160
+[ "${BLKSNAP_KERNEL:-}" = blkfilter-6.12 ] && default_ops=48
 ops=${MODEL_OPS:-$default_ops}
 python3 "$(dirname "$0")/../tools/model.py" "$seed" "$ops" "$tmp" | tee "$tmp/out"
 # Its last line, "model: seed=S ops=N checks=M failures=F", ends the test's output.

@@ -19,7 +19,11 @@ whole disk), a write to an image in the live map with the next number and
 in the map frozen at the take with the take's. After every step that can
 change one of them it checks by content: images and devices block by
 block, change maps byte by byte; a snapshot whose storage overflowed must
-have reported it (event and error code) and fail its reads. Prints its
+have reported it (event and error code) and fail its reads. Takes,
+creates, destroys, attaches and detaches go through the CLI (blksnap);
+the read-only requests (cbtinfo, the change map, a snapshot's error code,
+its events) are ioctls from Python (blksnap_ioctl.py): an exec costs a
+second on the debug kernel under emulation. Prints its
 seed and operation count; the same seed replays the same run
 (MODEL_VERBOSE=1 prints every operation). Ends with one line:
     model: seed=S ops=N checks=M failures=F
@@ -31,6 +35,8 @@ import random
 import struct
 import subprocess
 import sys
+
+import blksnap_ioctl
 
 BLOCK = 4096
 DEV_BLOCKS = 2048  # 8 MiB disks
@@ -296,9 +302,7 @@ class Model:
                     t.marks[m] = t.changes + 1
 
     def check_map(self, dev):
-        path = os.path.join(self.workdir, "map")
-        run("blksnap", "readcbtmap", "-d", dev.path, "-f", path)
-        got = open(path, "rb").read()
+        got = blksnap_ioctl.cbtmap(dev.path)
         self.checks += 1
         # While a snapshot holds the device, the map read is the take's.
         want = bytes(dev.snapshot.frozen_marks[dev.index] if dev.snapshot else dev.marks)
@@ -309,8 +313,7 @@ class Model:
                       f"got {[got[i] for i in bad[:5]]} want {[want[i] for i in bad[:5]]}")
 
     def cbtinfo(self, dev):
-        out = run("blksnap", "cbtinfo", "-d", dev.path).stdout
-        return dict(line.split("=", 1) for line in out.split("\n") if "=" in line)
+        return blksnap_ioctl.cbtinfo(dev.path)
 
     # ---- operations
     def op_write(self):
@@ -498,8 +501,7 @@ class Model:
         self.snapshots.remove(s)
 
     def error_code(self, dev):
-        out = run("blksnap", "snapshot_info", "-d", dev.path, "-f", "error_code").stdout
-        return int(out.strip())
+        return blksnap_ioctl.snapshot_info(dev.path)[0]
 
     def check_snapshot(self, s):
         for d in s.devices:
@@ -535,12 +537,12 @@ class Model:
                     self.fail(f"{d.path}: image block {first + j} is not the take's")
                     break
         if (s.overflow or s.lost) and not s.event_seen:
-            ev = run("blksnap", "snapshot_waitevent", "-i", s.uuid, "-t", "2000", check=False)
+            ev = blksnap_ioctl.wait_event(s.uuid, 2000)
             self.checks += 1
             s.event_seen = True
             code = -28 if s.overflow else -34
-            if "event=corrupted" not in ev.stdout or f"err_code={code}" not in ev.stdout:
-                self.fail(f"snapshot {s.uuid}: lost without its event: {ev.stdout!r}")
+            if not ev or ev["code"] != blksnap_ioctl.EVENT_CORRUPTED or ev["err_code"] != code:
+                self.fail(f"snapshot {s.uuid}: lost without its event: {ev!r}")
 
     def check_devices(self, maps=3):
         for d in self.devices:
