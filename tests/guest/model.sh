@@ -5,7 +5,8 @@
 # (tests/tools/model.py): writes, discards, attach/detach, takes and
 # destroys of snapshots, writes to their images, storages that overflow,
 # over loop devices, the partitions of a partitioned one (written through
-# its whole disk too), dm-linear and null_blk; loop devices resized, the
+# its whole disk too, a third one added and deleted, attached or held),
+# dm-linear and null_blk; loop devices resized, the
 # module reloaded; every image, device and change map compared by content
 # with what the model says they hold. MODEL_SEED and MODEL_OPS choose the
 # run (a seed from the clock and 160 operations when unset, 48 on the debug

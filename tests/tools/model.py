@@ -10,7 +10,9 @@ dm-linear device over part of a loop device, and a memory-backed null_blk
 disk. Operations: writes (direct, and buffered with fsync) through any of
 them, discards, write-zeroes, attach and detach, snapshot take (of a
 random set of the attached devices) and destroy, snapshots whose storage
-overflows, and writes to the images of the snapshots. The model knows at
+overflows, writes to the images of the snapshots, and a third partition
+added (BLKPG) and deleted again: detached, attached, or held by a
+snapshot, which then reports -ENODEV. The model knows at
 every step what each disk holds, what each image must hold (the device at
 its take plus the image's own writes) and which blocks each change map
 must mark with which number: a write is marked in the map of every
@@ -44,6 +46,9 @@ BLKDISCARD = 0x1277
 BLKZEROOUT = 0x127F
 # The partitioned disk: (first block, blocks) of its two partitions.
 PARTS = [(256, 768), (1024, 1024)]
+# A third partition added and deleted during a run (BLKPG, addpart and
+# delpart) in the free space before the first: (first block, blocks).
+PART3 = (64, 192)
 # The dm-linear device: (first block, blocks) of its loop device it maps.
 LINEAR = (256, 1536)
 NULLB = "/sys/kernel/config/nullb/model"
@@ -75,6 +80,7 @@ class Device:
         self.first = first
         self.blocks = blocks
         self.trackable = trackable
+        self.present = True  # False: a deleted partition
         self.discard_ok = True
         self.attached = False
         self.changes = 0  # changes number after the last take
@@ -99,7 +105,8 @@ class Snapshot:
         self.frozen_marks = {}
         self.overflow = False
         self.event_seen = False
-        self.lost = set()  # devices resized while held: -ERANGE
+        self.lost = {}  # device index -> its error: resized while held
+        # (-ERANGE), its partition deleted while held (-ENODEV)
 
 
 def discard_supported(path):
@@ -145,6 +152,9 @@ class Model:
                     break
                 run("sleep", "0.1")
             self.add_device(part, disk, first, blocks)
+        self.part_disk = loop
+        self.part3 = self.add_device(f"{loop}p3", disk, *PART3)
+        self.part3.present = False
         # dm-linear over a part of a loop device never written directly.
         lower = self.new_loop(len(self.disks) + 100)
         self.linear = f"blksnap-model-{os.getpid()}"
@@ -158,10 +168,13 @@ class Model:
         self.nullb = self.new_nullb()
         disk = self.new_disk()
         self.add_device(self.nullb, disk, 0, DEV_BLOCKS)
-        for dev in self.devices:
+        for dev in self.live():
             dev.discard_ok = discard_supported(dev.path)
             if dev.first == 0 and dev.blocks == len(dev.disk.content):
                 self.write(dev, 0, dev.blocks, direct=True)
+
+    def live(self):
+        return [d for d in self.devices if d.present]
 
     def new_disk(self):
         disk = Disk(len(self.disks), DEV_BLOCKS)
@@ -317,7 +330,7 @@ class Model:
 
     # ---- operations
     def op_write(self):
-        dev = self.rng.choice(self.devices)
+        dev = self.rng.choice(self.live())
         count = self.rng.choice([1, 1, 2, 8, 33])
         first = self.rng.randrange(dev.blocks - count)
         direct = self.rng.random() < 0.7
@@ -325,15 +338,15 @@ class Model:
         self.write(dev, first, count, direct)
 
     def op_discard(self):
-        dev = self.rng.choice(self.devices)
-        count = self.rng.choice([1, 16, 256])
+        dev = self.rng.choice(self.live())
+        count = min(self.rng.choice([1, 16, 256]), dev.blocks // 2)
         first = self.rng.randrange(dev.blocks - count)
         zeroout = self.rng.random() < 0.5 or not dev.discard_ok
         self.log(f"{'zeroout' if zeroout else 'discard'} {dev.path} {first}+{count}")
         self.discard(dev, first, count, zeroout)
 
     def op_attach(self):
-        dev = self.rng.choice([d for d in self.devices if d.trackable])
+        dev = self.rng.choice([d for d in self.live() if d.trackable])
         if dev.snapshot:
             return
         if dev.attached:
@@ -370,7 +383,7 @@ class Model:
         dev.generations.add(gen)
 
     def op_take(self):
-        free = [d for d in self.devices if d.trackable and not d.snapshot]
+        free = [d for d in self.live() if d.trackable and not d.snapshot]
         if not free or len(self.snapshots) >= 2:
             return
         devs = self.rng.sample(free, self.rng.randint(1, min(3, len(free))))
@@ -454,7 +467,7 @@ class Model:
         blksnap(4): a snapshot holding it is lost with ERANGE, its change
         map starts a new generation at the next take."""
         dev = self.rng.choice([d for d in self.devices if d.image_file])
-        if dev.snapshot and dev.snapshot.limit == "1M":
+        if dev.snapshot and (dev.snapshot.limit == "1M" or -19 in dev.snapshot.lost.values()):
             return  # one reason to fail per snapshot: the event says which
         blocks = self.rng.choice([DEV_BLOCKS - 256, DEV_BLOCKS, DEV_BLOCKS + 256])
         if blocks == dev.blocks:
@@ -468,7 +481,69 @@ class Model:
         if dev.attached:
             dev.resized = True
         if dev.snapshot:
-            dev.snapshot.lost.add(dev.index)
+            dev.snapshot.lost[dev.index] = -34
+
+    def op_partition(self):
+        """Add the third partition of the partitioned disk, or delete it:
+        detached first, or attached, or held by a snapshot. blksnap(4):
+        a deleted partition loses its tracker (a re-added one starts a new
+        generation), and a snapshot holding it is corrupted with -ENODEV;
+        a deletion the block layer refuses (EBUSY) changes nothing."""
+        p = self.part3
+        if not p.present:
+            if p.snapshot:
+                return  # its image's name is the deleted one's until destroyed
+            first, blocks = PART3
+            self.log(f"add partition {p.path} {first}+{blocks}")
+            run("addpart", self.part_disk, "3", str(first * 8), str(blocks * 8))
+            for _ in range(50):
+                if os.path.exists(p.path):
+                    break
+                run("sleep", "0.1")
+            p.present = True
+            p.discard_ok = discard_supported(p.path)
+            self.checks += 1
+            try:
+                blksnap_ioctl.cbtinfo(p.path)
+                self.fail(f"{p.path}: a new partition is attached")
+            except OSError:
+                pass
+            return
+        s = p.snapshot
+        if s and (s.limit == "1M" or s.lost):
+            return  # one reason to fail per snapshot: the event says which
+        if p.attached and not s and self.rng.random() < 0.5:
+            self.log(f"detach {p.path}")
+            run("blksnap", "detach", "-d", p.path)
+            p.attached = False
+            p.marks = None
+        rdev = os.stat(p.path).st_rdev
+        self.log(f"delete partition {p.path} attached={p.attached} held={bool(s)}")
+        r = run("delpart", self.part_disk, "3", check=False)
+        self.checks += 1
+        if r.returncode != 0:
+            # Refused: the partition, its tracker and snapshot stay.
+            if not os.path.exists(p.path):
+                self.fail(f"{p.path}: delpart failed ({r.stderr.strip()}) and removed it")
+            self.log(f"delpart refused: {r.stderr.strip()}")
+            return
+        p.present = False
+        name = os.path.basename(p.path)
+        for _ in range(50):
+            if not os.path.exists(f"/sys/class/block/{name}"):
+                break
+            run("sleep", "0.1")
+        else:
+            self.fail(f"{p.path}: still in sysfs after delpart")
+        listed = "/sys/class/misc/blksnap-control/attached"
+        if os.path.exists(listed):
+            self.checks += 1
+            if f"{os.major(rdev)}:{os.minor(rdev)}" in open(listed).read().split():
+                self.fail(f"{p.path}: deleted, still listed as attached")
+        p.attached = False
+        p.marks = None
+        if s:
+            s.lost[p.index] = -19
 
     def op_reload(self):
         """Detach every device, rmmod, insmod: the next attaches start
@@ -478,7 +553,7 @@ class Model:
         self.log("module reload")
         for s in list(self.snapshots):
             self.destroy(s)
-        for d in self.devices:
+        for d in self.live():
             if d.attached:
                 run("blksnap", "detach", "-d", d.path)
                 d.attached = False
@@ -505,11 +580,20 @@ class Model:
 
     def check_snapshot(self, s):
         for d in s.devices:
+            if d.index in s.lost and not d.present:
+                # Deleted: no device to ask; its image must not read.
+                try:
+                    self.read_blocks(s.images[d.index], 0, 1)
+                    self.fail(f"{d.path}: the image of a deleted partition was read")
+                except OSError:
+                    pass
+                continue
             err = self.error_code(d)
             self.checks += 1
             if d.index in s.lost:
-                if err != -34:
-                    self.fail(f"{d.path}: resized while held: snapshot error {err}, want -34")
+                if err != s.lost[d.index]:
+                    self.fail(f"{d.path}: lost while held: snapshot error {err}, "
+                              f"want {s.lost[d.index]}")
                 try:
                     self.read_blocks(s.images[d.index], 0, 1)
                     self.fail(f"{d.path}: the image of a device resized while held was read")
@@ -540,12 +624,12 @@ class Model:
             ev = blksnap_ioctl.wait_event(s.uuid, 2000)
             self.checks += 1
             s.event_seen = True
-            code = -28 if s.overflow else -34
+            code = -28 if s.overflow else next(iter(s.lost.values()))
             if not ev or ev["code"] != blksnap_ioctl.EVENT_CORRUPTED or ev["err_code"] != code:
                 self.fail(f"snapshot {s.uuid}: lost without its event: {ev!r}")
 
     def check_devices(self, maps=3):
-        for d in self.devices:
+        for d in self.live():
             count = min(256, d.blocks)
             first = self.rng.randrange(d.blocks - count + 1)
             blocks = self.read_blocks(d.path, first, count)
@@ -556,14 +640,14 @@ class Model:
                     break
         # A map read is an exec: a few of them per check.
         # A resized device's map until its next take: not promised.
-        attached = [d for d in self.devices if d.attached and not d.resized]
+        attached = [d for d in self.live() if d.attached and not d.resized]
         for d in self.rng.sample(attached, min(maps, len(attached))):
             self.check_map(d)
 
     def step(self):
         ops = [(self.op_write, 40), (self.op_discard, 5), (self.op_attach, 8),
                (self.op_take, 8), (self.op_destroy, 6), (self.op_image_write, 10),
-               (self.op_resize, 3), (self.op_reload, 1)]
+               (self.op_resize, 3), (self.op_reload, 1), (self.op_partition, 4)]
         fn = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         fn()
         if fn in (self.op_take, self.op_destroy) or self.rng.random() < 0.2:
@@ -580,6 +664,8 @@ class Model:
                 d.snapshot = None
             self.snapshots.remove(s)
         self.check_devices(maps=len(self.devices))
+        if self.part3.present:
+            run("delpart", self.part_disk, "3", check=False)
 
     def teardown(self):
         for s in self.snapshots:
