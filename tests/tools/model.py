@@ -81,6 +81,8 @@ class Device:
         self.blocks = blocks
         self.trackable = trackable
         self.present = True  # False: a deleted partition
+        self.saved = None  # cbtsave'd: (generation, changes, marks)
+        self.broken = None  # why its saved chain must break (None: it holds)
         self.discard_ok = True
         self.attached = False
         self.changes = 0  # changes number after the last take
@@ -130,6 +132,7 @@ class Model:
         self.version = 0
         self.op = 0
         self.snapshots = []
+        self.state_dir = os.path.join(workdir, "state")
         self.buf = mmap.mmap(-1, BLOCK * 64)
         self.disks = []
         self.devices = []
@@ -263,12 +266,14 @@ class Model:
     def write(self, dev, first, count, direct):
         self.version += 1
         self.mark(dev, first, count)
+        self.behind(dev, "written")
         self.write_blocks(dev.path, dev.disk, first, dev.first + first, count, direct)
         for b in range(dev.first + first, dev.first + first + count):
             dev.disk.content[b] = self.version
 
     def discard(self, dev, first, count, zeroout):
         self.mark(dev, first, count)
+        self.behind(dev, "discarded")
         fd = os.open(dev.path, os.O_WRONLY)
         try:
             fcntl.ioctl(fd, BLKZEROOUT if zeroout else BLKDISCARD,
@@ -314,6 +319,17 @@ class Model:
                 if m < len(t.marks):  # a grown device: its old map
                     t.marks[m] = t.changes + 1
 
+    def behind(self, dev, what):
+        """A write through dev while some device is saved (cbtsave): the
+        block layer counts it for dev (a partition's counted for its whole
+        disk too), so a saved device written, or a saved partition whose
+        whole disk was written through itself, must break its chain."""
+        for t in self.devices:
+            if t.saved and t.broken is None and t.disk is dev.disk and (
+                    t is dev or (dev.first == 0 and dev.blocks == len(dev.disk.content)
+                                 and not dev.trackable)):
+                t.broken = f"{what} through {dev.path}"
+
     def check_map(self, dev):
         got = blksnap_ioctl.cbtmap(dev.path)
         self.checks += 1
@@ -347,7 +363,7 @@ class Model:
 
     def op_attach(self):
         dev = self.rng.choice([d for d in self.live() if d.trackable])
-        if dev.snapshot:
+        if dev.snapshot or dev.saved:
             return
         if dev.attached:
             self.log(f"detach {dev.path}")
@@ -383,7 +399,7 @@ class Model:
         dev.generations.add(gen)
 
     def op_take(self):
-        free = [d for d in self.live() if d.trackable and not d.snapshot]
+        free = [d for d in self.live() if d.trackable and not d.snapshot and not d.saved]
         if not free or len(self.snapshots) >= 2:
             return
         devs = self.rng.sample(free, self.rng.randint(1, min(3, len(free))))
@@ -480,6 +496,8 @@ class Model:
         dev.blocks = blocks
         if dev.attached:
             dev.resized = True
+        if dev.saved and dev.broken is None:
+            dev.broken = "resized"
         if dev.snapshot:
             dev.snapshot.lost[dev.index] = -34
 
@@ -490,6 +508,8 @@ class Model:
         generation), and a snapshot holding it is corrupted with -ENODEV;
         a deletion the block layer refuses (EBUSY) changes nothing."""
         p = self.part3
+        if any(d.saved and d.disk is p.disk for d in self.devices):
+            return  # its partitions' write counts change: not modelled
         if not p.present:
             if p.snapshot:
                 return  # its image's name is the deleted one's until destroyed
@@ -544,6 +564,64 @@ class Model:
         p.marks = None
         if s:
             s.lost[p.index] = -19
+
+    def op_cbtsave(self):
+        """cbtsave a tracked device (no snapshot, nothing holding it),
+        maybe write to it while saved, later cbtrestore (op_cbtrestore):
+        blksnap(8): the map continues (same generation, changes number
+        and marks) only if nothing wrote to it since the save; otherwise a
+        new generation starts and the command says why."""
+        devs = [d for d in self.live() if d.attached and not d.snapshot and not d.resized
+                and d.disk.index < 3]  # the loop devices and partitions
+        if not devs:
+            return
+        d = self.rng.choice(devs)
+        self.log(f"cbtsave {d.path}")
+        gen = self.cbtinfo(d)["generation_id"]
+        run("blksnap", "cbtsave", "-d", d.path, "--state-dir", self.state_dir)
+        self.checks += 1
+        try:
+            blksnap_ioctl.cbtinfo(d.path)
+            self.fail(f"{d.path}: still attached after cbtsave")
+        except OSError:
+            pass
+        d.saved = (gen, d.changes, list(d.marks))
+        d.broken = None
+        d.attached = False
+        d.marks = None
+        if self.rng.random() < 0.3:
+            count = self.rng.choice([1, 8])
+            first = self.rng.randrange(d.blocks - count)
+            self.log(f"write behind {d.path} {first}+{count}")
+            self.write(d, first, count, direct=True)
+
+    def op_cbtrestore(self):
+        saved = [d for d in self.devices if d.saved]
+        if saved:
+            self.cbtrestore(self.rng.choice(saved))
+
+    def cbtrestore(self, d):
+        gen, changes, marks = d.saved
+        self.log(f"cbtrestore {d.path} (broken: {d.broken})")
+        out = run("blksnap", "cbtrestore", "-d", d.path, "--state-dir", self.state_dir).stdout
+        d.saved = None
+        info = self.cbtinfo(d)
+        self.checks += 1
+        if d.broken is None:
+            if "restored" not in out or info["generation_id"] != gen \
+                    or info["changes_number"] != changes:
+                self.fail(f"{d.path}: nothing wrote while saved, yet: {out.strip()!r}, "
+                          f"generation {info['generation_id']} (saved {gen}), "
+                          f"changes {info['changes_number']} (saved {changes})")
+                return
+            d.attached = True
+            d.marks = marks
+            self.check_map(d)
+            return
+        if "chain broken" not in out or "new generation starts:" not in out:
+            self.fail(f"{d.path}: {d.broken} while saved, yet: {out.strip()!r}")
+        self.attached(d)
+        self.check_map(d)  # all zeros
 
     def op_reload(self):
         """Detach every device, rmmod, insmod: the next attaches start
@@ -647,7 +725,8 @@ class Model:
     def step(self):
         ops = [(self.op_write, 40), (self.op_discard, 5), (self.op_attach, 8),
                (self.op_take, 8), (self.op_destroy, 6), (self.op_image_write, 10),
-               (self.op_resize, 3), (self.op_reload, 1), (self.op_partition, 4)]
+               (self.op_resize, 3), (self.op_reload, 1), (self.op_partition, 4),
+               (self.op_cbtsave, 3), (self.op_cbtrestore, 3)]
         fn = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         fn()
         if fn in (self.op_take, self.op_destroy) or self.rng.random() < 0.2:
@@ -657,6 +736,9 @@ class Model:
                 self.check_snapshot(s)
 
     def close(self):
+        for d in self.devices:
+            if d.saved:
+                self.cbtrestore(d)
         for s in list(self.snapshots):
             self.check_snapshot(s)
             run("blksnap", "snapshot_destroy", "-i", s.uuid)
