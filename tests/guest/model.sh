@@ -6,10 +6,12 @@
 # destroys of snapshots, writes to their images, storages that overflow,
 # over loop devices, the partitions of a partitioned one (written through
 # its whole disk too, a third one added and deleted, attached or held),
-# dm-linear and null_blk; loop devices resized, the
+# dm-linear and null_blk; change maps saved and restored (cbtsave,
+# cbtrestore), sometimes written behind the tracker's back; backups, full
+# and incremental, sometimes with an edited image; loop devices resized, the
 # module reloaded; every image, device and change map compared by content
 # with what the model says they hold. MODEL_SEED and MODEL_OPS choose the
-# run (a seed from the clock and 160 operations when unset, 48 on the debug
+# run (a seed from the clock and 120 operations when unset, 32 on the debug
 # kernel, where an exec costs six times as much: the frequent read-only
 # requests, change maps, snapshot errors and events, are ioctls from
 # Python, tests/tools/blksnap_ioctl.py, no exec); a failure prints its
@@ -19,8 +21,8 @@
 need_modules loop dm-mod
 tmp=$(mktemp -d)
 seed=${MODEL_SEED:-$(date +%s)}
-default_ops=160
-[ "${BLKSNAP_KERNEL:-}" = blkfilter-6.12 ] && default_ops=48
+default_ops=120
+[ "${BLKSNAP_KERNEL:-}" = blkfilter-6.12 ] && default_ops=32
 ops=${MODEL_OPS:-$default_ops}
 python3 "$(dirname "$0")/../tools/model.py" "$seed" "$ops" "$tmp" | tee "$tmp/out"
 # Its last line, "model: seed=S ops=N checks=M failures=F", ends the test's output.

@@ -12,7 +12,13 @@ them, discards, write-zeroes, attach and detach, snapshot take (of a
 random set of the attached devices) and destroy, snapshots whose storage
 overflows, writes to the images of the snapshots, and a third partition
 added (BLKPG) and deleted again: detached, attached, or held by a
-snapshot, which then reports -ENODEV. The model knows at
+snapshot, which then reports -ENODEV; cbtsave and cbtrestore of a tracked
+device (sometimes written, through itself or its whole disk, or resized
+while saved: the chain must break and say so, else continue byte for
+byte); backups (blksnap backup, full then incremental) of a random set of
+devices into one directory, sometimes with an image file edited between
+(full or incremental as the model expects, and why; the image the device
+at the take). The model knows at
 every step what each disk holds, what each image must hold (the device at
 its take plus the image's own writes) and which blocks each change map
 must mark with which number: a write is marked in the map of every
@@ -31,6 +37,7 @@ seed and operation count; the same seed replays the same run
     model: seed=S ops=N checks=M failures=F
 """
 import fcntl
+import json
 import mmap
 import os
 import random
@@ -132,6 +139,9 @@ class Model:
         self.version = 0
         self.op = 0
         self.snapshots = []
+        # device index -> (generation, blocks, image edited since) at its
+        # last backup
+        self.backups = {}
         self.state_dir = os.path.join(workdir, "state")
         self.buf = mmap.mmap(-1, BLOCK * 64)
         self.disks = []
@@ -415,27 +425,7 @@ class Model:
         s = Snapshot(uuid, devs, limit)
         s.storage = storage
         for d in devs:
-            if not d.attached:  # snapshot_create attaches
-                self.attached(d)
-                d.changes = 0  # read after the take: before it, 0
-            # Take: a new changes number; the marks stay, and the map read
-            # while the snapshot is held is the one of this moment. Take 255
-            # of a generation clears the map and starts at 1 again.
-            # So does the first take after a resize, with a map of the
-            # new size.
-            info = None
-            if d.resized:
-                info = self.cbtinfo(d)
-                self.new_generation(d, info)
-                d.map_block = int(info["block_size"])
-                d.marks = [0] * -(-d.blocks * BLOCK // d.map_block)
-                d.changes = 1
-                d.resized = False
-            elif d.changes == 254:
-                d.marks = [0] * len(d.marks)
-                d.changes = 1
-            else:
-                d.changes += 1
+            info = self.took(d)
             s.frozen_marks[d.index] = list(d.marks)
             d.snapshot = s
             s.frozen[d.index] = d.content()
@@ -452,6 +442,104 @@ class Model:
             if int(info["changes_number"]) != d.changes:
                 self.fail(f"{d.path}: changes_number {info['changes_number']}, want {d.changes}")
         self.snapshots.append(s)
+
+    def took(self, d):
+        """What a take does to d's change map; returns the cbtinfo read
+        when it had to read one."""
+        if not d.attached:  # snapshot_create attaches
+            self.attached(d)
+            d.changes = 0  # read after the take: before it, 0
+        # Take: a new changes number; the marks stay, and the map read
+        # while the snapshot is held is the one of this moment. Take 255
+        # of a generation clears the map and starts at 1 again.
+        # So does the first take after a resize, with a map of the
+        # new size.
+        info = None
+        if d.resized:
+            info = self.cbtinfo(d)
+            self.new_generation(d, info)
+            d.map_block = int(info["block_size"])
+            d.marks = [0] * -(-d.blocks * BLOCK // d.map_block)
+            d.changes = 1
+            d.resized = False
+        elif d.changes == 254:
+            d.marks = [0] * len(d.marks)
+            d.changes = 1
+        else:
+            d.changes += 1
+        return info
+
+    def op_backup(self):
+        """blksnap backup of a random set of devices into one directory:
+        the first backup of a device is full, the next incremental unless
+        its change map started a new generation since (attach, module
+        reload, resize, a broken cbtrestore, a re-added partition) or its
+        image file was written since; every image is the device as at
+        the take, block by block."""
+        free = [d for d in self.live() if d.trackable and not d.snapshot and not d.saved]
+        if not free:
+            return
+        devs = self.rng.sample(free, self.rng.randint(1, min(3, len(free))))
+        out_dir = os.path.join(self.workdir, "backup")
+        want = {}
+        for d in devs:
+            name = d.path[len("/dev/"):].replace("/", "-")
+            img = os.path.join(out_dir, name + ".img")
+            last = self.backups.get(d.index)
+            if last and self.rng.random() < 0.15 and os.path.exists(img):
+                self.log(f"edit backup image {img}")
+                with open(img, "r+b") as f:
+                    f.seek(self.rng.randrange(d.blocks) * BLOCK)
+                    f.write(b"edited")
+                self.backups[d.index] = last = (last[0], last[1], True)
+            want[d.index] = (img, last)
+        self.log(f"backup {[d.path for d in devs]}")
+        args = ["blksnap", "backup", "-o", out_dir, "-f", self.workdir, "-l", "32M", "-j"]
+        for d in devs:
+            args += ["-d", d.path]
+        out = run(*args).stdout
+        reports = {}
+        for line in out.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                reports[r["device"]] = r
+        for d in devs:
+            self.took(d)
+            gen = self.cbtinfo(d)["generation_id"]
+            img, last = want[d.index]
+            r = reports.get(d.path)
+            self.checks += 1
+            if not r:
+                self.fail(f"backup of {d.path}: no report in {out!r}")
+                continue
+            # blksnap(8) BACKUP: full, and why (words of its reason: where
+            # several reasons hold, any one of them).
+            if last is None:
+                why = ["no state file"]
+            else:
+                why = [w for w, holds in [("size changed", last[1] != d.blocks),
+                                          ("generation changed", last[0] != gen),
+                                          ("image file changed", last[2])] if holds]
+            mode = "full" if why else "incremental"
+            why = why or ["changes since"]
+            self.log(f"backup {d.path}: {r['mode']} ({r['reason']}), want {mode} ({why})")
+            if r["mode"] != mode or not any(w in r["reason"] for w in why):
+                self.fail(f"backup of {d.path}: {r['mode']} ({r['reason']}), want {mode} ({why})")
+            if r["generation_id"] != gen or r["changes_number"] != d.changes:
+                self.fail(f"backup of {d.path}: generation {r['generation_id']} changes "
+                          f"{r['changes_number']}, tracker {gen} {d.changes}")
+            self.backups[d.index] = (gen, d.blocks, False)
+            self.checks += 1
+            with open(img, "rb") as f:
+                data = f.read()
+            if len(data) != d.blocks * BLOCK:
+                self.fail(f"backup of {d.path}: image of {len(data)} bytes, want {d.blocks * BLOCK}")
+                continue
+            for b in range(d.blocks):
+                if data[b * BLOCK:(b + 1) * BLOCK] != self.pattern(d.disk, d.first + b,
+                                                                   d.disk.content[d.first + b]):
+                    self.fail(f"backup of {d.path}: image block {b} is not the take's")
+                    break
 
     def op_image_write(self):
         # Only into storages that cannot overflow: a write to an image
@@ -726,7 +814,7 @@ class Model:
         ops = [(self.op_write, 40), (self.op_discard, 5), (self.op_attach, 8),
                (self.op_take, 8), (self.op_destroy, 6), (self.op_image_write, 10),
                (self.op_resize, 3), (self.op_reload, 1), (self.op_partition, 4),
-               (self.op_cbtsave, 3), (self.op_cbtrestore, 3)]
+               (self.op_cbtsave, 3), (self.op_cbtrestore, 3), (self.op_backup, 4)]
         fn = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         fn()
         if fn in (self.op_take, self.op_destroy) or self.rng.random() < 0.2:
