@@ -11,7 +11,7 @@
 # and incremental, sometimes with an edited image; loop devices resized, the
 # module reloaded; every image, device and change map compared by content
 # with what the model says they hold. MODEL_SEED and MODEL_OPS choose the
-# run (a seed from the clock and 100 operations when unset, 32 on the debug
+# run (a seed from the clock and 100 operations when unset, 40 on the debug
 # kernel, where an exec costs six times as much: the frequent read-only
 # requests, change maps, snapshot errors and events, are ioctls from
 # Python, tests/tools/blksnap_ioctl.py, no exec); a failure prints its
@@ -22,7 +22,7 @@ need_modules loop dm-mod
 tmp=$(mktemp -d)
 seed=${MODEL_SEED:-$(date +%s)}
 default_ops=100
-[ "${BLKSNAP_KERNEL:-}" = blkfilter-6.12 ] && default_ops=32
+[ "${BLKSNAP_KERNEL:-}" = blkfilter-6.12 ] && default_ops=40
 ops=${MODEL_OPS:-$default_ops}
 python3 "$(dirname "$0")/../tools/model.py" "$seed" "$ops" "$tmp" | tee "$tmp/out"
 # Its last line, "model: seed=S ops=N checks=M failures=F", ends the test's output.
