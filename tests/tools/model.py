@@ -10,7 +10,15 @@ dm-linear device over part of a loop device, and a memory-backed null_blk
 disk. Operations: writes (direct, and buffered with fsync) through any of
 them, discards, write-zeroes, attach and detach, snapshot take (of a
 random set of the attached devices) and destroy, snapshots whose storage
-overflows, and writes to the images of the snapshots. The model knows at
+overflows, writes to the images of the snapshots, and a third partition
+added (BLKPG) and deleted again: detached, attached, or held by a
+snapshot, which then reports -ENODEV; cbtsave and cbtrestore of a tracked
+device (sometimes written, through itself or its whole disk, or resized
+while saved: the chain must break and say so, else continue byte for
+byte); backups (blksnap backup, full then incremental) of a random set of
+devices into one directory, sometimes with an image file edited between
+(full or incremental as the model expects, and why; the image the device
+at the take). The model knows at
 every step what each disk holds, what each image must hold (the device at
 its take plus the image's own writes) and which blocks each change map
 must mark with which number: a write is marked in the map of every
@@ -19,12 +27,17 @@ whole disk), a write to an image in the live map with the next number and
 in the map frozen at the take with the take's. After every step that can
 change one of them it checks by content: images and devices block by
 block, change maps byte by byte; a snapshot whose storage overflowed must
-have reported it (event and error code) and fail its reads. Prints its
+have reported it (event and error code) and fail its reads. Takes,
+creates, destroys, attaches and detaches go through the CLI (blksnap);
+the read-only requests (cbtinfo, the change map, a snapshot's error code,
+its events) are ioctls from Python (blksnap_ioctl.py): an exec costs a
+second on the debug kernel under emulation. Prints its
 seed and operation count; the same seed replays the same run
 (MODEL_VERBOSE=1 prints every operation). Ends with one line:
     model: seed=S ops=N checks=M failures=F
 """
 import fcntl
+import json
 import mmap
 import os
 import random
@@ -32,12 +45,17 @@ import struct
 import subprocess
 import sys
 
+import blksnap_ioctl
+
 BLOCK = 4096
 DEV_BLOCKS = 2048  # 8 MiB disks
 BLKDISCARD = 0x1277
 BLKZEROOUT = 0x127F
 # The partitioned disk: (first block, blocks) of its two partitions.
 PARTS = [(256, 768), (1024, 1024)]
+# A third partition added and deleted during a run (BLKPG, addpart and
+# delpart) in the free space before the first: (first block, blocks).
+PART3 = (64, 192)
 # The dm-linear device: (first block, blocks) of its loop device it maps.
 LINEAR = (256, 1536)
 NULLB = "/sys/kernel/config/nullb/model"
@@ -69,6 +87,9 @@ class Device:
         self.first = first
         self.blocks = blocks
         self.trackable = trackable
+        self.present = True  # False: a deleted partition
+        self.saved = None  # cbtsave'd: (generation, changes, marks)
+        self.broken = None  # why its saved chain must break (None: it holds)
         self.discard_ok = True
         self.attached = False
         self.changes = 0  # changes number after the last take
@@ -93,7 +114,8 @@ class Snapshot:
         self.frozen_marks = {}
         self.overflow = False
         self.event_seen = False
-        self.lost = set()  # devices resized while held: -ERANGE
+        self.lost = {}  # device index -> its error: resized while held
+        # (-ERANGE), its partition deleted while held (-ENODEV)
 
 
 def discard_supported(path):
@@ -117,6 +139,10 @@ class Model:
         self.version = 0
         self.op = 0
         self.snapshots = []
+        # device index -> (generation, blocks, image edited since) at its
+        # last backup
+        self.backups = {}
+        self.state_dir = os.path.join(workdir, "state")
         self.buf = mmap.mmap(-1, BLOCK * 64)
         self.disks = []
         self.devices = []
@@ -139,6 +165,9 @@ class Model:
                     break
                 run("sleep", "0.1")
             self.add_device(part, disk, first, blocks)
+        self.part_disk = loop
+        self.part3 = self.add_device(f"{loop}p3", disk, *PART3)
+        self.part3.present = False
         # dm-linear over a part of a loop device never written directly.
         lower = self.new_loop(len(self.disks) + 100)
         self.linear = f"blksnap-model-{os.getpid()}"
@@ -152,10 +181,13 @@ class Model:
         self.nullb = self.new_nullb()
         disk = self.new_disk()
         self.add_device(self.nullb, disk, 0, DEV_BLOCKS)
-        for dev in self.devices:
+        for dev in self.live():
             dev.discard_ok = discard_supported(dev.path)
             if dev.first == 0 and dev.blocks == len(dev.disk.content):
                 self.write(dev, 0, dev.blocks, direct=True)
+
+    def live(self):
+        return [d for d in self.devices if d.present]
 
     def new_disk(self):
         disk = Disk(len(self.disks), DEV_BLOCKS)
@@ -244,12 +276,14 @@ class Model:
     def write(self, dev, first, count, direct):
         self.version += 1
         self.mark(dev, first, count)
+        self.behind(dev, "written")
         self.write_blocks(dev.path, dev.disk, first, dev.first + first, count, direct)
         for b in range(dev.first + first, dev.first + first + count):
             dev.disk.content[b] = self.version
 
     def discard(self, dev, first, count, zeroout):
         self.mark(dev, first, count)
+        self.behind(dev, "discarded")
         fd = os.open(dev.path, os.O_WRONLY)
         try:
             fcntl.ioctl(fd, BLKZEROOUT if zeroout else BLKDISCARD,
@@ -295,10 +329,19 @@ class Model:
                 if m < len(t.marks):  # a grown device: its old map
                     t.marks[m] = t.changes + 1
 
+    def behind(self, dev, what):
+        """A write through dev while some device is saved (cbtsave): the
+        block layer counts it for dev (a partition's counted for its whole
+        disk too), so a saved device written, or a saved partition whose
+        whole disk was written through itself, must break its chain."""
+        for t in self.devices:
+            if t.saved and t.broken is None and t.disk is dev.disk and (
+                    t is dev or (dev.first == 0 and dev.blocks == len(dev.disk.content)
+                                 and not dev.trackable)):
+                t.broken = f"{what} through {dev.path}"
+
     def check_map(self, dev):
-        path = os.path.join(self.workdir, "map")
-        run("blksnap", "readcbtmap", "-d", dev.path, "-f", path)
-        got = open(path, "rb").read()
+        got = blksnap_ioctl.cbtmap(dev.path)
         self.checks += 1
         # While a snapshot holds the device, the map read is the take's.
         want = bytes(dev.snapshot.frozen_marks[dev.index] if dev.snapshot else dev.marks)
@@ -309,12 +352,11 @@ class Model:
                       f"got {[got[i] for i in bad[:5]]} want {[want[i] for i in bad[:5]]}")
 
     def cbtinfo(self, dev):
-        out = run("blksnap", "cbtinfo", "-d", dev.path).stdout
-        return dict(line.split("=", 1) for line in out.split("\n") if "=" in line)
+        return blksnap_ioctl.cbtinfo(dev.path)
 
     # ---- operations
     def op_write(self):
-        dev = self.rng.choice(self.devices)
+        dev = self.rng.choice(self.live())
         count = self.rng.choice([1, 1, 2, 8, 33])
         first = self.rng.randrange(dev.blocks - count)
         direct = self.rng.random() < 0.7
@@ -322,16 +364,16 @@ class Model:
         self.write(dev, first, count, direct)
 
     def op_discard(self):
-        dev = self.rng.choice(self.devices)
-        count = self.rng.choice([1, 16, 256])
+        dev = self.rng.choice(self.live())
+        count = min(self.rng.choice([1, 16, 256]), dev.blocks // 2)
         first = self.rng.randrange(dev.blocks - count)
         zeroout = self.rng.random() < 0.5 or not dev.discard_ok
         self.log(f"{'zeroout' if zeroout else 'discard'} {dev.path} {first}+{count}")
         self.discard(dev, first, count, zeroout)
 
     def op_attach(self):
-        dev = self.rng.choice([d for d in self.devices if d.trackable])
-        if dev.snapshot:
+        dev = self.rng.choice([d for d in self.live() if d.trackable])
+        if dev.snapshot or dev.saved:
             return
         if dev.attached:
             self.log(f"detach {dev.path}")
@@ -367,7 +409,7 @@ class Model:
         dev.generations.add(gen)
 
     def op_take(self):
-        free = [d for d in self.devices if d.trackable and not d.snapshot]
+        free = [d for d in self.live() if d.trackable and not d.snapshot and not d.saved]
         if not free or len(self.snapshots) >= 2:
             return
         devs = self.rng.sample(free, self.rng.randint(1, min(3, len(free))))
@@ -383,27 +425,7 @@ class Model:
         s = Snapshot(uuid, devs, limit)
         s.storage = storage
         for d in devs:
-            if not d.attached:  # snapshot_create attaches
-                self.attached(d)
-                d.changes = 0  # read after the take: before it, 0
-            # Take: a new changes number; the marks stay, and the map read
-            # while the snapshot is held is the one of this moment. Take 255
-            # of a generation clears the map and starts at 1 again.
-            # So does the first take after a resize, with a map of the
-            # new size.
-            info = None
-            if d.resized:
-                info = self.cbtinfo(d)
-                self.new_generation(d, info)
-                d.map_block = int(info["block_size"])
-                d.marks = [0] * -(-d.blocks * BLOCK // d.map_block)
-                d.changes = 1
-                d.resized = False
-            elif d.changes == 254:
-                d.marks = [0] * len(d.marks)
-                d.changes = 1
-            else:
-                d.changes += 1
+            info = self.took(d)
             s.frozen_marks[d.index] = list(d.marks)
             d.snapshot = s
             s.frozen[d.index] = d.content()
@@ -420,6 +442,104 @@ class Model:
             if int(info["changes_number"]) != d.changes:
                 self.fail(f"{d.path}: changes_number {info['changes_number']}, want {d.changes}")
         self.snapshots.append(s)
+
+    def took(self, d):
+        """What a take does to d's change map; returns the cbtinfo read
+        when it had to read one."""
+        if not d.attached:  # snapshot_create attaches
+            self.attached(d)
+            d.changes = 0  # read after the take: before it, 0
+        # Take: a new changes number; the marks stay, and the map read
+        # while the snapshot is held is the one of this moment. Take 255
+        # of a generation clears the map and starts at 1 again.
+        # So does the first take after a resize, with a map of the
+        # new size.
+        info = None
+        if d.resized:
+            info = self.cbtinfo(d)
+            self.new_generation(d, info)
+            d.map_block = int(info["block_size"])
+            d.marks = [0] * -(-d.blocks * BLOCK // d.map_block)
+            d.changes = 1
+            d.resized = False
+        elif d.changes == 254:
+            d.marks = [0] * len(d.marks)
+            d.changes = 1
+        else:
+            d.changes += 1
+        return info
+
+    def op_backup(self):
+        """blksnap backup of a random set of devices into one directory:
+        the first backup of a device is full, the next incremental unless
+        its change map started a new generation since (attach, module
+        reload, resize, a broken cbtrestore, a re-added partition) or its
+        image file was written since; every image is the device as at
+        the take, block by block."""
+        free = [d for d in self.live() if d.trackable and not d.snapshot and not d.saved]
+        if not free:
+            return
+        devs = self.rng.sample(free, self.rng.randint(1, min(3, len(free))))
+        out_dir = os.path.join(self.workdir, "backup")
+        want = {}
+        for d in devs:
+            name = d.path[len("/dev/"):].replace("/", "-")
+            img = os.path.join(out_dir, name + ".img")
+            last = self.backups.get(d.index)
+            if last and self.rng.random() < 0.15 and os.path.exists(img):
+                self.log(f"edit backup image {img}")
+                with open(img, "r+b") as f:
+                    f.seek(self.rng.randrange(d.blocks) * BLOCK)
+                    f.write(b"edited")
+                self.backups[d.index] = last = (last[0], last[1], True)
+            want[d.index] = (img, last)
+        self.log(f"backup {[d.path for d in devs]}")
+        args = ["blksnap", "backup", "-o", out_dir, "-f", self.workdir, "-l", "32M", "-j"]
+        for d in devs:
+            args += ["-d", d.path]
+        out = run(*args).stdout
+        reports = {}
+        for line in out.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                reports[r["device"]] = r
+        for d in devs:
+            self.took(d)
+            gen = self.cbtinfo(d)["generation_id"]
+            img, last = want[d.index]
+            r = reports.get(d.path)
+            self.checks += 1
+            if not r:
+                self.fail(f"backup of {d.path}: no report in {out!r}")
+                continue
+            # blksnap(8) BACKUP: full, and why (words of its reason: where
+            # several reasons hold, any one of them).
+            if last is None:
+                why = ["no state file"]
+            else:
+                why = [w for w, holds in [("size changed", last[1] != d.blocks),
+                                          ("generation changed", last[0] != gen),
+                                          ("image file changed", last[2])] if holds]
+            mode = "full" if why else "incremental"
+            why = why or ["changes since"]
+            self.log(f"backup {d.path}: {r['mode']} ({r['reason']}), want {mode} ({why})")
+            if r["mode"] != mode or not any(w in r["reason"] for w in why):
+                self.fail(f"backup of {d.path}: {r['mode']} ({r['reason']}), want {mode} ({why})")
+            if r["generation_id"] != gen or r["changes_number"] != d.changes:
+                self.fail(f"backup of {d.path}: generation {r['generation_id']} changes "
+                          f"{r['changes_number']}, tracker {gen} {d.changes}")
+            self.backups[d.index] = (gen, d.blocks, False)
+            self.checks += 1
+            with open(img, "rb") as f:
+                data = f.read()
+            if len(data) != d.blocks * BLOCK:
+                self.fail(f"backup of {d.path}: image of {len(data)} bytes, want {d.blocks * BLOCK}")
+                continue
+            for b in range(d.blocks):
+                if data[b * BLOCK:(b + 1) * BLOCK] != self.pattern(d.disk, d.first + b,
+                                                                   d.disk.content[d.first + b]):
+                    self.fail(f"backup of {d.path}: image block {b} is not the take's")
+                    break
 
     def op_image_write(self):
         # Only into storages that cannot overflow: a write to an image
@@ -451,7 +571,7 @@ class Model:
         blksnap(4): a snapshot holding it is lost with ERANGE, its change
         map starts a new generation at the next take."""
         dev = self.rng.choice([d for d in self.devices if d.image_file])
-        if dev.snapshot and dev.snapshot.limit == "1M":
+        if dev.snapshot and (dev.snapshot.limit == "1M" or -19 in dev.snapshot.lost.values()):
             return  # one reason to fail per snapshot: the event says which
         blocks = self.rng.choice([DEV_BLOCKS - 256, DEV_BLOCKS, DEV_BLOCKS + 256])
         if blocks == dev.blocks:
@@ -464,8 +584,132 @@ class Model:
         dev.blocks = blocks
         if dev.attached:
             dev.resized = True
+        if dev.saved and dev.broken is None:
+            dev.broken = "resized"
         if dev.snapshot:
-            dev.snapshot.lost.add(dev.index)
+            dev.snapshot.lost[dev.index] = -34
+
+    def op_partition(self):
+        """Add the third partition of the partitioned disk, or delete it:
+        detached first, or attached, or held by a snapshot. blksnap(4):
+        a deleted partition loses its tracker (a re-added one starts a new
+        generation), and a snapshot holding it is corrupted with -ENODEV;
+        a deletion the block layer refuses (EBUSY) changes nothing."""
+        p = self.part3
+        if any(d.saved and d.disk is p.disk for d in self.devices):
+            return  # its partitions' write counts change: not modelled
+        if not p.present:
+            if p.snapshot:
+                return  # its image's name is the deleted one's until destroyed
+            first, blocks = PART3
+            self.log(f"add partition {p.path} {first}+{blocks}")
+            run("addpart", self.part_disk, "3", str(first * 8), str(blocks * 8))
+            for _ in range(50):
+                if os.path.exists(p.path):
+                    break
+                run("sleep", "0.1")
+            p.present = True
+            p.discard_ok = discard_supported(p.path)
+            self.checks += 1
+            try:
+                blksnap_ioctl.cbtinfo(p.path)
+                self.fail(f"{p.path}: a new partition is attached")
+            except OSError:
+                pass
+            return
+        s = p.snapshot
+        if s and (s.limit == "1M" or s.lost):
+            return  # one reason to fail per snapshot: the event says which
+        if p.attached and not s and self.rng.random() < 0.5:
+            self.log(f"detach {p.path}")
+            run("blksnap", "detach", "-d", p.path)
+            p.attached = False
+            p.marks = None
+        rdev = os.stat(p.path).st_rdev
+        self.log(f"delete partition {p.path} attached={p.attached} held={bool(s)}")
+        r = run("delpart", self.part_disk, "3", check=False)
+        self.checks += 1
+        if r.returncode != 0:
+            # Refused: the partition, its tracker and snapshot stay.
+            if not os.path.exists(p.path):
+                self.fail(f"{p.path}: delpart failed ({r.stderr.strip()}) and removed it")
+            self.log(f"delpart refused: {r.stderr.strip()}")
+            return
+        p.present = False
+        name = os.path.basename(p.path)
+        for _ in range(50):
+            if not os.path.exists(f"/sys/class/block/{name}"):
+                break
+            run("sleep", "0.1")
+        else:
+            self.fail(f"{p.path}: still in sysfs after delpart")
+        listed = "/sys/class/misc/blksnap-control/attached"
+        if os.path.exists(listed):
+            self.checks += 1
+            if f"{os.major(rdev)}:{os.minor(rdev)}" in open(listed).read().split():
+                self.fail(f"{p.path}: deleted, still listed as attached")
+        p.attached = False
+        p.marks = None
+        if s:
+            s.lost[p.index] = -19
+
+    def op_cbtsave(self):
+        """cbtsave a tracked device (no snapshot, nothing holding it),
+        maybe write to it while saved, later cbtrestore (op_cbtrestore):
+        blksnap(8): the map continues (same generation, changes number
+        and marks) only if nothing wrote to it since the save; otherwise a
+        new generation starts and the command says why."""
+        devs = [d for d in self.live() if d.attached and not d.snapshot and not d.resized
+                and d.disk.index < 3]  # the loop devices and partitions
+        if not devs:
+            return
+        d = self.rng.choice(devs)
+        self.log(f"cbtsave {d.path}")
+        gen = self.cbtinfo(d)["generation_id"]
+        run("blksnap", "cbtsave", "-d", d.path, "--state-dir", self.state_dir)
+        self.checks += 1
+        try:
+            blksnap_ioctl.cbtinfo(d.path)
+            self.fail(f"{d.path}: still attached after cbtsave")
+        except OSError:
+            pass
+        d.saved = (gen, d.changes, list(d.marks))
+        d.broken = None
+        d.attached = False
+        d.marks = None
+        if self.rng.random() < 0.3:
+            count = self.rng.choice([1, 8])
+            first = self.rng.randrange(d.blocks - count)
+            self.log(f"write behind {d.path} {first}+{count}")
+            self.write(d, first, count, direct=True)
+
+    def op_cbtrestore(self):
+        saved = [d for d in self.devices if d.saved]
+        if saved:
+            self.cbtrestore(self.rng.choice(saved))
+
+    def cbtrestore(self, d):
+        gen, changes, marks = d.saved
+        self.log(f"cbtrestore {d.path} (broken: {d.broken})")
+        out = run("blksnap", "cbtrestore", "-d", d.path, "--state-dir", self.state_dir).stdout
+        d.saved = None
+        info = self.cbtinfo(d)
+        self.checks += 1
+        if d.broken is None:
+            if "restored" not in out or info["generation_id"] != gen \
+                    or info["changes_number"] != changes:
+                self.fail(f"{d.path}: nothing wrote while saved, yet: {out.strip()!r}, "
+                          f"generation {info['generation_id']} (saved {gen}), "
+                          f"changes {info['changes_number']} (saved {changes})")
+                return
+            d.attached = True
+            d.marks = marks
+            self.check_map(d)
+            return
+        if "chain broken" not in out or "new generation starts:" not in out:
+            self.fail(f"{d.path}: {d.broken} while saved, yet: {out.strip()!r}")
+        self.attached(d)
+        self.check_map(d)  # all zeros
 
     def op_reload(self):
         """Detach every device, rmmod, insmod: the next attaches start
@@ -475,7 +719,7 @@ class Model:
         self.log("module reload")
         for s in list(self.snapshots):
             self.destroy(s)
-        for d in self.devices:
+        for d in self.live():
             if d.attached:
                 run("blksnap", "detach", "-d", d.path)
                 d.attached = False
@@ -498,16 +742,24 @@ class Model:
         self.snapshots.remove(s)
 
     def error_code(self, dev):
-        out = run("blksnap", "snapshot_info", "-d", dev.path, "-f", "error_code").stdout
-        return int(out.strip())
+        return blksnap_ioctl.snapshot_info(dev.path)[0]
 
     def check_snapshot(self, s):
         for d in s.devices:
+            if d.index in s.lost and not d.present:
+                # Deleted: no device to ask; its image must not read.
+                try:
+                    self.read_blocks(s.images[d.index], 0, 1)
+                    self.fail(f"{d.path}: the image of a deleted partition was read")
+                except OSError:
+                    pass
+                continue
             err = self.error_code(d)
             self.checks += 1
             if d.index in s.lost:
-                if err != -34:
-                    self.fail(f"{d.path}: resized while held: snapshot error {err}, want -34")
+                if err != s.lost[d.index]:
+                    self.fail(f"{d.path}: lost while held: snapshot error {err}, "
+                              f"want {s.lost[d.index]}")
                 try:
                     self.read_blocks(s.images[d.index], 0, 1)
                     self.fail(f"{d.path}: the image of a device resized while held was read")
@@ -535,15 +787,15 @@ class Model:
                     self.fail(f"{d.path}: image block {first + j} is not the take's")
                     break
         if (s.overflow or s.lost) and not s.event_seen:
-            ev = run("blksnap", "snapshot_waitevent", "-i", s.uuid, "-t", "2000", check=False)
+            ev = blksnap_ioctl.wait_event(s.uuid, 2000)
             self.checks += 1
             s.event_seen = True
-            code = -28 if s.overflow else -34
-            if "event=corrupted" not in ev.stdout or f"err_code={code}" not in ev.stdout:
-                self.fail(f"snapshot {s.uuid}: lost without its event: {ev.stdout!r}")
+            code = -28 if s.overflow else next(iter(s.lost.values()))
+            if not ev or ev["code"] != blksnap_ioctl.EVENT_CORRUPTED or ev["err_code"] != code:
+                self.fail(f"snapshot {s.uuid}: lost without its event: {ev!r}")
 
     def check_devices(self, maps=3):
-        for d in self.devices:
+        for d in self.live():
             count = min(256, d.blocks)
             first = self.rng.randrange(d.blocks - count + 1)
             blocks = self.read_blocks(d.path, first, count)
@@ -554,14 +806,15 @@ class Model:
                     break
         # A map read is an exec: a few of them per check.
         # A resized device's map until its next take: not promised.
-        attached = [d for d in self.devices if d.attached and not d.resized]
+        attached = [d for d in self.live() if d.attached and not d.resized]
         for d in self.rng.sample(attached, min(maps, len(attached))):
             self.check_map(d)
 
     def step(self):
         ops = [(self.op_write, 40), (self.op_discard, 5), (self.op_attach, 8),
                (self.op_take, 8), (self.op_destroy, 6), (self.op_image_write, 10),
-               (self.op_resize, 3), (self.op_reload, 1)]
+               (self.op_resize, 3), (self.op_reload, 1), (self.op_partition, 4),
+               (self.op_cbtsave, 3), (self.op_cbtrestore, 3), (self.op_backup, 4)]
         fn = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         fn()
         if fn in (self.op_take, self.op_destroy) or self.rng.random() < 0.2:
@@ -571,6 +824,9 @@ class Model:
                 self.check_snapshot(s)
 
     def close(self):
+        for d in self.devices:
+            if d.saved:
+                self.cbtrestore(d)
         for s in list(self.snapshots):
             self.check_snapshot(s)
             run("blksnap", "snapshot_destroy", "-i", s.uuid)
@@ -578,6 +834,8 @@ class Model:
                 d.snapshot = None
             self.snapshots.remove(s)
         self.check_devices(maps=len(self.devices))
+        if self.part3.present:
+            run("delpart", self.part_disk, "3", check=False)
 
     def teardown(self):
         for s in self.snapshots:
