@@ -149,7 +149,13 @@ matrix_failed=0
 while read -r st name rest; do
 	case $st in
 	ok) record "matrix:$name $rest" 0 "$log" ;;
-	FAIL) record "matrix:$name $rest" 1 "$log"; matrix_failed=1 ;;
+	FAIL)
+		# "(log: L)" or "(why, log: L)": the log is the record's.
+		l=$(sed -n 's/.*log: \([^)]*\))$/\1/p' <<<"$rest")
+		rest=$(sed 's/,* *log: [^)]*)$/)/; s/^()$//' <<<"$rest")
+		record "matrix:$name${rest:+ $rest}" 1 "${l:-$log}"
+		matrix_failed=1
+		;;
 	skip)
 		printf '  SKIP  matrix:%s %s\n' "$name" "$rest"
 		skipped+=("matrix:$name")
