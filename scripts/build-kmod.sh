@@ -6,6 +6,8 @@
 # Quiet and fast when nothing changed.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/kmod-lib.sh
+. "$top/scripts/kmod-lib.sh"
 kernel=${1:?usage: build-kmod.sh KERNEL [make args]}
 shift
 kdir="$top/build/kernels/$kernel/kdir"
@@ -16,23 +18,14 @@ mkdir -p "$out/src"
 # Guests started in parallel build the same module: one at a time.
 exec 9>"$out/.lock"
 flock 9
-# Mirror the module sources; rsync keeps mtimes so make rebuilds only what changed.
-rsync -a --delete --exclude='kernel-6.12/' \
-	--exclude='*.o' --exclude='*.ko' --exclude='*.mod*' --exclude='.*.cmd' \
-	--exclude='Module.symvers' --exclude='modules.order' --exclude='.tmp*' \
-	--filter='P *.o' --filter='P *.ko' --filter='P *.mod*' --filter='P .*.cmd' \
-	--filter='P Module.symvers' --filter='P modules.order' \
-	"$top/kmodule/" "$out/src/"
+# Mirror the module sources (make rebuilds only what changed).
+kmod_sources "$top/kmodule" "$out/src"
 
 log="$out/build.log"
-if ! make -C "$kdir" M="$out/src" W=1 "$@" modules >"$log" 2>&1; then
+if ! kmod_make "$kdir" "$out/src" "$log" "$@"; then
+	# Compiler diagnostics fail the build: the module is -Werror clean.
 	cat "$log" >&2
-	echo "build-kmod: build for $kernel failed" >&2
-	exit 1
-fi
-# Compiler diagnostics fail the build: the module is -Werror clean.
-if grep -E '(warning|error):' "$log" >&2; then
-	echo "build-kmod: $kernel: warnings above" >&2
+	echo "build-kmod: build for $kernel failed (or warned)" >&2
 	exit 1
 fi
 if ! cmp -s "$out/src/blksnap.ko" "$out/blksnap.ko"; then

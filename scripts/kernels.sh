@@ -26,6 +26,8 @@ OUT=$TOP/build/kernels
 NAMES=(stock-6.1 stock-6.12 blkfilter-6.12)
 # Bump when the way a kernel is assembled changes, to force a redo.
 RECIPE=1
+# shellcheck source=scripts/kmod-lib.sh
+. "$TOP/scripts/kmod-lib.sh"
 
 say() { echo "kernels: $*"; }
 die() { echo "kernels: error: $*" >&2; exit 1; }
@@ -53,12 +55,6 @@ hash() { sha256sum | cut -c1-16; }
 # Newest image package name matching REGEX, from the local apt lists.
 newest_pkg() {
 	apt-cache pkgnames linux-image-"$1" 2>/dev/null | grep -E "$2" | sort -V | tail -n1
-}
-
-# apt-get download PKG... into DIR (as root, no sandbox user warnings).
-apt_download() {
-	local dir=$1; shift
-	(cd "$dir" && apt-get download -qq -o APT::Sandbox::User=root "$@" >/dev/null)
 }
 
 ensure_stock() {
@@ -120,16 +116,12 @@ fetch_stock() {
 	mkdir -p "$dir/debs" "$dir/root"
 	# Headers: -amd64 and -common are per-ABI; linux-kbuild is linux-kbuild-6.1
 	# for 6.1 and linux-kbuild-<ver> for 6.12 (take what -amd64 depends on).
-	local hdr=linux-headers-$abi kbuild common
-	kbuild=$(apt-cache depends "$hdr" 2>/dev/null |
-		sed -n 's/^ *Depends: \(linux-kbuild-[^ ]*\)$/\1/p' | head -n1)
-	common=$(apt-cache depends "$hdr" 2>/dev/null |
-		sed -n 's/^ *Depends: \(linux-headers-[^ ]*-common\)$/\1/p' | head -n1)
-	[ -n "$kbuild" ] && [ -n "$common" ] || { echo "no $hdr in apt-cache" >&2; return 1; }
-	# linux-kbuild-6.1 is shared by every 6.1.0-N ABI: take the version that
-	# matches the headers.
+	local hdr=linux-headers-$abi kbuild common deps
+	deps=$(header_deps "$hdr")
+	[ -n "$deps" ] || { echo "no $hdr in apt-cache" >&2; return 1; }
+	read -r common kbuild <<<"$deps"
 	local hver
-	hver=$(apt-cache show "$hdr" | sed -n 's/^Version: //p' | sort -V | tail -n1)
+	hver=$(pkg_version "$hdr")
 	apt_download "$dir/debs" "linux-image-$abi-unsigned" "$hdr=$hver" \
 		"$common=$hver" "$kbuild=$hver" || return 1
 	local deb
@@ -151,9 +143,7 @@ fetch_stock() {
 	# Headers: their Makefile includes the -common tree by absolute path.
 	local kdir=$r/usr/src/linux-headers-$abi
 	local cdir=$r/usr/src/$common
-	[ -f "$kdir/Makefile" ] && [ -f "$cdir/Makefile" ] || { echo "bad headers layout" >&2; return 1; }
-	# (the path it will have once $dir is renamed to its final name)
-	sed -i "s|^include .*/Makefile$|include ${cdir/"$dir"/"$final"}/Makefile|" "$kdir/Makefile"
+	fix_headers "$kdir" "$cdir" "$final" "$dir" || return 1
 	ln -s "root/usr/src/linux-headers-$abi" "$dir/kdir"
 	ln -s "root/boot/vmlinuz-$abi" "$dir/vmlinuz"
 	[ -f "$dir/vmlinuz" ] || { echo "no vmlinuz in linux-image-$abi" >&2; return 1; }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run every test: host unit tests, static checks, and the guest integration
 # tests on each kernel given (default: all three). Ends with a line
-# "skipped: N (Suite.Case, ...)" when unit test cases skipped themselves
-# (counted neither passed nor failed), a line "reruns: N (KERNEL:batchI,
+# "skipped: N (Suite.Case, matrix:ABI-FLAVOUR, ...)" when unit test cases
+# skipped themselves or the module build matrix skipped a kernel it cannot
+# build for (counted neither passed nor failed), a line "reruns: N (KERNEL:batchI,
 # ...)" (guests run again after the emulation failed, tests/vm/run exit 5,
 # before any test of theirs ended) and then one line "N passed, N failed";
 # exits non-zero on any failure.
@@ -17,6 +18,7 @@ failed=0
 failures=()
 reruns=()
 unit_skipped=()
+skipped=() # unit test cases that skipped themselves, matrix entries skipped
 logdir=build/check
 mkdir -p "$logdir"
 
@@ -55,6 +57,20 @@ if [ -z "${CHECK_PLAN:-}" ]; then
 	done
 	# The fetched ones one after another (apt-get and dpkg locks).
 	(for k in "${stock[@]}"; do prepare_kernel "$k"; done) &
+	# The module built against the headers of every 6.1 and 6.12 point
+	# release and flavour in the archive (scripts/build-matrix.sh: fetched
+	# beside the kernels, built while the userspace builds; cached by
+	# source and headers), recorded at the end of the host phase.
+	# CHECK_MATRIX=0 leaves it out.
+	rm -f "$logdir/matrix.rc" "$logdir/matrix.log"
+	matrix_pid=
+	if [ "${CHECK_MATRIX:-1}" != 0 ]; then
+		{
+			scripts/build-matrix.sh >"$logdir/matrix.log" 2>&1
+			echo $? >"$logdir/matrix.rc"
+		} &
+		matrix_pid=$!
+	fi
 	# What the guests and host tests run: the C++ userspace.
 	log=$logdir/userspace.log
 	if ! make -s userspace >"$log" 2>&1; then
@@ -89,6 +105,7 @@ mapfile -t unit_skipped < <(sed -nE 's/^\[  SKIPPED \] ([A-Za-z0-9_]+\.[A-Za-z0-
 	build/meson/meson-logs/testlog.txt 2>/dev/null | sort -u)
 for t in "${unit_skipped[@]}"; do
 	printf '  SKIP  unit:%s   log: %s\n' "$t" build/meson/meson-logs/testlog.txt
+	skipped+=("$t")
 done
 
 echo "== install, and a program built against it"
@@ -121,6 +138,36 @@ log=$logdir/lint.log
 [[ " ${kernels[*]} " != *" stock-6.12 "* ]] || wait_kernel stock-6.12
 scripts/lint.sh >"$log" 2>&1
 record "lint" $? "$log"
+
+if [ -n "$matrix_pid" ]; then
+echo "== module build matrix (every 6.1 and 6.12 point release and flavour)"
+log=$logdir/matrix.log
+start=$SECONDS
+wait "$matrix_pid"
+# Lines "ok|FAIL|skip ABI-FLAVOUR (...)", then "matrix: ..." (the summary).
+matrix_failed=0
+while read -r st name rest; do
+	case $st in
+	ok) record "matrix:$name $rest" 0 "$log" ;;
+	FAIL)
+		# "(log: L)" or "(why, log: L)": the log is the record's.
+		l=$(sed -n 's/.*log: \([^)]*\))$/\1/p' <<<"$rest")
+		rest=$(sed 's/,* *log: [^)]*)$/)/; s/^()$//' <<<"$rest")
+		record "matrix:$name${rest:+ $rest}" 1 "${l:-$log}"
+		matrix_failed=1
+		;;
+	skip)
+		printf '  SKIP  matrix:%s %s\n' "$name" "$rest"
+		skipped+=("matrix:$name")
+		;;
+	esac
+done < <(grep -E '^(ok|FAIL|skip) ' "$log")
+sed -n 's/^matrix: /  matrix: /p' "$log"
+echo "  (waited $((SECONDS - start)) s for it)"
+# Its own verdict, when no line failed (no headers listed, a crash).
+[ "$(cat "$logdir/matrix.rc" 2>/dev/null)" = 0 ] || [ $matrix_failed = 1 ] ||
+	record "matrix (scripts/build-matrix.sh)" 1 "$log"
+fi
 fi
 
 # Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives its disks
@@ -422,8 +469,8 @@ if [ ${#failures[@]} -gt 0 ]; then
 	echo "failed:"
 	printf '  %s\n' "${failures[@]}"
 fi
-if [ ${#unit_skipped[@]} -gt 0 ]; then
-	echo "skipped: ${#unit_skipped[@]} ($(printf '%s, ' "${unit_skipped[@]}" | sed 's/, $//'))"
+if [ ${#skipped[@]} -gt 0 ]; then
+	echo "skipped: ${#skipped[@]} ($(printf '%s, ' "${skipped[@]}" | sed 's/, $//'))"
 fi
 if [ ${#reruns[@]} -gt 0 ]; then
 	echo "reruns: ${#reruns[@]} ($(printf '%s, ' "${reruns[@]}" | sed 's/, $//'))"
