@@ -15,8 +15,8 @@ PKGS=(
 	qemu-system-x86 busybox-static fio xfsprogs e2fsprogs util-linux
 	parted dosfstools socat gcc-12 dmsetup python3 strace btrfs-progs openssl
 	stress-ng
-	# lint: shell scripts, documentation
-	shellcheck mandoc groff
+	# lint: shell scripts, Python tools, documentation
+	shellcheck python3-pyflakes mandoc groff
 	# Debian packages (make deb, lintian) and DKMS (tests/guest/pkg_install)
 	debhelper dh-dkms dkms dpkg-dev lintian
 )

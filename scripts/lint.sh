@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static checks: checkpatch --strict and sparse on the kernel module, the
-# shell scripts' lint (shellcheck), clang-format on the C++ sources. Prints
-# problems; exits non-zero on any.
+# shell scripts' lint (shellcheck), the Python tools' (pyflakes),
+# clang-format on the C++ sources. Prints problems; exits non-zero on any.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -49,6 +49,13 @@ mapfile -t shells < <(git ls-files -z | xargs -0 awk 'FNR == 1 {
 }')
 if [ ${#shells[@]} -gt 0 ] &&
 	! shellcheck -x -P SCRIPTDIR -S warning -f gcc "${shells[@]}"; then
+	status=1
+fi
+
+# pyflakes: the Python tools (tests/) import what they use, use what they
+# assign, name nothing undefined.
+mapfile -t pys < <(git ls-files '*.py')
+if [ ${#pys[@]} -gt 0 ] && ! pyflakes3 "${pys[@]}"; then
 	status=1
 fi
 

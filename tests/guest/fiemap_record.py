@@ -2,7 +2,6 @@
 """Print "OFFSET LENGTH" (bytes, on the file system's device) for every
 extent of the given files, read with the FIEMAP ioctl after a sync."""
 import fcntl
-import os
 import struct
 import sys
 
