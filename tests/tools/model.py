@@ -44,6 +44,7 @@ import random
 import struct
 import subprocess
 import sys
+import time
 
 import blksnap_ioctl
 
@@ -163,7 +164,7 @@ class Model:
             for _ in range(50):
                 if os.path.exists(part):
                     break
-                run("sleep", "0.1")
+                time.sleep(0.1)
             self.add_device(part, disk, first, blocks)
         self.part_disk = loop
         self.part3 = self.add_device(f"{loop}p3", disk, *PART3)
@@ -231,7 +232,7 @@ class Model:
         for _ in range(50):
             if os.path.exists(path):
                 return path
-            run("sleep", "0.1")
+            time.sleep(0.1)
         raise RuntimeError(f"no {path}")
 
     def add_device(self, path, disk, first, blocks, trackable=True):
@@ -353,6 +354,15 @@ class Model:
 
     def cbtinfo(self, dev):
         return blksnap_ioctl.cbtinfo(dev.path)
+
+    def expect_unattached(self, path, problem):
+        """PATH has no tracker: its cbtinfo request fails."""
+        self.checks += 1
+        try:
+            blksnap_ioctl.cbtinfo(path)
+            self.fail(f"{path}: {problem}")
+        except OSError:
+            pass
 
     # ---- operations
     def op_write(self):
@@ -607,15 +617,10 @@ class Model:
             for _ in range(50):
                 if os.path.exists(p.path):
                     break
-                run("sleep", "0.1")
+                time.sleep(0.1)
             p.present = True
             p.discard_ok = discard_supported(p.path)
-            self.checks += 1
-            try:
-                blksnap_ioctl.cbtinfo(p.path)
-                self.fail(f"{p.path}: a new partition is attached")
-            except OSError:
-                pass
+            self.expect_unattached(p.path, "a new partition is attached")
             return
         s = p.snapshot
         if s and (s.limit == "1M" or s.lost):
@@ -640,7 +645,7 @@ class Model:
         for _ in range(50):
             if not os.path.exists(f"/sys/class/block/{name}"):
                 break
-            run("sleep", "0.1")
+            time.sleep(0.1)
         else:
             self.fail(f"{p.path}: still in sysfs after delpart")
         listed = "/sys/class/misc/blksnap-control/attached"
@@ -667,12 +672,7 @@ class Model:
         self.log(f"cbtsave {d.path}")
         gen = self.cbtinfo(d)["generation_id"]
         run("blksnap", "cbtsave", "-d", d.path, "--state-dir", self.state_dir)
-        self.checks += 1
-        try:
-            blksnap_ioctl.cbtinfo(d.path)
-            self.fail(f"{d.path}: still attached after cbtsave")
-        except OSError:
-            pass
+        self.expect_unattached(d.path, "still attached after cbtsave")
         d.saved = (gen, d.changes, list(d.marks))
         d.broken = None
         d.attached = False
