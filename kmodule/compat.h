@@ -113,8 +113,8 @@ static inline struct gendisk *blksnap_alloc_disk(struct block_device *orig,
 
 /*
  * Wait until every bio that entered @q before the call has completed, by
- * freezing and unfreezing it (since 6.14 the freeze returns the task's
- * memalloc flags, for the unfreeze to restore).
+ * freezing and unfreezing it (after 6.12 the freeze returns the task's
+ * memalloc flags, for the unfreeze to restore: 7.2 has it).
  */
 static inline void blksnap_queue_drain(struct request_queue *q)
 {
@@ -127,8 +127,9 @@ static inline void blksnap_queue_drain(struct request_queue *q)
 }
 
 /*
- * A per-CPU workqueue says so since 6.17: one with neither WQ_PERCPU nor
- * WQ_UNBOUND gets a warning from 7.2 on.
+ * A per-CPU workqueue says so where the kernel has WQ_PERCPU (7.2, and
+ * Debian's 6.12 through a stable backport): 7.2 warns about a workqueue
+ * with neither WQ_PERCPU nor WQ_UNBOUND.
  */
 #ifdef BLKSNAP_HAVE_WQ_PERCPU
 #define BLKSNAP_WQ_PERCPU WQ_PERCPU
