@@ -60,7 +60,7 @@ if [ -z "${CHECK_PLAN:-}" ]; then
 	# The module built against the headers of every 6.1 and 6.12 point
 	# release and flavour in the archive (scripts/build-matrix.sh: fetched
 	# beside the kernels, built while the userspace builds; cached by
-	# source and headers), recorded at the end of the host phase.
+	# source and headers), recorded after the guest tests.
 	# CHECK_MATRIX=0 leaves it out.
 	rm -f "$logdir/matrix.rc" "$logdir/matrix.log"
 	matrix_pid=
@@ -139,35 +139,6 @@ log=$logdir/lint.log
 scripts/lint.sh >"$log" 2>&1
 record "lint" $? "$log"
 
-if [ -n "$matrix_pid" ]; then
-echo "== module build matrix (every 6.1 and 6.12 point release and flavour)"
-log=$logdir/matrix.log
-start=$SECONDS
-wait "$matrix_pid"
-# Lines "ok|FAIL|skip ABI-FLAVOUR (...)", then "matrix: ..." (the summary).
-matrix_failed=0
-while read -r st name rest; do
-	case $st in
-	ok) record "matrix:$name $rest" 0 "$log" ;;
-	FAIL)
-		# "(log: L)" or "(why, log: L)": the log is the record's.
-		l=$(sed -n 's/.*log: \([^)]*\))$/\1/p' <<<"$rest")
-		rest=$(sed 's/,* *log: [^)]*)$/)/; s/^()$//' <<<"$rest")
-		record "matrix:$name${rest:+ $rest}" 1 "${l:-$log}"
-		matrix_failed=1
-		;;
-	skip)
-		printf '  SKIP  matrix:%s %s\n' "$name" "$rest"
-		skipped+=("matrix:$name")
-		;;
-	esac
-done < <(grep -E '^(ok|FAIL|skip) ' "$log")
-sed -n 's/^matrix: /  matrix: /p' "$log"
-echo "  (waited $((SECONDS - start)) s for it)"
-# Its own verdict, when no line failed (no headers listed, a crash).
-[ "$(cat "$logdir/matrix.rc" 2>/dev/null)" = 0 ] || [ $matrix_failed = 1 ] ||
-	record "matrix (scripts/build-matrix.sh)" 1 "$log"
-fi
 fi
 
 # Guest tests: tests/guest/NAME.sh; a line "# vm: ARGS" gives its disks
@@ -464,6 +435,39 @@ for b in "${batches[@]}"; do
 	# test, insmod/rmmod, a guest that did not finish.
 	record "$k:guest $i of ${names[*]} (${secs}s)" "$rc" "$logdir/$k-batch$i.log"
 done
+
+# The build matrix (started with the kernels) is recorded after the guests:
+# on a cold cache it takes 10-15 minutes that the guests need not wait for.
+record_matrix() {
+	echo "== module build matrix (every 6.1 and 6.12 point release and flavour)"
+	log=$logdir/matrix.log
+	start=$SECONDS
+	wait "$matrix_pid"
+	# Lines "ok|FAIL|skip ABI-FLAVOUR (...)", then "matrix: ..." (the summary).
+	matrix_failed=0
+	while read -r st name rest; do
+		case $st in
+		ok) record "matrix:$name $rest" 0 "$log" ;;
+		FAIL)
+			# "(log: L)" or "(why, log: L)": the log is the record's.
+			l=$(sed -n 's/.*log: \([^)]*\))$/\1/p' <<<"$rest")
+			rest=$(sed 's/,* *log: [^)]*)$/)/; s/^()$//' <<<"$rest")
+			record "matrix:$name${rest:+ $rest}" 1 "${l:-$log}"
+			matrix_failed=1
+			;;
+		skip)
+			printf '  SKIP  matrix:%s %s\n' "$name" "$rest"
+			skipped+=("matrix:$name")
+			;;
+		esac
+	done < <(grep -E '^(ok|FAIL|skip) ' "$log")
+	sed -n 's/^matrix: /  matrix: /p' "$log"
+	echo "  (waited $((SECONDS - start)) s for it)"
+	# Its own verdict, when no line failed (no headers listed, a crash).
+	[ "$(cat "$logdir/matrix.rc" 2>/dev/null)" = 0 ] || [ $matrix_failed = 1 ] ||
+		record "matrix (scripts/build-matrix.sh)" 1 "$log"
+}
+[ -z "${matrix_pid:-}" ] || record_matrix
 
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "failed:"
