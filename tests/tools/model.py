@@ -18,7 +18,18 @@ while saved: the chain must break and say so, else continue byte for
 byte); backups (blksnap backup, full then incremental) of a random set of
 devices into one directory, sometimes with an image file edited between
 (full or incremental as the model expects, and why; the image the device
-at the take). The model knows at
+at the take); I/O errors injected below the dm device (its table
+swapped for dm-flakey failing reads, or writes, or for dm-error failing
+everything) while it is written, held or not: a write that reported
+success is on the device once the fault ends, one that failed left each
+block old or new, a write never fails when only reads do, and a snapshot
+holding it either still reads as at the take or was marked failed (the
+corrupted event with its error code, image reads failing); and below
+the difference storage, when a snapshot stores on a dm device (stores
+failing, read-back failing, or both): a write to the original never
+fails, an image read that succeeds returns the take, and each device of
+the snapshot either still reads as at the take or was marked failed. The
+model knows at
 every step what each disk holds, what each image must hold (the device at
 its take plus the image's own writes) and which blocks each change map
 must mark with which number: a write is marked in the map of every
@@ -60,6 +71,9 @@ PART3 = (64, 192)
 # The dm-linear device: (first block, blocks) of its loop device it maps.
 LINEAR = (256, 1536)
 NULLB = "/sys/kernel/config/nullb/model"
+# The dm device a snapshot may store on (a block device as difference
+# storage), over a loop device of this many blocks.
+STORE_BLOCKS = 8192  # 32 MiB
 VERBOSE = os.environ.get("MODEL_VERBOSE") == "1"
 
 
@@ -116,7 +130,11 @@ class Snapshot:
         self.overflow = False
         self.event_seen = False
         self.lost = {}  # device index -> its error: resized while held
-        # (-ERANGE), its partition deleted while held (-ENODEV)
+        # (-ERANGE), its partition deleted while held (-ENODEV), or its
+        # copy-on-write failed under an injected fault (found at its end)
+        self.faulted = False  # its device was written under a fault
+        self.fault_kinds = set()  # the faults under it while held
+        self.on_store = False  # its storage is the dm store device
 
 
 def discard_supported(path):
@@ -149,6 +167,7 @@ class Model:
         self.devices = []
         self.loops = []
         self.linear = None
+        self.store = None
         self.nullb = None
         # Two plain loop devices.
         for _ in range(2):
@@ -175,9 +194,22 @@ class Model:
         run("dmsetup", "create", "--noudevsync", self.linear, "--table",
             f"0 {LINEAR[1] * 8} linear {lower} {LINEAR[0] * 8}")
         run("dmsetup", "mknodes", self.linear)
+        self.lower = lower
         disk = Disk(len(self.disks), LINEAR[1])
         self.disks.append(disk)
-        self.add_device(f"/dev/mapper/{self.linear}", disk, 0, LINEAR[1])
+        self.dm = self.add_device(f"/dev/mapper/{self.linear}", disk, 0, LINEAR[1])
+        # Injected faults: None, or "read", "write", "error" while one lasts.
+        self.fault = None
+        self.unsure = {}  # disk block -> (old, ..., new): a failed write's
+        self.read_fault = self.probe_read_fault()
+        self.fault_target = None  # "dm" (the original) or "store"
+        # A dm device over a loop device: a snapshot's storage sometimes.
+        self.store_lower = self.new_loop(len(self.disks) + 200, blocks=STORE_BLOCKS)
+        self.store = f"blksnap-model-store-{os.getpid()}"
+        run("dmsetup", "create", "--noudevsync", self.store, "--table",
+            f"0 {STORE_BLOCKS * 8} linear {self.store_lower} 0")
+        run("dmsetup", "mknodes", self.store)
+        self.store_free = True
         # A memory-backed null_blk disk.
         self.nullb = self.new_nullb()
         disk = self.new_disk()
@@ -190,15 +222,20 @@ class Model:
     def live(self):
         return [d for d in self.devices if d.present]
 
+    def usable(self):
+        """The devices that can be read now: not the dm device while a
+        fault lasts."""
+        return [d for d in self.live() if not (self.fault_target == "dm" and d is self.dm)]
+
     def new_disk(self):
         disk = Disk(len(self.disks), DEV_BLOCKS)
         self.disks.append(disk)
         return disk
 
-    def new_loop(self, n, partitions=False):
+    def new_loop(self, n, partitions=False, blocks=DEV_BLOCKS):
         img = os.path.join(self.workdir, f"disk{n}.img")
         with open(img, "wb") as f:
-            f.truncate(DEV_BLOCKS * BLOCK)
+            f.truncate(blocks * BLOCK)
             if partitions:
                 table = b""
                 for first, blocks in PARTS:
@@ -278,9 +315,36 @@ class Model:
         self.version += 1
         self.mark(dev, first, count)
         self.behind(dev, "written")
+        if self.fault_target == "dm" and dev is self.dm:
+            self.write_faulted(dev, first, count)
+            return
         self.write_blocks(dev.path, dev.disk, first, dev.first + first, count, direct)
         for b in range(dev.first + first, dev.first + first + count):
             dev.disk.content[b] = self.version
+
+    def write_faulted(self, dev, first, count):
+        """A direct write to the dm device while a fault lasts: it is
+        marked in the change map (admitted before the device fails it);
+        it must succeed when only reads fail and fail otherwise; a failed
+        write leaves each block old or new (resolved at the fault's end)."""
+        if dev.snapshot:
+            dev.snapshot.faulted = True
+        try:
+            self.write_blocks(dev.path, dev.disk, first, dev.first + first, count, True)
+            ok = True
+        except OSError as e:
+            ok = False
+            self.log(f"write failed: {e}")
+        self.checks += 1
+        if ok != (self.fault == "read"):
+            self.fail(f"{dev.path}: a write {'succeeded' if ok else 'failed'} "
+                      f"under a {self.fault} fault")
+        for b in range(dev.first + first, dev.first + first + count):
+            if ok:
+                dev.disk.content[b] = self.version
+                self.unsure.pop(b, None)
+            else:
+                self.unsure[b] = self.unsure.get(b, (dev.disk.content[b],)) + (self.version,)
 
     def discard(self, dev, first, count, zeroout):
         self.mark(dev, first, count)
@@ -367,14 +431,23 @@ class Model:
     # ---- operations
     def op_write(self):
         dev = self.rng.choice(self.live())
+        if self.fault and self.rng.random() < 0.5:
+            # A fault lasts a few operations: use them.
+            st = self.store_snapshot()
+            if self.fault_target == "dm":
+                dev = self.dm
+            elif st:
+                dev = self.rng.choice(st.devices)
+                if not dev.present:
+                    return
         count = self.rng.choice([1, 1, 2, 8, 33])
         first = self.rng.randrange(dev.blocks - count)
-        direct = self.rng.random() < 0.7
+        direct = self.rng.random() < 0.7 or (self.fault_target == "dm" and dev is self.dm)
         self.log(f"write {dev.path} {first}+{count} direct={direct}")
         self.write(dev, first, count, direct)
 
     def op_discard(self):
-        dev = self.rng.choice(self.live())
+        dev = self.rng.choice(self.usable())
         count = min(self.rng.choice([1, 16, 256]), dev.blocks // 2)
         first = self.rng.randrange(dev.blocks - count)
         zeroout = self.rng.random() < 0.5 or not dev.discard_ok
@@ -382,7 +455,7 @@ class Model:
         self.discard(dev, first, count, zeroout)
 
     def op_attach(self):
-        dev = self.rng.choice([d for d in self.live() if d.trackable])
+        dev = self.rng.choice([d for d in self.usable() if d.trackable])
         if dev.snapshot or dev.saved:
             return
         if dev.attached:
@@ -419,14 +492,19 @@ class Model:
         dev.generations.add(gen)
 
     def op_take(self):
-        free = [d for d in self.live() if d.trackable and not d.snapshot and not d.saved]
+        free = [d for d in self.usable() if d.trackable and not d.snapshot and not d.saved]
         if not free or len(self.snapshots) >= 2:
             return
         devs = self.rng.sample(free, self.rng.randint(1, min(3, len(free))))
         overflow = self.rng.random() < 0.2
         limit = "1M" if overflow else "32M"
         storage = os.path.join(self.workdir, f"store{self.op}")
-        self.log(f"take {[d.path for d in devs]} limit {limit}")
+        on_store = (not overflow and self.store_free and self.fault_target != "store"
+                    and self.rng.random() < 0.3)
+        if on_store:
+            storage = f"/dev/mapper/{self.store}"
+            self.store_free = False
+        self.log(f"take {[d.path for d in devs]} limit {limit} storage {storage}")
         args = ["blksnap", "snapshot_create", "-f", storage, "-l", limit]
         for d in devs:
             args += ["-d", d.path]
@@ -434,6 +512,7 @@ class Model:
         run("blksnap", "snapshot_take", "-i", uuid)
         s = Snapshot(uuid, devs, limit)
         s.storage = storage
+        s.on_store = on_store
         for d in devs:
             info = self.took(d)
             s.frozen_marks[d.index] = list(d.marks)
@@ -486,7 +565,7 @@ class Model:
         reload, resize, a broken cbtrestore, a re-added partition) or its
         image file was written since; every image is the device as at
         the take, block by block."""
-        free = [d for d in self.live() if d.trackable and not d.snapshot and not d.saved]
+        free = [d for d in self.usable() if d.trackable and not d.snapshot and not d.saved]
         if not free:
             return
         devs = self.rng.sample(free, self.rng.randint(1, min(3, len(free))))
@@ -558,7 +637,9 @@ class Model:
         if not held:
             return
         s = self.rng.choice(held)
-        devs = [d for d in s.devices if d.index not in s.lost]
+        if self.fault_target == "store" and s.on_store:
+            return
+        devs = [d for d in s.devices if d.index not in s.lost and d in self.usable()]
         if not devs:
             return
         dev = self.rng.choice(devs)
@@ -581,7 +662,8 @@ class Model:
         blksnap(4): a snapshot holding it is lost with ERANGE, its change
         map starts a new generation at the next take."""
         dev = self.rng.choice([d for d in self.devices if d.image_file])
-        if dev.snapshot and (dev.snapshot.limit == "1M" or -19 in dev.snapshot.lost.values()):
+        if dev.snapshot and (dev.snapshot.limit == "1M" or dev.snapshot.faulted
+                             or -19 in dev.snapshot.lost.values()):
             return  # one reason to fail per snapshot: the event says which
         blocks = self.rng.choice([DEV_BLOCKS - 256, DEV_BLOCKS, DEV_BLOCKS + 256])
         if blocks == dev.blocks:
@@ -623,7 +705,7 @@ class Model:
             self.expect_unattached(p.path, "a new partition is attached")
             return
         s = p.snapshot
-        if s and (s.limit == "1M" or s.lost):
+        if s and (s.limit == "1M" or s.lost or s.faulted):
             return  # one reason to fail per snapshot: the event says which
         if p.attached and not s and self.rng.random() < 0.5:
             self.log(f"detach {p.path}")
@@ -714,7 +796,7 @@ class Model:
     def op_reload(self):
         """Detach every device, rmmod, insmod: the next attaches start
         new generations."""
-        if not os.environ.get("BLKSNAP_KO"):
+        if not os.environ.get("BLKSNAP_KO") or self.fault:
             return
         self.log("module reload")
         for s in list(self.snapshots):
@@ -727,6 +809,107 @@ class Model:
         run("rmmod", "blksnap")
         run("insmod", os.environ["BLKSNAP_KO"], *os.environ.get("BLKSNAP_MODPARAMS", "").split())
 
+    # ---- injected faults (dm-flakey, dm-error under the dm device)
+    def probe_read_fault(self):
+        """Whether dm-flakey can fail reads alone (error_reads; not in
+        6.1's, where only writes or everything can fail)."""
+        name = f"blksnap-probe-{os.getpid()}"
+        r = run("dmsetup", "create", "--noudevsync", name, "--table",
+                f"0 8 flakey {self.lower} 0 0 3600 1 error_reads", check=False)
+        if r.returncode == 0:
+            run("dmsetup", "remove", "--noudevsync", name)
+        return r.returncode == 0
+
+    def set_table(self, target, kind):
+        """Swap the table of TARGET ("dm": the original, "store": the
+        storage device) for KIND of fault (None: healthy again)."""
+        if target == "dm":
+            name, lower, sectors, offset = self.linear, self.lower, LINEAR[1] * 8, LINEAR[0] * 8
+        else:
+            name, lower, sectors, offset = self.store, self.store_lower, STORE_BLOCKS * 8, 0
+        table = {
+            None: f"linear {lower} {offset}",
+            "read": f"flakey {lower} {offset} 0 3600 1 error_reads",
+            "write": f"flakey {lower} {offset} 0 3600 1 error_writes",
+            "error": "error",
+        }[kind]
+        run("dmsetup", "reload", name, "--table", f"0 {sectors} {table}")
+        run("dmsetup", "suspend", "--nolockfs", "--noudevsync", name)
+        run("dmsetup", "resume", "--noudevsync", name)
+
+    def store_snapshot(self):
+        return next((s for s in self.snapshots if s.on_store), None)
+
+    def op_fault(self):
+        """Start a fault below the dm device: its reads fail, or its
+        writes, or everything (dm-error); it ends a few operations later
+        (end_fault). Not while a snapshot holding it already failed for
+        another reason: the event says one."""
+        if self.fault:
+            return
+        targets = []
+        s = self.dm.snapshot
+        if not (s and (s.limit == "1M" or s.lost or s.overflow)):
+            targets.append("dm")
+        st = self.store_snapshot()
+        if st and not (st.lost or st.overflow):
+            targets.append("store")
+        if not targets:
+            return
+        self.fault_target = self.rng.choice(targets)
+        self.fault = self.rng.choice((["read"] if self.read_fault else []) + ["write", "error"])
+        self.log(f"fault {self.fault} under the {self.fault_target} device")
+        self.set_table(self.fault_target, self.fault)
+        if self.fault_target == "store":
+            s = st
+            s.faulted = True  # any write to its devices may store
+        if s:
+            s.fault_kinds.add(self.fault)
+
+    def end_fault(self):
+        """The fault ends: a block a failed write left is old or new; a
+        snapshot holding the device and written under the fault either
+        reads as at the take or was marked failed with EIO (any error when
+        only writes failed), with its event."""
+        self.log(f"fault {self.fault} under the {self.fault_target} device ends")
+        self.set_table(self.fault_target, None)
+        self.fault = None
+        if self.fault_target == "store":
+            self.fault_target = None
+            s = self.store_snapshot()
+            if s:
+                self.faulted_snapshot(s, s.devices)
+            return
+        self.fault_target = None
+        dev = self.dm
+        for b, allowed in sorted(self.unsure.items()):
+            got = self.read_blocks(dev.path, b - dev.first, 1)[0]
+            match = [v for v in allowed if got == self.pattern(dev.disk, b, v)]
+            self.checks += 1
+            if not match:
+                self.fail(f"{dev.path}: block {b - dev.first} after a failed write holds "
+                          f"neither its old nor its new data")
+                break
+            dev.disk.content[b] = match[-1]
+        self.unsure = {}
+        s = dev.snapshot
+        if s and s.faulted:
+            self.faulted_snapshot(s, [dev])
+
+    def faulted_snapshot(self, s, devs):
+        """After a fault under S: each of DEVS still reads as at the take
+        or failed with EIO (with any error when only writes failed)."""
+        for dev in devs:
+            err = self.error_code(dev)
+            self.checks += 1
+            self.log(f"{dev.path} after {sorted(s.fault_kinds)} faults: snapshot error {err}")
+            if err:
+                if err >= 0 or (s.fault_kinds - {"write"} and err != -5):
+                    self.fail(f"{dev.path}: failed under a {sorted(s.fault_kinds)} fault "
+                              f"with {err}, want -5")
+                s.lost[dev.index] = err
+        self.check_snapshot(s)
+
     def op_destroy(self):
         if not self.snapshots:
             return
@@ -738,14 +921,22 @@ class Model:
         run("blksnap", "snapshot_destroy", "-i", s.uuid)
         for d in s.devices:
             d.snapshot = None
-        os.unlink(s.storage)
+        if s.on_store:
+            self.store_free = True
+        else:
+            os.unlink(s.storage)
         self.snapshots.remove(s)
 
     def error_code(self, dev):
         return blksnap_ioctl.snapshot_info(dev.path)[0]
 
     def check_snapshot(self, s):
+        if self.fault_target == "store" and s.on_store:
+            self.check_snapshot_faulted(s)
+            return
         for d in s.devices:
+            if self.fault_target == "dm" and d is self.dm:
+                continue  # checked when the fault ends
             if d.index in s.lost and not d.present:
                 # Deleted: no device to ask; its image must not read.
                 try:
@@ -762,7 +953,7 @@ class Model:
                               f"want {s.lost[d.index]}")
                 try:
                     self.read_blocks(s.images[d.index], 0, 1)
-                    self.fail(f"{d.path}: the image of a device resized while held was read")
+                    self.fail(f"{d.path}: the image of a device lost while held was read")
                 except OSError:
                     pass
                 continue
@@ -790,12 +981,30 @@ class Model:
             ev = blksnap_ioctl.wait_event(s.uuid, 2000)
             self.checks += 1
             s.event_seen = True
-            code = -28 if s.overflow else next(iter(s.lost.values()))
-            if not ev or ev["code"] != blksnap_ioctl.EVENT_CORRUPTED or ev["err_code"] != code:
+            codes = {-28} if s.overflow else set(s.lost.values())
+            if not ev or ev["code"] != blksnap_ioctl.EVENT_CORRUPTED or ev["err_code"] not in codes:
                 self.fail(f"snapshot {s.uuid}: lost without its event: {ev!r}")
 
+    def check_snapshot_faulted(self, s):
+        """While its storage fails: an image read may fail, one that
+        succeeds returns the take."""
+        for d in s.devices:
+            if d.index in s.lost:
+                continue
+            first = self.rng.randrange(d.blocks - 64 + 1)
+            try:
+                blocks = self.read_blocks(s.images[d.index], first, 64)
+            except OSError:
+                continue
+            self.checks += 1
+            for j, data in enumerate(blocks):
+                if data != self.pattern(d.disk, d.first + first + j, s.frozen[d.index][first + j]):
+                    self.fail(f"{d.path}: image block {first + j} under a storage fault "
+                              f"is not the take's")
+                    break
+
     def check_devices(self, maps=3):
-        for d in self.live():
+        for d in self.usable():
             count = min(256, d.blocks)
             first = self.rng.randrange(d.blocks - count + 1)
             blocks = self.read_blocks(d.path, first, count)
@@ -806,7 +1015,7 @@ class Model:
                     break
         # A map read is an exec: a few of them per check.
         # A resized device's map until its next take: not promised.
-        attached = [d for d in self.live() if d.attached and not d.resized]
+        attached = [d for d in self.usable() if d.attached and not d.resized]
         for d in self.rng.sample(attached, min(maps, len(attached))):
             self.check_map(d)
 
@@ -814,9 +1023,12 @@ class Model:
         ops = [(self.op_write, 40), (self.op_discard, 5), (self.op_attach, 8),
                (self.op_take, 8), (self.op_destroy, 6), (self.op_image_write, 10),
                (self.op_resize, 3), (self.op_reload, 1), (self.op_partition, 4),
-               (self.op_cbtsave, 3), (self.op_cbtrestore, 3), (self.op_backup, 4)]
+               (self.op_cbtsave, 3), (self.op_cbtrestore, 3), (self.op_backup, 4),
+               (self.op_fault, 4)]
         fn = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         fn()
+        if self.fault and fn != self.op_fault and self.rng.random() < 0.2:
+            self.end_fault()
         if fn in (self.op_take, self.op_destroy) or self.rng.random() < 0.2:
             self.check_devices()
         for s in self.snapshots:
@@ -824,6 +1036,8 @@ class Model:
                 self.check_snapshot(s)
 
     def close(self):
+        if self.fault:
+            self.end_fault()
         for d in self.devices:
             if d.saved:
                 self.cbtrestore(d)
@@ -845,6 +1059,8 @@ class Model:
                 run("blksnap", "detach", "-d", d.path, check=False)
         if self.linear:
             run("dmsetup", "remove", "--noudevsync", self.linear, check=False)
+        if self.store:
+            run("dmsetup", "remove", "--noudevsync", self.store, check=False)
         for loop in self.loops:
             run("losetup", "-d", loop, check=False)
         if self.nullb:
