@@ -37,9 +37,10 @@ fix_headers() {
 }
 
 # kmod_sources SRC DEST: mirror the module sources (kmodule/ without the test
-# kernel's patches) into DEST; rsync keeps mtimes so make rebuilds only what
-# changed, and keeps the build products there.
-kmod_excludes=(--exclude='kernel-6.12/'
+# kernels' patches and config fragments, kmodule/kernel-*/) into DEST; rsync
+# keeps mtimes so make rebuilds only what changed, and keeps the build
+# products there.
+kmod_excludes=(--exclude='kernel-*/'
 	--exclude='*.o' --exclude='*.ko' --exclude='*.mod*' --exclude='.*.cmd'
 	--exclude='Module.symvers' --exclude='modules.order' --exclude='.tmp*')
 kmod_sources() {

@@ -30,7 +30,7 @@ if [ -d "build/kernels/$kernel/kdir" ]; then
 	out=build/kmod/lint-sparse
 	rm -rf "$out" && mkdir -p "$out"
 	cp -r kmodule/. "$out/"
-	rm -rf "$out/kernel-6.12"
+	rm -rf "$out"/kernel-*/
 	if ! make -s -C "build/kernels/$kernel/kdir" M="$top/$out" C=2 \
 		modules >"$out.log" 2>&1 || grep -E 'warning|error' "$out.log"; then
 		echo "sparse: see $out.log"
