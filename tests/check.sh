@@ -196,8 +196,9 @@ fi
 # (Debian's cloud flavour of the same source: what differs is its driver
 # set). rt-6.12 (PREEMPT_RT: spinlocks sleep, bio completions and softirqs
 # run in threads) runs the smoke set and the tests marked "# race", those
-# whose I/O races in the bio and copy-on-write paths (takes, detaches and
-# unloads under writes, hot-unplug), and the tests that name it.
+# whose I/O races in the bio and copy-on-write paths (takes, destroys,
+# detaches and unloads under writes and image reads, hot-unplug, a deep
+# image reader against first writes), and the tests that name it (fuzz).
 # CHECK_ALL=1 runs every test in every column; CHECK_COLUMNS="COLUMN ..."
 # only those columns.
 # The tests of a kernel run in batches, several in one guest boot
