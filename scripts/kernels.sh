@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Fetch or build the three test kernels of blksnap:
+# Fetch or build the test kernels of blksnap:
 #   stock-6.1       Debian's newest linux-image-6.1.0-*-amd64 (+ headers)
 #   stock-6.12      Debian's newest linux-image-6.12.*+deb12-amd64 (+ headers)
+#   rt-6.12         Debian's newest linux-image-6.12.*+deb12-rt-amd64 (+ headers):
+#                   PREEMPT_RT (spinlocks sleep, softirqs and most interrupt
+#                   handlers run in threads)
+#   cloud-6.12      Debian's newest linux-image-6.12.*+deb12-cloud-amd64
+#                   (+ headers): the flavour with a smaller driver set
 #   blkfilter-6.12  /usr/src/linux-source-6.12.tar.xz + kmodule/kernel-6.12/patches
 #                   + tinyconfig + kmodule/kernel-6.12/config.fragment
 #
@@ -23,7 +28,7 @@ set -euo pipefail
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${BLKSNAP_CACHE:-/var/cache/blksnap}
 OUT=$TOP/build/kernels
-NAMES=(stock-6.1 stock-6.12 blkfilter-6.12)
+NAMES=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 blkfilter-6.12)
 # Bump when the way a kernel is assembled changes, to force a redo.
 RECIPE=1
 # shellcheck source=scripts/kmod-lib.sh
@@ -62,6 +67,8 @@ ensure_stock() {
 	case $name in
 	stock-6.1) series=6.1.0- pkgre='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' ;;
 	stock-6.12) series=6.12. pkgre='^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' ;;
+	rt-6.12) series=6.12. pkgre='^linux-image-6\.12\.[0-9]+\+deb12-rt-amd64-unsigned$' ;;
+	cloud-6.12) series=6.12. pkgre='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$' ;;
 	esac
 	local base=$CACHE/$name
 	mkdir -p "$base"
@@ -108,13 +115,14 @@ ensure_stock() {
 	done
 }
 
-# Download and unpack image + headers of kernel ABI (e.g. 6.1.0-56-amd64)
+# Download and unpack image + headers of kernel ABI (e.g. 6.1.0-56-amd64,
+# 6.12.118+deb12-rt-amd64: its headers depend on -common-rt, not -common)
 # into DIR, fix the headers up for use from there, run depmod.
 fetch_stock() {
 	local abi=$1 dir=$2 final=$3
 	rm -rf "$dir"
 	mkdir -p "$dir/debs" "$dir/root"
-	# Headers: -amd64 and -common are per-ABI; linux-kbuild is linux-kbuild-6.1
+	# Headers: -FLAVOUR and -common(-rt) are per-ABI; linux-kbuild is linux-kbuild-6.1
 	# for 6.1 and linux-kbuild-<ver> for 6.12 (take what -amd64 depends on).
 	local hdr=linux-headers-$abi kbuild common deps
 	deps=$(header_deps "$hdr")
@@ -301,7 +309,7 @@ ensure_blkfilter() {
 ensure() {
 	local name=$1
 	case $name in
-	stock-6.1 | stock-6.12) lock "$name"; ensure_stock "$name" ;;
+	stock-6.1 | stock-6.12 | rt-6.12 | cloud-6.12) lock "$name"; ensure_stock "$name" ;;
 	blkfilter-6.12) lock "$name"; ensure_blkfilter ;;
 	*) die "unknown kernel '$name' (known: ${NAMES[*]} all)" ;;
 	esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every test: host unit tests, static checks, and the guest integration
-# tests on each kernel given (default: all three). Ends with a line
+# tests on each kernel given (default: all five). Ends with a line
 # "skipped: N (Suite.Case, matrix:ABI-FLAVOUR, ...)" when unit test cases
 # skipped themselves or the module build matrix skipped a kernel it cannot
 # build for (counted neither passed nor failed), a line "reruns: N (KERNEL:batchI,
@@ -12,7 +12,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 kernels=("$@")
-[ ${#kernels[@]} -gt 0 ] || kernels=(stock-6.1 stock-6.12 blkfilter-6.12)
+[ ${#kernels[@]} -gt 0 ] || kernels=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 blkfilter-6.12)
 passed=0
 failed=0
 failures=()
@@ -163,8 +163,15 @@ fi
 # kernel's own column runs (a test naming KERNEL in its columns runs in
 # KERNEL+ftrace too). As stock-6.12 runs the same 6.12 source,
 # it runs only the tests marked "# smoke" (load, change map, snapshot,
-# image.raw) and those that name it in their columns. CHECK_ALL=1 runs
-# every test in every column; CHECK_COLUMNS="COLUMN ..." only those columns.
+# image.raw) and those that name it in their columns; so does cloud-6.12
+# (Debian's cloud flavour of the same source: what differs is its driver
+# set). rt-6.12 (PREEMPT_RT: spinlocks sleep, bio completions and softirqs
+# run in threads) runs the smoke set and the tests marked "# race", those
+# whose I/O races in the bio and copy-on-write paths (takes, destroys,
+# detaches and unloads under writes and image reads, hot-unplug, a deep
+# image reader against first writes), and the tests that name it (fuzz).
+# CHECK_ALL=1 runs every test in every column; CHECK_COLUMNS="COLUMN ..."
+# only those columns.
 # The tests of a kernel run in batches, several in one guest boot
 # (tests/vm/batch: each with its own fresh disks, the module loaded afresh
 # with its column's parameters, its leftovers undone, splats while it ran
@@ -201,7 +208,8 @@ runs_on() { # column test
 	[ -z "$only" ] || return 0
 	[ -z "${CHECK_ALL:-}" ] || return 0
 	case $1 in
-	stock-6.12) grep -qx '# smoke' "$2" ;;
+	stock-6.12 | cloud-6.12) grep -qx '# smoke' "$2" ;;
+	rt-6.12) grep -qxE '# (smoke|race)' "$2" ;;
 	esac
 }
 # A kernel built with KASAN and lockdep runs the tests about three times

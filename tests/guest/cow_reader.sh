@@ -2,6 +2,7 @@
 # cost: 60
 # vm: --disks 1 --disk-size 64M
 # skip-columns: blkfilter-6.12+ftrace
+# race
 # A backup reader that keeps many chunks of the original in flight (fio,
 # 4 x 32 reads of 1 MiB at once on the image, 16 KiB chunks: every pin bucket
 # held all the time) must not starve first writes to uncopied chunks:

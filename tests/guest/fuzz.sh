@@ -2,7 +2,7 @@
 # vm: --disks 2 --disk-size 64M
 # cost: 200
 # smp: 2
-# columns: blkfilter-6.12
+# columns: blkfilter-6.12 rt-6.12
 # The module under random and malformed requests (tests/tools/blksnap-fuzz):
 # FUZZ_CALLS ioctl calls (default 100000) from two threads, mixing valid and
 # random commands, lengths, pointers, snapshot ids and storage fds, on the
@@ -14,7 +14,9 @@
 # must not see one error. Then everything the fuzzer left is undone
 # with the ordinary commands, the devices work as usual (a snapshot of each
 # holds its content at the take), and the module unloads (the batch checks
-# that, and the kernel log). On the debug kernel, in both interceptions.
+# that, and the kernel log). On the debug kernel, in both interceptions,
+# and on PREEMPT_RT (rt-6.12: its two threads against the I/O path where
+# spinlocks sleep).
 . "$(dirname "$0")/lib.sh"
 a=$(disk 1)
 b=$(disk 2)

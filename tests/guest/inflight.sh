@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cost: 110
 # vm: --disk 16M
+# race
 # I/O in flight while a snapshot goes away, and writes to the original and
 # to the image racing on the same chunks (issue 29 item 5; snapshot_races.sh
 # destroys under writes to the original, removal.sh and snapshot_image.sh

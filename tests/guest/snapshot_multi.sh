@@ -2,6 +2,7 @@
 # cost: 90
 # smp: 2
 # vm: --disks 3 --disk-size 32M
+# race
 # Several devices are taken at one instant; two snapshots live side by side;
 # a snapshot destroyed while its image and original are busy goes cleanly.
 . "$(dirname "$0")/lib.sh"

@@ -2,6 +2,7 @@
 # cost: 100
 # smp: 2
 # vm: --disk 32M --disk 256M
+# race
 # Races between snapshot operations and the I/O path that could leave an
 # image or a change map wrong without any error:
 #  - a device detached (or detached and attached again) between

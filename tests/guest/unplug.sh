@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # vm: --disks 3 --disk-size 48M
 # cost: 60
+# race
 # Virtio disks hot-unplugged under the module: an attached disk goes with
 # its tracker; a disk in a held snapshot, unplugged while a writer writes it
 # and a reader reads its image, corrupts the snapshot (event), ends the
