@@ -11,7 +11,9 @@
 # and incremental, sometimes with an edited image; loop devices resized, the
 # module reloaded; I/O errors injected below the dm device and below a
 # difference storage on a dm device (dm-flakey failing reads or writes,
-# dm-error); every image, device and change map compared by content
+# dm-error); ext4 on a loop device of its own, written with fsyncs while
+# snapshots of it are held (every image e2fsck-clean, holding exactly the
+# files durable at its take); every image, device and change map compared by content
 # with what the model says they hold. MODEL_SEED and MODEL_OPS choose the
 # run (a seed from the clock and 100 operations when unset, 40 on the debug
 # kernel, where an exec costs six times as much: the frequent read-only
@@ -20,7 +22,7 @@
 # seed, and the same seed replays it (MODEL_VERBOSE=1 prints every
 # operation).
 . "$(dirname "$0")/lib.sh"
-need_modules loop dm-mod dm-flakey
+need_modules loop dm-mod dm-flakey ext4
 tmp=$(mktemp -d)
 seed=${MODEL_SEED:-$(date +%s)}
 default_ops=100

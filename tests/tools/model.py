@@ -29,7 +29,10 @@ the difference storage, when a snapshot stores on a dm device (stores
 failing, read-back failing, or both): a write to the original never
 fails, an image read that succeeds returns the take, and each device of
 the snapshot either still reads as at the take or was marked failed. The
-model knows at
+model also writes an ext4 file system on a loop device of its own
+(model_fs.py): files replaced by rename with fsyncs, or deleted, while
+snapshots of it are taken and held; every image of it passes e2fsck -fn
+and holds exactly the files durable at its take. The model knows at
 every step what each disk holds, what each image must hold (the device at
 its take plus the image's own writes) and which blocks each change map
 must mark with which number: a write is marked in the map of every
@@ -58,6 +61,7 @@ import sys
 import time
 
 import blksnap_ioctl
+import model_fs
 
 BLOCK = 4096
 DEV_BLOCKS = 2048  # 8 MiB disks
@@ -168,6 +172,7 @@ class Model:
         self.loops = []
         self.linear = None
         self.store = None
+        self.fs = None
         self.nullb = None
         # Two plain loop devices.
         for _ in range(2):
@@ -218,6 +223,8 @@ class Model:
             dev.discard_ok = discard_supported(dev.path)
             if dev.first == 0 and dev.blocks == len(dev.disk.content):
                 self.write(dev, 0, dev.blocks, direct=True)
+        # ext4 on a loop device of its own (model_fs.py).
+        self.fs = model_fs.FsModel(self, run, workdir)
 
     def live(self):
         return [d for d in self.devices if d.present]
@@ -799,6 +806,7 @@ class Model:
         if not os.environ.get("BLKSNAP_KO") or self.fault:
             return
         self.log("module reload")
+        self.fs.detach()
         for s in list(self.snapshots):
             self.destroy(s)
         for d in self.live():
@@ -909,6 +917,9 @@ class Model:
                               f"with {err}, want -5")
                 s.lost[dev.index] = err
         self.check_snapshot(s)
+
+    def op_fs(self):
+        self.fs.op()
 
     def op_destroy(self):
         if not self.snapshots:
@@ -1024,7 +1035,7 @@ class Model:
                (self.op_take, 8), (self.op_destroy, 6), (self.op_image_write, 10),
                (self.op_resize, 3), (self.op_reload, 1), (self.op_partition, 4),
                (self.op_cbtsave, 3), (self.op_cbtrestore, 3), (self.op_backup, 4),
-               (self.op_fault, 4)]
+               (self.op_fault, 4), (self.op_fs, 12)]
         fn = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         fn()
         if self.fault and fn != self.op_fault and self.rng.random() < 0.2:
@@ -1048,10 +1059,13 @@ class Model:
                 d.snapshot = None
             self.snapshots.remove(s)
         self.check_devices(maps=len(self.devices))
+        self.fs.close()
         if self.part3.present:
             run("delpart", self.part_disk, "3", check=False)
 
     def teardown(self):
+        if self.fs:
+            self.fs.teardown()
         for s in self.snapshots:
             run("blksnap", "snapshot_destroy", "-i", s.uuid, check=False)
         for d in self.devices:
