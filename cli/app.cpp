@@ -18,6 +18,7 @@ int run(int argc, const char* const* argv, const BackendFactory& factory, std::o
     add_cbt_commands(app, ctx);
     add_snapshot_commands(app, ctx);
     add_backup_commands(app, ctx);
+    add_points_commands(app, ctx);
     // As the upstream tool: no command at all is "Command not found.", and
     // "help" prints the usage (a usage error here, exit 2, where it exits 1).
     if (argc < 2) {

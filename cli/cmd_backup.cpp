@@ -82,6 +82,22 @@ std::string write_path_text(const DeviceReport& r) {
     return "";
 }
 
+// The restore point made, and those --keep dropped.
+std::string point_text(const DeviceReport& r) {
+    if (!r.point)
+        return "";
+    std::string text = ", point " + std::to_string(r.point->meta.id) + " (" +
+                       backup::point_format_name(r.point->meta.format) + ", stored " +
+                       human_bytes(r.point->meta.bytes_stored) + ")";
+    if (!r.dropped.empty()) {
+        text += ", dropped point";
+        text += r.dropped.size() > 1 ? "s" : "";
+        for (std::size_t i = 0; i < r.dropped.size(); ++i)
+            text += (i ? ", " : " ") + std::to_string(r.dropped[i]);
+    }
+    return text;
+}
+
 std::string summary(const DeviceReport& r) {
     std::string checked;
     if (r.incremental)
@@ -90,7 +106,7 @@ std::string summary(const DeviceReport& r) {
            "): " + checked + "read " + human_bytes(r.bytes_read) + " of " + human_bytes(r.size) +
            ", wrote " + human_bytes(r.bytes_written) + write_path_text(r) + " in " +
            seconds_text(r.seconds) + " s" + (r.verified ? ", verified" : "") + " -> " +
-           r.image.string();
+           r.image.string() + point_text(r);
 }
 
 nlohmann::ordered_json to_json(const DeviceReport& r) {
@@ -107,7 +123,12 @@ nlohmann::ordered_json to_json(const DeviceReport& r) {
             {"checked_bytes", r.checked_bytes},
             {"write_path", backup::write_path_name(r.write_path)},
             {"generation_id", r.generation_id.str()},
-            {"changes_number", r.changes_number}};
+            {"changes_number", r.changes_number},
+            {"point", r.point ? nlohmann::ordered_json(r.point->meta.id) : nullptr},
+            {"point_path", r.point ? nlohmann::ordered_json(r.point->data.string()) : nullptr},
+            {"format", r.point ? backup::point_format_name(r.point->meta.format) : "none"},
+            {"bytes_stored", r.point ? r.point->meta.bytes_stored : 0},
+            {"dropped", r.dropped}};
 }
 
 } // namespace
@@ -116,7 +137,8 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand(
         "backup",
         "Back up devices into a directory: one snapshot of them all, each copied into "
-        "DIR/NAME.img, fully the first time, then only the blocks changed since (DIR/NAME.state)");
+        "DIR/NAME.img, fully the first time, then only the blocks changed since (DIR/NAME.state); "
+        "each backup leaves a restore point (DIR/NAME.points)");
     auto o = std::make_shared<BackupOptions>();
     auto json = std::make_shared<bool>(false);
     add_devices(*cmd, o->devices);
@@ -137,10 +159,22 @@ void add_backup_commands(CLI::App& app, Context& ctx) {
                     "Before an incremental backup, compare this many blocks of the image (spread "
                     "over those it will not rewrite) with their checksums in the state file; "
                     "default 64 (at most 64 MiB), 0 checks only the image file's identity");
+    auto format = std::make_shared<std::string>("auto");
+    cmd->add_option("--format", *format,
+                    "Format of the restore points (DIR/NAME.points): raw (a reflink copy where "
+                    "the file system has reflinks, else a sparse copy), qcow2 (an overlay on the "
+                    "point before), or auto: the newest point's, else raw on a file system with "
+                    "reflinks and qcow2 elsewhere")
+        ->check(CLI::IsMember({"auto", "raw", "qcow2"}));
+    cmd->add_option("--keep", o->keep,
+                    "Keep the newest N restore points per device, dropping older ones "
+                    "(default: all)")
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{999999}));
     cmd->add_flag("-j,--json", *json,
                   "Print one JSON object per device on standard output (the summary lines go "
                   "to standard error)");
-    cmd->callback([&ctx, o, json, verify] {
+    cmd->callback([&ctx, o, json, verify, format] {
+        o->format = backup::parse_point_format(*format);
         o->verify = verify->empty()     ? Verify::none
                     : *verify == "full" ? Verify::full
                                         : Verify::written;

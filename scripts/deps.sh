@@ -8,6 +8,7 @@ PKGS=(
 	build-essential g++ meson ninja-build pkg-config clang-format
 	libfuse3-dev fuse3 liburing-dev libxxhash-dev xxhash libboost-dev
 	libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev uuid-dev libudev-dev
+	libnbd-dev qemu-utils
 	# kernel module and test kernel builds
 	linux-source-6.12 bc bison flex libelf-dev libssl-dev dwarves cpio
 	xz-utils zstd kmod sparse rsync

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fcntl.h>
 #include <fstream>
 #include <random>
@@ -102,6 +103,8 @@ struct DeviceJob {
     Snapshot& snap;
     const std::string& device;
     std::string name;
+    std::int64_t take_time = 0;
+    std::uint32_t info_block_size = 0;
 
     bool state_removed = false;
     std::optional<TargetImage> target;
@@ -186,10 +189,13 @@ struct DeviceJob {
                 hooks.note("removed " + (options.dir / left).string() +
                            ", a copy of the image left by an interrupted backup");
 
+        const fs::path pdir = points_dir(options.dir, name);
+        tidy_points(pdir, hooks.note);
         PreviousBackup previous = load_previous(r.image, state_path);
         Decision d = decide(previous, info, map, r.size);
         std::vector<CopyStep> plan;
         const std::uint32_t bs = info.block_size;
+        info_block_size = bs;
         const std::uint64_t blocks = bs ? (r.size + bs - 1) / bs : 0;
         if (d.incremental) {
             plan = copy_plan(d.extents, r.size, options.max_gap);
@@ -252,13 +258,58 @@ struct DeviceJob {
 
         std::vector<std::uint64_t> block_sums = sums.finish(target->path());
         target->commit();
+        // The point before the state: a state file is only ever newer
+        // than the newest point when the point could not be made.
+        r.point = make_point(r, d, plan, previous, block_sums, pdir);
         cbt::CbtState state = cbt::CbtState::of(info, std::move(map));
         state.image =
             cbt::ImageBinding{cbt::FileIdentity::of(target->status()), std::move(block_sums)};
         cbt::write_state_file(state_path, state);
         target.reset();
+        if (options.keep)
+            r.dropped = keep_newest(pdir, options.keep);
         r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         call(hooks.done, r);
+    }
+
+    // The restore point of the image just committed.
+    Point make_point(const DeviceReport& r, const Decision& d, const std::vector<CopyStep>& plan,
+                     const PreviousBackup& previous, const std::vector<std::uint64_t>& sums,
+                     const fs::path& pdir) {
+        const auto points = list_points(pdir);
+        const std::optional<Point> newest =
+            points.empty() ? std::nullopt : std::optional<Point>(points.back());
+        PointFormat format = PointFormat::raw;
+        if (options.format)
+            format = *options.format;
+        else if (newest)
+            format = newest->meta.format;
+        else
+            format = can_reflink(options.dir) ? PointFormat::raw : PointFormat::qcow2;
+
+        NewPoint np;
+        np.head = r.image;
+        PointMeta& m = np.meta;
+        m.device = device;
+        m.time = take_time;
+        m.generation_id = r.generation_id;
+        m.changes_number = r.changes_number;
+        m.incremental = d.incremental;
+        m.reason = d.reason;
+        m.size = r.size;
+        m.block_size = info_block_size;
+        m.bytes_changed = d.incremental ? bytes_to_write(plan) : r.size;
+        m.verified = options.verify == Verify::full;
+        m.sums = sums;
+        for (const auto& step : plan)
+            np.changed.insert(np.changed.end(), step.write.begin(), step.write.end());
+        // The newest point is the image this incremental backup started
+        // from: made at the state's position, with its checksums.
+        np.continues_newest = d.incremental && newest && previous.cbt.image &&
+                              newest->meta.generation_id == previous.cbt.position.generation_id &&
+                              newest->meta.changes_number == previous.cbt.position.changes_number &&
+                              newest->meta.sums == previous.cbt.image->sums;
+        return publish_point(pdir, format, std::move(np));
     }
 
     // The image file against the checksums the state file keeps of its
@@ -371,8 +422,10 @@ void run_backup(KernelBackend& kernel, const BackupOptions& options, const Backu
         write_all(out.get(), text.data(), text.size(), context("write", id_file.string()));
     }
     snap.take();
+    const std::int64_t take_time = ::time(nullptr);
     for (std::size_t i = 0; i < options.devices.size(); ++i)
-        DeviceJob{kernel, options, hooks, snap, options.devices[i], names[i], {}, {}}.run();
+        DeviceJob{kernel, options, hooks, snap, options.devices[i], names[i], take_time, 0, {}, {}}
+            .run();
     snap.destroy();
 }
 

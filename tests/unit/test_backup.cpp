@@ -7,8 +7,11 @@
 #include <blksnap/backup/checksum.hpp>
 #include <blksnap/backup/job.hpp>
 #include <blksnap/backup/plan.hpp>
+#include <blksnap/backup/points.hpp>
 #include <blksnap/backup/previous.hpp>
+#include <blksnap/backup/program.hpp>
 #include <blksnap/backup/readback.hpp>
+#include <blksnap/backup/restore.hpp>
 #include <blksnap/backup/target.hpp>
 #include <blksnap/cbt/state_file.hpp>
 #include <blksnap/error.hpp>
@@ -582,6 +585,8 @@ protected:
     bool reflink = true; // on the ext4 or tmpfs of /var/tmp: in place
     std::optional<std::uint64_t> check_blocks;
     std::function<bool()> interrupted;
+    std::optional<backup::PointFormat> format;
+    std::uint64_t keep = 0;
     static constexpr std::uint64_t size = 64 * bs;
 
     void SetUp() override {
@@ -614,6 +619,8 @@ protected:
         o.max_gap = 0;
         o.reflink = reflink;
         o.check_blocks = check_blocks;
+        o.format = format;
+        o.keep = keep;
         backup::BackupHooks h;
         h.interrupted = interrupted;
         h.image_path = [&](const std::string& dev, const SnapshotInfo& si) {
@@ -1005,6 +1012,150 @@ TEST_F(BackupJob, AnInterruptedBackupDestroysItsSnapshot) {
     backup();
     expect_images_equal();
 }
+
+// ---------------------------------------------------------------- restore points
+
+// The bytes of a point as a tool reads them.
+std::string point_content(const backup::Point& p) {
+    auto reader = backup::PointReader::open(p);
+    std::string data(reader->size(), '\0');
+    reader->read(0, std::as_writable_bytes(std::span(data)));
+    return data;
+}
+
+class RestorePoints : public BackupJob, public ::testing::WithParamInterface<backup::PointFormat> {
+protected:
+    void SetUp() override {
+        BackupJob::SetUp();
+        format = GetParam();
+    }
+    std::vector<backup::Point> points() {
+        return backup::list_points(backup::points_dir(out, "vdb"));
+    }
+};
+
+TEST_P(RestorePoints, EachBackupLeavesAPointEqualToItsTakeAndKeepDropsTheOldest) {
+    keep = 3;
+    std::vector<std::string> at_take;
+    for (int i = 0; i < 5; ++i) {
+        if (i) {
+            write("/dev/vdb", static_cast<std::uint32_t>(i * 7), char('a' + i));
+            write("/dev/vdb", static_cast<std::uint32_t>(i * 7 + 1), char('a' + i));
+        }
+        backup({"/dev/vdb"});
+        at_take.push_back(content["/dev/vdb"]);
+        ASSERT_TRUE(reports[0].point);
+        EXPECT_EQ(reports[0].point->meta.id, std::uint64_t(i + 1));
+        EXPECT_EQ(reports[0].point->meta.incremental, i > 0);
+    }
+    const auto kept = points();
+    ASSERT_EQ(kept.size(), 3u);
+    for (std::size_t k = 0; k < kept.size(); ++k) {
+        const auto& p = kept[k];
+        EXPECT_EQ(p.meta.id, k + 3);
+        EXPECT_EQ(p.meta.format, GetParam());
+        EXPECT_EQ(point_content(p), at_take[k + 2]) << "point " << p.meta.id;
+        if (GetParam() == backup::PointFormat::qcow2) {
+            backup::run_program({"qemu-img", "check", "-q", p.data.string()});
+            // The oldest kept point took in the ones dropped: it is a base.
+            EXPECT_EQ(p.meta.backing,
+                      k ? std::optional<std::uint64_t>(p.meta.id - 1) : std::nullopt);
+            // An incremental point stores what changed, not the device.
+            if (k) {
+                EXPECT_LT(p.meta.bytes_stored, size / 2);
+            }
+        }
+        auto copy = p;
+        backup::verify_point(copy);
+        EXPECT_TRUE(backup::list_points(p.data.parent_path())[k].meta.verified);
+    }
+    // Restored to a file, a point is the device at its take.
+    backup::RestoreOptions ro;
+    ro.dir = out;
+    ro.point = 4;
+    ro.target = dir / "restored";
+    const auto r = backup::run_restore(kernel, ro, {});
+    EXPECT_EQ(r.bytes_written, size);
+    EXPECT_EQ(read_file(dir / "restored"), at_take[3]);
+}
+
+TEST_P(RestorePoints, AnInterruptedBackupLeavesTheEarlierPointsAndNoNewOne) {
+    backup({"/dev/vdb"});
+    write("/dev/vdb", 3, 'q');
+    backup({"/dev/vdb"});
+    const auto second = content["/dev/vdb"];
+    write("/dev/vdb", 9, 'r');
+    on_progress = [&](const backup::DeviceReport&) { throw Error(EINTR, "backup", "interrupted"); };
+    EXPECT_THROW(backup({"/dev/vdb"}), Error);
+    on_progress = nullptr;
+    auto kept = points();
+    ASSERT_EQ(kept.size(), 2u);
+    EXPECT_EQ(point_content(kept[1]), second);
+    backup({"/dev/vdb"});
+    kept = points();
+    ASSERT_EQ(kept.size(), 3u);
+    EXPECT_EQ(point_content(kept[1]), second);
+    EXPECT_EQ(point_content(kept[2]), content["/dev/vdb"]);
+}
+
+TEST_P(RestorePoints, AFlippedByteFailsVerifyAndRestore) {
+    backup({"/dev/vdb"});
+    write("/dev/vdb", 6, 'f');
+    backup({"/dev/vdb"});
+    auto p = points().back();
+    const std::string was = point_content(p);
+    // Flip the first byte of block 6's data, written by the last backup.
+    if (GetParam() == backup::PointFormat::raw) {
+        UniqueFd fd = open_fd(p.data.string(), O_RDWR);
+        const char c = char(was[6 * bs + 100] ^ 1);
+        ASSERT_EQ(::pwrite(fd.get(), &c, 1, 6 * bs + 100), 1);
+    } else {
+        // Where the overlay keeps it: the one cluster with that byte.
+        std::string file = read_file(p.data);
+        const auto at = file.find(std::string(5000, 'f'));
+        ASSERT_NE(at, std::string::npos);
+        file[at] = char(file[at] ^ 1);
+        write_file(p.data, file);
+    }
+    try {
+        backup::verify_point(p);
+        ADD_FAILURE() << "verify passed";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), EIO);
+        EXPECT_NE(std::string(e.what()).find("block 6 "), std::string::npos) << e.what();
+    }
+    backup::RestoreOptions ro;
+    ro.dir = out;
+    ro.target = dir / "restored";
+    EXPECT_THROW(backup::run_restore(kernel, ro, {}), Error);
+}
+
+TEST_P(RestorePoints, AMergeInterruptedByACrashIsFinishedNextTime) {
+    keep = 0;
+    for (int i = 0; i < 3; ++i) {
+        write("/dev/vdb", static_cast<std::uint32_t>(i + 10), char('m' + i));
+        backup({"/dev/vdb"});
+    }
+    const auto before = points();
+    ASSERT_EQ(before.size(), 3u);
+    // What keep_newest does first: the meta file of the point it drops.
+    std::filesystem::remove(before[0].meta_file);
+    std::vector<std::string> said;
+    backup::tidy_points(backup::points_dir(out, "vdb"),
+                        [&](const std::string& m) { said.push_back(m); });
+    const auto after = points();
+    ASSERT_EQ(after.size(), 2u);
+    EXPECT_FALSE(std::filesystem::exists(before[0].data));
+    EXPECT_EQ(point_content(after[0]), point_content(before[1]));
+    EXPECT_EQ(point_content(after[1]), point_content(before[2]));
+    EXPECT_EQ(said.size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, RestorePoints,
+                         ::testing::Values(backup::PointFormat::raw, backup::PointFormat::qcow2),
+                         [](const auto& info) {
+                             return std::string(backup::point_format_name(info.param));
+                         });
 
 } // namespace
 } // namespace blksnap::test

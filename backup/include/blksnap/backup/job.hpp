@@ -1,12 +1,14 @@
 // The backup job (what `blksnap backup` runs): one snapshot of all the
 // devices, each copied into its image file in the backup directory, fully or
-// only what changed since the state file's position; then the new state. It
+// only what changed since the state file's position; a restore point of the
+// image (points.hpp); then the new state, and older points dropped. It
 // prints nothing: what it does and how far it is reach the caller through
 // BackupHooks, and a failure as an Error.
 #pragma once
 
 #include <blksnap/backend.hpp>
 #include <blksnap/backup/plan.hpp>
+#include <blksnap/backup/points.hpp>
 #include <blksnap/backup/target.hpp>
 #include <blksnap/error.hpp>
 #include <blksnap/image_reader.hpp>
@@ -35,6 +37,11 @@ struct BackupOptions {
     // before an incremental backup; by default up to 64 (and 64 MiB).
     std::optional<std::uint64_t> check_blocks;
     bool reflink = true; // false: never clone the image (tests)
+    // The format of the restore points (DIR/NAME.points): by default the
+    // newest point's, else raw where DIR's file system has reflinks,
+    // else qcow2.
+    std::optional<PointFormat> format;
+    std::uint64_t keep = 0; // the newest points kept per device; 0: all
 };
 
 // The blocks checked when BackupOptions::check_blocks is not given: 64,
@@ -57,6 +64,8 @@ struct DeviceReport {
     WritePath write_path = WritePath::none;
     Uuid generation_id;
     std::uint8_t changes_number = 0;
+    std::optional<Point> point;         // the restore point it made
+    std::vector<std::uint64_t> dropped; // older points removed (--keep)
 };
 
 struct BackupHooks {

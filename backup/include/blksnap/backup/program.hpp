@@ -1,0 +1,14 @@
+// Running another program (qemu-img) and waiting for it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace blksnap::backup {
+
+// Runs ARGV (the program found in PATH) with standard input from /dev/null
+// and waits for it. Error(EIO) when it cannot be started or does not exit
+// with 0, saying so with the last line it wrote to standard error.
+void run_program(const std::vector<std::string>& argv);
+
+} // namespace blksnap::backup

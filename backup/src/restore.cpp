@@ -1,0 +1,338 @@
+#include <blksnap/backup/nbd_image.hpp>
+#include <blksnap/backup/readback.hpp>
+#include <blksnap/backup/restore.hpp>
+#include <blksnap/backup/target.hpp>
+#include <blksnap/cbt/changes.hpp>
+#include <blksnap/cbt/map.hpp>
+#include <blksnap/cbt/state_file.hpp>
+#include <blksnap/error.hpp>
+#include <blksnap/filter.hpp>
+#include <blksnap/unique_fd.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+#include <xxhash.h>
+
+namespace blksnap::backup {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class RawReader : public PointReader {
+public:
+    explicit RawReader(const Point& p)
+        : file_(p.data), fd_(open_fd(p.data.string(), O_RDONLY | O_NOFOLLOW)) {
+        struct ::stat st;
+        if (::fstat(fd_.get(), &st) != 0)
+            throw_errno(context("stat", file_.string()));
+        size_ = static_cast<std::uint64_t>(st.st_size);
+        // Read from the disk, not what the page cache remembers.
+        ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_DONTNEED);
+    }
+    std::uint64_t size() const override { return size_; }
+    void read(std::uint64_t offset, std::span<std::byte> data) override {
+        while (!data.empty()) {
+            const ssize_t n =
+                ::pread(fd_.get(), data.data(), data.size(), static_cast<off_t>(offset));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                throw_errno(context("read " + file_.string() + " at", std::to_string(offset)));
+            if (n == 0)
+                throw Error(EIO, context("read " + file_.string() + " at", std::to_string(offset)),
+                            "the file ends early");
+            data = data.subspan(static_cast<std::size_t>(n));
+            offset += static_cast<std::uint64_t>(n);
+        }
+    }
+
+private:
+    fs::path file_;
+    UniqueFd fd_;
+    std::uint64_t size_ = 0;
+};
+
+class QcowReader : public PointReader {
+public:
+    explicit QcowReader(const Point& p) : image_(p.data, false) {}
+    std::uint64_t size() const override { return image_.size(); }
+    void read(std::uint64_t offset, std::span<std::byte> data) override {
+        image_.read(offset, data);
+    }
+
+private:
+    NbdImage image_;
+};
+
+std::string hex(std::uint64_t v) {
+    char text[20];
+    std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(v));
+    return text;
+}
+
+// The size of the pieces read: 1 MiB, or a block where blocks are larger.
+std::uint64_t piece_size(const PointMeta& m) {
+    const std::uint64_t bs = m.block_size;
+    return std::max<std::uint64_t>(bs, (std::uint64_t{1} << 20) / bs * bs);
+}
+
+// Checks DATA, the point's bytes from OFFSET (a block boundary), against
+// its block checksums.
+void check_sums(const Point& p, std::uint64_t offset, std::span<const std::byte> data) {
+    const std::uint64_t bs = p.meta.block_size;
+    for (std::uint64_t at = 0; at < data.size(); at += bs) {
+        const std::uint64_t n = std::min<std::uint64_t>(bs, data.size() - at);
+        const std::uint64_t block = (offset + at) / bs;
+        const std::uint64_t sum = XXH64(data.data() + at, n, 0);
+        if (block >= p.meta.sums.size() || sum != p.meta.sums[block])
+            throw Error(
+                EIO, context("read", p.data.string()),
+                "block " + std::to_string(block) + " (bytes " + std::to_string(offset + at) +
+                    " to " + std::to_string(offset + at + n - 1) +
+                    ") does not match the point's checksum (xxh64 " + hex(sum) + ", recorded " +
+                    (block < p.meta.sums.size() ? hex(p.meta.sums[block]) : "none") +
+                    "): the point is damaged");
+    }
+}
+
+bool all_zero(std::span<const std::byte> data) {
+    return data.empty() || (data[0] == std::byte{0} &&
+                            std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
+}
+
+void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
+                  const fs::path& target) {
+    while (!data.empty()) {
+        const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            throw_errno(context("write " + target.string() + " at", std::to_string(offset)));
+        data = data.subspan(static_cast<std::size_t>(n));
+        offset += static_cast<std::uint64_t>(n);
+    }
+}
+
+struct Target {
+    UniqueFd fd;
+    bool block_device = false;
+    std::uint64_t size = 0;
+    dev_t rdev = 0;
+};
+
+Target open_target(const fs::path& path, const Point& p) {
+    Target t;
+    struct ::stat st;
+    const std::string what = context("restore to", path.string());
+    if (::stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
+        const int fd = ::open(path.c_str(), O_RDWR | O_EXCL | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EBUSY)
+                throw Error(EBUSY, what, "the device is mounted or in use");
+            throw_errno(what);
+        }
+        t.fd = UniqueFd(fd);
+        t.block_device = true;
+        t.rdev = st.st_rdev;
+        if (::ioctl(t.fd.get(), BLKGETSIZE64, &t.size) != 0)
+            throw_errno(context("size of", path.string()));
+        if (t.size < p.meta.size)
+            throw Error(ENOSPC, what,
+                        "the device has " + std::to_string(t.size) + " bytes, the point " +
+                            std::to_string(p.meta.size));
+        return t;
+    }
+    if (fs::exists(path) && !fs::is_regular_file(path))
+        throw Error(EINVAL, what, "not a block device or a regular file");
+    t.fd = open_fd(path.string(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+    t.size = p.meta.size;
+    if (::ftruncate(t.fd.get(), static_cast<off_t>(t.size)) != 0)
+        throw_errno(context("set the size of", path.string()));
+    return t;
+}
+
+// The byte ranges (whole blocks, clipped to the device) changed on the
+// point's device since the point, from its tracker; Error(EINVAL) when the
+// tracker cannot tell.
+std::vector<ByteRange> changed_since_point(KernelBackend& kernel, const Point& p, const Target& t,
+                                           const fs::path& target) {
+    const std::string what = context("restore --changed-only to", target.string());
+    struct ::stat st;
+    if (!t.block_device)
+        throw Error(EINVAL, what,
+                    "a quick rollback writes to the device the point was taken of, "
+                    "not to a file");
+    if (::stat(p.meta.device.c_str(), &st) != 0 || !S_ISBLK(st.st_mode) || st.st_rdev != t.rdev)
+        throw Error(EINVAL, what,
+                    "it is not " + p.meta.device + ", the device point " +
+                        std::to_string(p.meta.id) + " was taken of: restore it in full");
+    DeviceFilter filter(kernel, p.meta.device);
+    CbtInfo info;
+    try {
+        info = filter.cbt_info();
+    } catch (const Error& e) {
+        throw Error(EINVAL, what,
+                    "the device's changes are not tracked (" + std::string(e.what()) +
+                        "): restore it in full");
+    }
+    if (info.generation_id != p.meta.generation_id)
+        throw Error(EINVAL, what,
+                    "the device's tracker is in generation " + info.generation_id.str() +
+                        ", the point was taken in " + p.meta.generation_id.str() +
+                        ": what changed since cannot be told; restore it in full");
+    if (info.device_capacity * 512 != p.meta.size)
+        throw Error(EINVAL, what,
+                    "the device has " + std::to_string(info.device_capacity * 512) +
+                        " bytes now, the point " + std::to_string(p.meta.size) +
+                        ": restore it in full");
+    const auto map = cbt::read_map(filter, info);
+    const auto changes =
+        cbt::changed_since(info, map, {p.meta.generation_id, p.meta.changes_number});
+    if (const auto* full = std::get_if<cbt::FullBackupNeeded>(&changes))
+        throw Error(EINVAL, what, full->reason + ": restore it in full");
+    std::vector<ByteRange> ranges;
+    for (const auto& e : std::get<std::vector<cbt::Extent>>(changes))
+        ranges.push_back({e.sector * 512, e.count * 512});
+    return ranges;
+}
+
+} // namespace
+
+std::unique_ptr<PointReader> PointReader::open(const Point& point) {
+    if (point.meta.format == PointFormat::qcow2)
+        return std::make_unique<QcowReader>(point);
+    return std::make_unique<RawReader>(point);
+}
+
+Point find_point(const fs::path& dir, const std::optional<std::string>& device,
+                 const std::optional<std::uint64_t>& id) {
+    fs::path pdir;
+    if (device) {
+        const std::string name =
+            device->find('/') == std::string::npos ? *device : cbt::device_file_name(*device);
+        pdir = points_dir(dir, name);
+        if (!fs::is_directory(pdir))
+            throw Error(ENOENT, context("find the points of", *device),
+                        "there is no " + pdir.string());
+    } else {
+        const auto dirs = point_dirs(dir);
+        if (dirs.empty())
+            throw Error(ENOENT, context("find restore points in", dir.string()), "there are none");
+        if (dirs.size() > 1) {
+            std::string names;
+            for (const auto& d : dirs)
+                names += (names.empty() ? "" : ", ") + d.stem().string();
+            throw Error(EINVAL, context("find restore points in", dir.string()),
+                        "it holds the points of several devices (" + names + "): name one with -s");
+        }
+        pdir = dirs[0];
+    }
+    auto points = list_points(pdir);
+    if (points.empty())
+        throw Error(ENOENT, context("find restore points in", pdir.string()), "there are none");
+    if (!id)
+        return points.back();
+    for (auto& p : points)
+        if (p.meta.id == *id)
+            return p;
+    throw Error(ENOENT, context("find restore point " + std::to_string(*id) + " in", pdir.string()),
+                "there is no such point (points " + std::to_string(points.front().meta.id) +
+                    " to " + std::to_string(points.back().meta.id) + " are kept)");
+}
+
+RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
+                          const RestoreHooks& hooks) {
+    const auto t0 = Clock::now();
+    RestoreReport r{find_point(o.dir, o.device, o.point), o.target.string(), o.changed_only};
+    const Point& p = r.point;
+    auto reader = PointReader::open(p);
+    if (reader->size() != p.meta.size)
+        throw Error(EIO, context("restore from", p.data.string()),
+                    "the image has " + std::to_string(reader->size()) +
+                        " bytes, its meta file says " + std::to_string(p.meta.size));
+    Target t = open_target(o.target, p);
+    std::vector<ByteRange> ranges;
+    if (o.changed_only)
+        ranges = changed_since_point(kernel, p, t, o.target);
+    else
+        ranges.push_back({0, p.meta.size});
+    for (const auto& rg : ranges)
+        r.to_write += rg.length;
+    if (hooks.start)
+        hooks.start(r);
+
+    const std::uint64_t piece = piece_size(p.meta);
+    std::vector<std::byte> buf(piece);
+    std::vector<std::uint64_t> written_blocks;
+    for (const auto& rg : ranges) {
+        for (std::uint64_t at = rg.offset; at < rg.offset + rg.length;) {
+            if (hooks.interrupted && hooks.interrupted())
+                throw Error(EINTR, context("restore to", o.target.string()), "interrupted");
+            const std::size_t n =
+                static_cast<std::size_t>(std::min(piece, rg.offset + rg.length - at));
+            const std::span<std::byte> data(buf.data(), n);
+            reader->read(at, data);
+            check_sums(p, at, data);
+            r.blocks_checked += (n + p.meta.block_size - 1) / p.meta.block_size;
+            if (t.block_device || !all_zero(data))
+                write_all_at(t.fd.get(), data, at, o.target);
+            if (o.changed_only)
+                for (std::uint64_t b = at / p.meta.block_size; b * p.meta.block_size < at + n; ++b)
+                    written_blocks.push_back(b);
+            at += n;
+            r.bytes_written += n;
+            if (hooks.progress)
+                hooks.progress(r);
+        }
+    }
+    if (::fsync(t.fd.get()) != 0)
+        throw_errno(context("fsync", o.target.string()));
+    if (o.changed_only && !written_blocks.empty()) {
+        // Read back from the device, not from the page cache.
+        const auto now = block_sums(fs::canonical(o.target), p.meta.block_size, written_blocks);
+        for (std::size_t i = 0; i < written_blocks.size(); ++i)
+            if (now[i] != p.meta.sums[written_blocks[i]])
+                throw Error(EIO, context("restore to", o.target.string()),
+                            "block " + std::to_string(written_blocks[i]) +
+                                " read back from the device does not match the point (xxh64 " +
+                                hex(now[i]) + ", point " + hex(p.meta.sums[written_blocks[i]]) +
+                                ")");
+    }
+    r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return r;
+}
+
+void verify_point(Point& p, const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+    auto reader = PointReader::open(p);
+    if (reader->size() != p.meta.size)
+        throw Error(EIO, context("verify", p.data.string()),
+                    "the image has " + std::to_string(reader->size()) +
+                        " bytes, its meta file says " + std::to_string(p.meta.size));
+    const std::uint64_t piece = piece_size(p.meta);
+    std::vector<std::byte> buf(piece);
+    for (std::uint64_t at = 0; at < p.meta.size;) {
+        const std::size_t n = static_cast<std::size_t>(std::min(piece, p.meta.size - at));
+        const std::span<std::byte> data(buf.data(), n);
+        reader->read(at, data);
+        check_sums(p, at, data);
+        at += n;
+        if (progress)
+            progress(at, p.meta.size);
+    }
+    p.meta.verified = true;
+    write_point_meta(p.meta_file, p.meta);
+}
+
+} // namespace blksnap::backup
