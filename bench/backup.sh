@@ -12,7 +12,10 @@
 # every block device of the guest, 0.2-0.9 s here with nothing to write).
 # Prints one "BENCH {json}" line per comparison, as speed-ups (higher is
 # better): full seconds / incremental seconds, target 20 (the incremental at
-# most 0.05 of the full); rsync seconds / incremental seconds.
+# most 0.05 of the full); rsync seconds / incremental seconds. Then the
+# restore points: bytes an incremental point stores / device size (target
+# at most 0.02), a quick rollback / a full restore (at most 0.05), and dd of
+# the same image / a full restore (at least 0.95).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 read -r -a disks <<<"$BLKSNAP_DISKS"
@@ -30,17 +33,25 @@ dd if=/dev/urandom of=$dev bs=1M count=1024 oflag=direct status=none
 blksnap attach -d $dev >/dev/null
 
 now() { date +%s.%N; }
-# timed_backup: one backup into $bk, synced; prints "SECONDS BYTES_READ MODE".
+# timed_backup: one backup into $bk, synced; prints "SECONDS BYTES_READ MODE
+# BYTES_STORED" (the last: by its restore point).
 timed_backup() {
 	local t0 out
 	t0=$(now)
 	out=$(blksnap backup -d $dev -o $bk -f /tmp -l 256M --json)
 	sync -f $bk
 	python3 -c 'import json, sys; j = json.loads(sys.argv[3])
-print(float(sys.argv[2]) - float(sys.argv[1]), j["bytes_read"], j["mode"])' "$t0" "$(now)" "$out"
+print(float(sys.argv[2]) - float(sys.argv[1]), j["bytes_read"], j["mode"], j["bytes_stored"])' "$t0" "$(now)" "$out"
+}
+# timed CMD...: runs CMD; prints its seconds.
+timed() {
+	local t0
+	t0=$(now)
+	"$@" >/dev/null
+	python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$t0" "$(now)"
 }
 
-read -r full full_read mode < <(timed_backup)
+read -r full full_read mode _ < <(timed_backup)
 [ "$mode" = full ] || { echo "backup.sh: first backup was $mode" >&2; exit 1; }
 img=$(ls $bk/*.img)
 cp "$img" $rs/prev.img
@@ -49,7 +60,8 @@ echo 3 >/proc/sys/vm/drop_caches
 
 # 1% of the change map's blocks, chosen at random: 4 KiB rewritten in each.
 bs=$(blksnap cbtinfo -d $dev | sed -n 's/^block_size=//p')
-python3 - $dev "$bs" <<'PY'
+change_1pc() {
+	python3 - $dev "$bs" <<'PY'
 import mmap, os, random, sys
 dev, bs = sys.argv[1], int(sys.argv[2])
 fd = os.open(dev, os.O_RDWR | os.O_DIRECT)
@@ -60,8 +72,10 @@ for b in random.sample(range(count), count // 100):
     os.pwritev(fd, [buf], b * bs)
 os.close(fd)
 PY
+}
+change_1pc
 echo 3 >/proc/sys/vm/drop_caches
-read -r inc inc_read mode < <(timed_backup)
+read -r inc inc_read mode inc_stored < <(timed_backup)
 [ "$mode" = incremental ] || { echo "backup.sh: second backup was $mode" >&2; exit 1; }
 
 # The same change copied by rsync from a snapshot's image.raw.
@@ -93,6 +107,27 @@ python3 -c 'import sys; a, b, c = map(float, sys.argv[1:])
 print(f"# backup: fixed costs here: exec of blksnap version {b - a:.3f} s, an idle sync -f {c - b:.3f} s")' "$t0" "$t1" "$t2"
 row "backup: 1% changed of 1 GiB, speed-up incremental vs full" "$inc" "$full" "x" 20
 row "backup: 1% changed of 1 GiB, speed-up incremental vs rsync" "$inc" "$rsync_s" "x" 1
+
+# Restore points (qcow2 here: ext4 cannot clone files). What the
+# incremental point stored, against the device; a quick rollback of a new
+# 1% change against a full restore of the same point; the full restore
+# (read through qemu-nbd, every block checked) against dd of the same data
+# as a raw file to the same device.
+change_1pc
+echo 3 >/proc/sys/vm/drop_caches
+rollback=$(timed blksnap restore -o $bk -d $dev --changed-only)
+cmp "$img" $dev || { echo "backup.sh: the device differs from the point after a rollback" >&2; exit 1; }
+echo 3 >/proc/sys/vm/drop_caches
+restore=$(timed blksnap restore -o $bk -d $dev)
+echo 3 >/proc/sys/vm/drop_caches
+dd_s=$(timed dd if="$img" of=$dev bs=1M oflag=direct status=none)
+echo "# points: incremental point stored $inc_stored bytes; rollback ${rollback} s, full restore" \
+	"${restore} s, dd ${dd_s} s"
+row_lower "points: stored bytes of an incremental point (1% changed) / device size" \
+	$((1 << 30)) "$inc_stored" "bytes" 0.02
+row_lower "points: quick rollback of a 1% change / full restore, seconds" "$restore" "$rollback" "x" 0.05
+row "points: full restore speed vs dd of the same image to the same device" "$restore" "$dd_s" "x" 0.95
+
 blksnap detach -d $dev >/dev/null
 umount $bk $rs
 dmsetup remove --noudevsync bench-bk

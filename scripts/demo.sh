@@ -5,7 +5,9 @@
 # image at the take; the copy mounts (loop, read-only) with the files as they
 # were; the change map and the events are shown; the snapshot is destroyed.
 # Then the backup job: a full backup with `blksnap backup`, files changed, an
-# incremental one, and after unmount one more that equals the device.
+# incremental one, and after unmount one more that equals the device; the
+# restore points they left listed, a file overwritten by mistake and the
+# device rolled back to the newest point, writing only what changed.
 # Ends with "demo: PASS" (exit 0) or "demo: FAIL ..." (exit 1).
 set -euo pipefail
 disk=${BLKSNAP_DISKS%% *}
@@ -130,5 +132,21 @@ umount "$orig"
 say backup "$(backup)"
 cmp -s "$bk/$name.img" "$dev" || die "the backup image differs from the device"
 say backup "$bk/$name.img equals $dev byte for byte"
+
+# Restore points: each backup left one (qcow2 here: /tmp cannot clone
+# files); a file changed by mistake; a quick rollback to the newest point
+# writes back only the blocks changed since.
+blksnap points -o "$bk" | sed "s|$tmp/|\$tmp/|; s/^/points:    /"
+point=$(blksnap points -o "$bk" --json | tail -n 1 | sed -E 's/.*"path":"([^"]*)".*/\1/')
+mount "$dev" "$orig"
+head -c $((2 << 20)) /dev/urandom >"$orig/file1.bin"
+umount "$orig"
+say mistake "file1.bin overwritten; the device differs from the newest point"
+say rollback "$(blksnap restore -o "$bk" -d "$dev" --changed-only 2>&1)"
+qemu-img compare -q -f qcow2 -F raw "$point" "$dev" || die "the device differs from the point after the rollback"
+mount -o ro "$dev" "$orig"
+sums "$orig" | grep -q "$(grep file1.bin "$tmp/files.sum")" || die "file1.bin is not back"
+umount "$orig"
+say rollback "$dev equals $(basename "$point") again; file1.bin is back"
 blksnap detach -d "$dev"
 echo "demo: PASS"

@@ -351,33 +351,33 @@ Point publish_point(const fs::path& pdir, PointFormat format, NewPoint np) {
     } else {
         const bool overlay = m.incremental && np.continues_newest && newest &&
                              newest->meta.format == PointFormat::qcow2;
-        std::vector<ByteRange> ranges;
         if (overlay) {
             m.backing = newest->meta.id;
             run_program({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
                          newest->data.filename().string(), tmp.string(), std::to_string(m.size)});
-            ranges = np.changed;
         } else {
-            run_program(
-                {"qemu-img", "create", "-q", "-f", "qcow2", tmp.string(), std::to_string(m.size)});
-            ranges = data_ranges(head.get(), m.size);
+            // A base: the whole image, zeros left out, in one pass.
+            run_program({"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", np.head.string(),
+                         tmp.string()});
         }
-        NbdImage image(tmp, true);
-        std::vector<std::byte> buf(chunk);
-        for (const auto& r : ranges) {
-            for (std::uint64_t at = r.offset; at < r.offset + r.length;) {
-                const std::size_t n = static_cast<std::size_t>(
-                    std::min<std::uint64_t>(chunk, r.offset + r.length - at));
-                const std::span<std::byte> piece(buf.data(), n);
-                pread_all(head.get(), piece, at, np.head);
-                if (!all_zero(piece))
-                    image.write(at, piece);
-                else if (overlay)
-                    image.zero(at, n);
-                at += n;
+        if (overlay) {
+            NbdImage image(tmp, true);
+            std::vector<std::byte> buf(chunk);
+            for (const auto& r : np.changed) {
+                for (std::uint64_t at = r.offset; at < r.offset + r.length;) {
+                    const std::size_t n = static_cast<std::size_t>(
+                        std::min<std::uint64_t>(chunk, r.offset + r.length - at));
+                    const std::span<std::byte> piece(buf.data(), n);
+                    pread_all(head.get(), piece, at, np.head);
+                    if (all_zero(piece))
+                        image.zero(at, n); // over the backing file's data
+                    else
+                        image.write(at, piece);
+                    at += n;
+                }
             }
+            image.close();
         }
-        image.close();
         fsync_file(tmp);
         m.bytes_stored = allocated_bytes(tmp);
     }

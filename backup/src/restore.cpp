@@ -150,8 +150,8 @@ Target open_target(const fs::path& path, const Point& p) {
             throw_errno(context("size of", path.string()));
         if (t.size < p.meta.size)
             throw Error(ENOSPC, what,
-                        "the device has " + std::to_string(t.size) + " bytes, the point " +
-                            std::to_string(p.meta.size));
+                        "the device is smaller than the point (" + std::to_string(t.size) +
+                            " bytes, the point " + std::to_string(p.meta.size) + ")");
         return t;
     }
     if (fs::exists(path) && !fs::is_regular_file(path))
@@ -192,9 +192,9 @@ std::vector<ByteRange> changed_since_point(KernelBackend& kernel, const Point& p
                     "the device's tracker is in generation " + info.generation_id.str() +
                         ", the point was taken in " + p.meta.generation_id.str() +
                         ": what changed since cannot be told; restore it in full");
-    if (info.device_capacity * 512 != p.meta.size)
+    if (info.device_capacity != p.meta.size)
         throw Error(EINVAL, what,
-                    "the device has " + std::to_string(info.device_capacity * 512) +
+                    "the device has " + std::to_string(info.device_capacity) +
                         " bytes now, the point " + std::to_string(p.meta.size) +
                         ": restore it in full");
     const auto map = cbt::read_map(filter, info);
@@ -262,6 +262,11 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
         throw Error(EIO, context("restore from", p.data.string()),
                     "the image has " + std::to_string(reader->size()) +
                         " bytes, its meta file says " + std::to_string(p.meta.size));
+    struct ::stat st;
+    if (o.changed_only && (::stat(o.target.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)))
+        throw Error(EINVAL, context("restore --changed-only to", o.target.string()),
+                    "a quick rollback writes to the device the point was taken of, not to a "
+                    "file");
     Target t = open_target(o.target, p);
     std::vector<ByteRange> ranges;
     if (o.changed_only)
