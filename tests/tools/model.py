@@ -65,6 +65,7 @@ import model_fs
 
 BLOCK = 4096
 DEV_BLOCKS = 2048  # 8 MiB disks
+KEEP_POINTS = 3  # restore points the backups keep per device
 BLKDISCARD = 0x1277
 BLKZEROOUT = 0x127F
 # The partitioned disk: (first block, blocks) of its two partitions.
@@ -165,6 +166,9 @@ class Model:
         # device index -> (generation, blocks, image edited since) at its
         # last backup
         self.backups = {}
+        # device path -> {point id: (disk, first block, block versions)}:
+        # the restore points kept (the backups keep the newest KEEP_POINTS)
+        self.points = {}
         self.state_dir = os.path.join(workdir, "state")
         self.buf = mmap.mmap(-1, BLOCK * 64)
         self.disks = []
@@ -571,7 +575,9 @@ class Model:
         its change map started a new generation since (attach, module
         reload, resize, a broken cbtrestore, a re-added partition) or its
         image file was written since; every image is the device as at
-        the take, block by block."""
+        the take, block by block, and so is its restore point, in a format
+        picked at random (raw points beside qcow2 chains: both kinds are
+        dropped by --keep)."""
         free = [d for d in self.usable() if d.trackable and not d.snapshot and not d.saved]
         if not free:
             return
@@ -590,7 +596,9 @@ class Model:
                 self.backups[d.index] = last = (last[0], last[1], True)
             want[d.index] = (img, last)
         self.log(f"backup {[d.path for d in devs]}")
-        args = ["blksnap", "backup", "-o", out_dir, "-f", self.workdir, "-l", "32M", "-j"]
+        args = ["blksnap", "backup", "-o", out_dir, "-f", self.workdir, "-l", "32M", "-j",
+                "--keep", str(KEEP_POINTS),
+                "--format", self.rng.choice(["auto", "auto", "raw", "qcow2"])]
         for d in devs:
             args += ["-d", d.path]
         out = run(*args).stdout
@@ -636,6 +644,48 @@ class Model:
                                                                    d.disk.content[d.first + b]):
                     self.fail(f"backup of {d.path}: image block {b} is not the take's")
                     break
+            self.check_points(d, r, out_dir)
+
+    def check_points(self, d, r, out_dir):
+        """The backup's restore point holds the take; the points kept are
+        the newest KEEP_POINTS, and one of the older ones (edits of the
+        image file since included) still reads as at its own take."""
+        kept = self.points.setdefault(d.path, {})
+        kept[r["point"]] = (d.disk, d.first, list(d.disk.content[d.first:d.first + d.blocks]))
+        for old in sorted(kept)[:-KEEP_POINTS]:
+            del kept[old]
+        listed = sorted(j["point"] for j in map(json.loads, run(
+            "blksnap", "points", "-o", out_dir, "-j").stdout.splitlines()) if j["device"] == d.path)
+        self.checks += 1
+        if listed != sorted(kept):
+            self.fail(f"points of {d.path}: {listed}, want {sorted(kept)}")
+            return
+        self.check_point(d.path, r["point"], out_dir)
+        if len(kept) > 1 and self.rng.random() < 0.5:
+            self.check_point(d.path, self.rng.choice(sorted(kept)[:-1]), out_dir)
+
+    def check_point(self, path, point, out_dir):
+        """blksnap restore of the point into a file (every block checked
+        against the point's checksums) gives the device at the point's
+        take."""
+        disk, first, versions = self.points[path][point]
+        target = os.path.join(self.workdir, "restored")
+        self.checks += 1
+        p = run("blksnap", "restore", "-o", out_dir, "-s", path, "-p", str(point), "-d", target,
+                check=False)
+        if p.returncode != 0:
+            self.fail(f"restore of point {point} of {path}: exit {p.returncode}: {p.stderr.strip()}")
+            return
+        with open(target, "rb") as f:
+            data = f.read()
+        os.unlink(target)
+        if len(data) != len(versions) * BLOCK:
+            self.fail(f"point {point} of {path}: {len(data)} bytes, want {len(versions) * BLOCK}")
+            return
+        for b, v in enumerate(versions):
+            if data[b * BLOCK:(b + 1) * BLOCK] != self.pattern(disk, first + b, v):
+                self.fail(f"point {point} of {path}: block {b} is not its take's")
+                return
 
     def op_image_write(self):
         # Only into storages that cannot overflow: a write to an image

@@ -18,14 +18,25 @@
 namespace blksnap::test {
 namespace {
 
-const std::vector<std::string> commands{"version",          "attach",
-                                        "detach",           "cbtinfo",
-                                        "readcbtmap",       "markdirtyblock",
-                                        "snapshot_create",  "snapshot_add",
-                                        "snapshot_info",    "snapshot_take",
-                                        "snapshot_destroy", "snapshot_collect",
-                                        "snapshot_devices", "snapshot_waitevent",
-                                        "snapshot_watcher", "backup"};
+const std::vector<std::string> commands{"version",
+                                        "attach",
+                                        "detach",
+                                        "cbtinfo",
+                                        "readcbtmap",
+                                        "markdirtyblock",
+                                        "snapshot_create",
+                                        "snapshot_add",
+                                        "snapshot_info",
+                                        "snapshot_take",
+                                        "snapshot_destroy",
+                                        "snapshot_collect",
+                                        "snapshot_devices",
+                                        "snapshot_waitevent",
+                                        "snapshot_watcher",
+                                        "backup",
+                                        "points",
+                                        "restore",
+                                        "verify"};
 
 struct Result {
     int rc;
@@ -453,6 +464,36 @@ TEST_F(CliTest, WatcherOfASnapshotAlreadyGoneEndsAtOnce) {
                      "Snapshot watcher finished.\n");
     EXPECT_EQ(r.err, "");
     r = run({"snapshot_watcher", "-i", id.str(), "--json"});
+    EXPECT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "");
+}
+
+TEST_F(CliTest, RestorePointCommandsCheckTheirArguments) {
+    // Usage errors: exit 2 before anything is opened.
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"restore", "-o", dir.path().string()},
+             {"restore", "-d", "/dev/vdb"},
+             {"points"},
+             {"verify", "-o", dir.path().string(), "-p", "x"},
+             {"backup", "-d", "/dev/vdb", "-o", "x", "-f", "y", "-l", "1M", "--format", "zip"},
+             {"backup", "-d", "/dev/vdb", "-o", "x", "-f", "y", "-l", "1M", "--keep", "0"}}) {
+        const Result r = run(args);
+        EXPECT_EQ(r.rc, 2) << args[0] << " " << r.err;
+    }
+    EXPECT_EQ(opened, 0);
+    // No points: errors that say so, exit 1.
+    Result r = run({"points", "-o", (dir / "none").string()});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("No such file or directory"), std::string::npos) << r.err;
+    r = run({"restore", "-o", dir.path().string(), "-d", (dir / "t").string()});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("there are none"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "t"));
+    r = run({"verify", "-o", dir.path().string()});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("there are none"), std::string::npos) << r.err;
+    // An empty directory lists nothing.
+    r = run({"points", "-o", dir.path().string(), "--json"});
     EXPECT_EQ(r.rc, 0) << r.err;
     EXPECT_EQ(r.out, "");
 }
