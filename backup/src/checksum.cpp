@@ -1,12 +1,20 @@
 #include <blksnap/backup/checksum.hpp>
+
 #include <blksnap/backup/readback.hpp>
 #include <blksnap/error.hpp>
+#include <cstdio>
 
 #include <algorithm>
 #include <cerrno>
 #include <xxhash.h>
 
 namespace blksnap::backup {
+
+std::string hex64(std::uint64_t v) {
+    char text[20];
+    std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(v));
+    return text;
+}
 
 namespace fs = std::filesystem;
 

@@ -333,19 +333,13 @@ struct DeviceJob {
                 d = {false,
                      "block " + std::to_string(b) + " of the image (bytes " +
                          std::to_string(start) + " to " + std::to_string(end - 1) +
-                         ") is not what the last backup wrote there (xxh64 " + hex(now[i]) +
-                         ", was " + hex(sums[b]) + "; " + std::to_string(i + 1) + " of " +
+                         ") is not what the last backup wrote there (xxh64 " + hex64(now[i]) +
+                         ", was " + hex64(sums[b]) + "; " + std::to_string(i + 1) + " of " +
                          std::to_string(sample.size()) + " blocks checked)",
                      {}};
                 return;
             }
         }
-    }
-
-    static std::string hex(std::uint64_t v) {
-        char text[20];
-        std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(v));
-        return text;
     }
 
     // Reads the PLAN's steps, several reads in flight across them, and

@@ -1,3 +1,4 @@
+#include <blksnap/backup/checksum.hpp>
 #include <blksnap/backup/nbd_image.hpp>
 #include <blksnap/backup/points.hpp>
 #include <blksnap/backup/program.hpp>
@@ -9,7 +10,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <map>
@@ -28,12 +28,6 @@ namespace {
 
 constexpr int meta_version = 1;
 constexpr std::size_t chunk = 1u << 20;
-
-std::string hex(std::uint64_t v) {
-    char text[20];
-    std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(v));
-    return text;
-}
 
 std::uint64_t unhex(const std::string& text) {
     if (text.size() != 16 || text.find_first_not_of("0123456789abcdef") != std::string::npos)
@@ -70,26 +64,6 @@ std::uint64_t allocated_bytes(const fs::path& file) {
     if (::stat(file.c_str(), &st) != 0)
         throw_errno(context("stat", file.string()));
     return static_cast<std::uint64_t>(st.st_blocks) * 512;
-}
-
-bool all_zero(std::span<const std::byte> data) {
-    return data.empty() || (data[0] == std::byte{0} &&
-                            std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
-}
-
-void pread_all(int fd, std::span<std::byte> data, std::uint64_t offset, const fs::path& file) {
-    while (!data.empty()) {
-        const ssize_t n = ::pread(fd, data.data(), data.size(), static_cast<off_t>(offset));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            throw_errno(context("read " + file.string() + " at", std::to_string(offset)));
-        if (n == 0)
-            throw Error(EIO, context("read " + file.string() + " at", std::to_string(offset)),
-                        "the file ends early");
-        data = data.subspan(static_cast<std::size_t>(n));
-        offset += static_cast<std::uint64_t>(n);
-    }
 }
 
 // The ranges of FD (SIZE bytes) that hold data, as SEEK_DATA and SEEK_HOLE
@@ -188,7 +162,7 @@ void write_point_meta(const fs::path& file, const PointMeta& m) {
     j["backing"] = m.backing ? ordered_json(*m.backing) : ordered_json(nullptr);
     auto& sums = j["sums"] = ordered_json::array();
     for (auto s : m.sums)
-        sums.push_back(hex(s));
+        sums.push_back(hex64(s));
     write_file_durably(file, j.dump() + "\n");
 }
 

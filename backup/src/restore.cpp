@@ -1,3 +1,4 @@
+#include <blksnap/backup/checksum.hpp>
 #include <blksnap/backup/nbd_image.hpp>
 #include <blksnap/backup/readback.hpp>
 #include <blksnap/backup/restore.hpp>
@@ -13,7 +14,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -43,19 +43,7 @@ public:
     }
     std::uint64_t size() const override { return size_; }
     void read(std::uint64_t offset, std::span<std::byte> data) override {
-        while (!data.empty()) {
-            const ssize_t n =
-                ::pread(fd_.get(), data.data(), data.size(), static_cast<off_t>(offset));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                throw_errno(context("read " + file_.string() + " at", std::to_string(offset)));
-            if (n == 0)
-                throw Error(EIO, context("read " + file_.string() + " at", std::to_string(offset)),
-                            "the file ends early");
-            data = data.subspan(static_cast<std::size_t>(n));
-            offset += static_cast<std::uint64_t>(n);
-        }
+        pread_all(fd_.get(), data, offset, file_);
     }
 
 private:
@@ -76,12 +64,6 @@ private:
     NbdImage image_;
 };
 
-std::string hex(std::uint64_t v) {
-    char text[20];
-    std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(v));
-    return text;
-}
-
 // The size of the pieces read: 1 MiB, or a block where blocks are larger.
 std::uint64_t piece_size(const PointMeta& m) {
     const std::uint64_t bs = m.block_size;
@@ -101,15 +83,10 @@ void check_sums(const Point& p, std::uint64_t offset, std::span<const std::byte>
                 EIO, context("read", p.data.string()),
                 "block " + std::to_string(block) + " (bytes " + std::to_string(offset + at) +
                     " to " + std::to_string(offset + at + n - 1) +
-                    ") does not match the point's checksum (xxh64 " + hex(sum) + ", recorded " +
-                    (block < p.meta.sums.size() ? hex(p.meta.sums[block]) : "none") +
+                    ") does not match the point's checksum (xxh64 " + hex64(sum) + ", recorded " +
+                    (block < p.meta.sums.size() ? hex64(p.meta.sums[block]) : "none") +
                     "): the point is damaged");
     }
-}
-
-bool all_zero(std::span<const std::byte> data) {
-    return data.empty() || (data[0] == std::byte{0} &&
-                            std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
 }
 
 void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
@@ -312,7 +289,7 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
                 throw Error(EIO, context("restore to", o.target.string()),
                             "block " + std::to_string(written_blocks[i]) +
                                 " read back from the device does not match the point (xxh64 " +
-                                hex(now[i]) + ", point " + hex(p.meta.sums[written_blocks[i]]) +
+                                hex64(now[i]) + ", point " + hex64(p.meta.sums[written_blocks[i]]) +
                                 ")");
     }
     r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

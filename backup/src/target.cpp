@@ -16,13 +16,28 @@ namespace blksnap::backup {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 // Every byte is zero: the first is, and each equals the next.
 bool all_zero(std::span<const std::byte> data) {
     return data.empty() || (data[0] == std::byte{0} &&
                             std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
 }
+
+void pread_all(int fd, std::span<std::byte> data, std::uint64_t offset, const fs::path& file) {
+    while (!data.empty()) {
+        const ssize_t n = ::pread(fd, data.data(), data.size(), static_cast<off_t>(offset));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            throw_errno(context("read " + file.string() + " at", std::to_string(offset)));
+        if (n == 0)
+            throw Error(EIO, context("read " + file.string() + " at", std::to_string(offset)),
+                        "the file ends early");
+        data = data.subspan(static_cast<std::size_t>(n));
+        offset += static_cast<std::uint64_t>(n);
+    }
+}
+
+namespace {
 
 fs::path parent_of(const fs::path& path) {
     return path.parent_path().empty() ? fs::path(".") : path.parent_path();

@@ -122,6 +122,25 @@ kill_when() { # glob
 }
 
 # POINT_FORMATS=qcow2 runs one half (while debugging it).
+# kill_during SEED GLOB WHAT: 8 MiB changed, then a backup killed once GLOB
+# appears (up to three tries, each backup that ended first kept as a take);
+# every point kept is then as it was. Leaves the newest point in $last.
+kill_during() {
+	local try
+	change "${1}0" 8
+	for try in 1 2 3; do
+		if kill_when "$2"; then
+			last=$(newest)
+			expect_kept $((last - 3)) "$last" "after a kill $3"
+			return 0
+		fi
+		echo "# the backup ended before it was caught (try $try)"
+		cp "$dev" "$tmp/takes/$(newest)"
+		change "$1$try" 8
+	done
+	fail "no backup caught $3 in three tries"
+}
+
 for fmt in ${POINT_FORMATS:-raw qcow2}; do
 	case $fmt in
 	raw) fs=xfs ;;
@@ -148,40 +167,14 @@ for fmt in ${POINT_FORMATS:-raw qcow2}; do
 	[ -z "$(find "$bk/$name.points" -name '00000[1-6].*')" ] || fail "dropped points left files"
 
 	step "$fmt: a backup killed while it copies leaves the points as they were"
-	change 11 8
-	caught=0
-	for try in 1 2 3; do
-		if kill_when "$bk/$name.img.new-* $bk/$name.img.partial"; then
-			caught=1
-			break
-		fi
-		echo "# the backup ended before it was caught (try $try)"
-		cp "$dev" "$tmp/takes/$(newest)"
-		change "1$try" 8
-	done
-	[ "$caught" = 1 ] || fail "no backup caught while copying in three tries"
-	last=$(newest)
-	expect_kept $((last - 3)) "$last" "after a kill while copying"
+	kill_during 1 "$bk/$name.img.new-* $bk/$name.img.partial" "while copying"
 	backup
 	expect_eq "the point after the kill" "$point" $((last + 1))
 	cp "$dev" "$tmp/takes/$point"
 	expect_point "$point" "after a kill while copying"
 
 	step "$fmt: a backup killed while it writes its point leaves the points as they were"
-	change 21 8
-	caught=0
-	for try in 1 2 3; do
-		if kill_when "$bk/$name.points/*.partial"; then
-			caught=1
-			break
-		fi
-		echo "# the backup ended before it was caught (try $try)"
-		cp "$dev" "$tmp/takes/$(newest)"
-		change "2$try" 8
-	done
-	[ "$caught" = 1 ] || fail "no backup caught while writing its point in three tries"
-	last=$(newest)
-	expect_kept $((last - 3)) "$last" "after a kill while writing a point"
+	kill_during 2 "$bk/$name.points/*.partial" "while writing its point"
 	backup
 	cp "$dev" "$tmp/takes/$point"
 	expect_kept $((point - 3)) "$point" "after the next backup"
@@ -218,7 +211,7 @@ for fmt in ${POINT_FORMATS:-raw qcow2}; do
 	expect_fail 1 blksnap restore -o "$bk" -d "$other" -- "mounted or in use"
 	umount "$tmp/mnt"
 	blksnap detach -d "$dev"
-	blksnap attach -d "$dev"
+	blksnap attach -d "$dev" >/dev/null
 	expect_fail 1 blksnap restore -o "$bk" -d "$dev" --changed-only -- "restore it in full"
 	cmp "$dev" "$tmp/takes/rolled" || fail "a refused rollback changed the device"
 

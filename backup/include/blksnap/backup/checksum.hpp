@@ -8,11 +8,15 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 struct XXH64_state_s;
 
 namespace blksnap::backup {
+
+// A checksum as 16 lower-case hex digits.
+std::string hex64(std::uint64_t v);
 
 // Streaming xxh64 (seed 0).
 class Xxh64 {

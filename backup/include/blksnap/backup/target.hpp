@@ -16,6 +16,14 @@
 
 namespace blksnap::backup {
 
+// Every byte of DATA is zero.
+bool all_zero(std::span<const std::byte> data);
+
+// pread(2) of all of DATA from FD at OFFSET, or Error naming FILE (EIO
+// when the file ends first).
+void pread_all(int fd, std::span<std::byte> data, std::uint64_t offset,
+               const std::filesystem::path& file);
+
 // fsync of a directory: makes the entries created, renamed or removed in it
 // durable.
 void fsync_dir(const std::filesystem::path& dir);
