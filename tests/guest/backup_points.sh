@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # cost: 45
-# columns: stock-6.1 stock-6.12 blkfilter-6.12
+# columns: stock-6.1 stock-6.12
 # vm: --disk 32M --disk 16M --disk 32M
-# skip-columns: blkfilter-6.12+ftrace
 # Restore points (blksnap backup --keep, points, restore, verify), in both
 # formats the backup directory's file system picks: raw points on XFS with
 # reflinks, a qcow2 chain on ext4. Ten backups with writes between them,
@@ -17,8 +16,9 @@
 # equals the point; a mounted or smaller target and a rollback that cannot
 # be proven are refused. blksnap verify passes, then catches a flipped
 # byte in a point, and restore refuses that point.
-# Not in the debug kernel's ftrace column: the kernel paths under it are
-# those of backup_chain.sh.
+# Not in the debug kernel's columns: it tests the backup engine (user
+# space), and the kernel paths under it are those of backup_chain.sh, which
+# the debug kernel runs; run by hand there when points change.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/cli-helpers.bash"
 need_modules loop xfs ext4
