@@ -266,8 +266,18 @@ struct DeviceJob {
             cbt::ImageBinding{cbt::FileIdentity::of(target->status()), std::move(block_sums)};
         cbt::write_state_file(state_path, state);
         target.reset();
-        if (options.keep)
-            r.dropped = keep_newest(pdir, options.keep);
+        if (options.keep) {
+            // The backup is complete: a point that cannot be dropped now
+            // (a restore reading its chain holds it) is dropped next time.
+            try {
+                r.dropped = keep_newest(pdir, options.keep);
+            } catch (const Error& e) {
+                if (hooks.note)
+                    hooks.note(std::string("could not drop the points beyond the newest ") +
+                               std::to_string(options.keep) + ": " + e.what() +
+                               "; the next backup will");
+            }
+        }
         r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         call(hooks.done, r);
     }

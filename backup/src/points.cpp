@@ -380,6 +380,14 @@ void tidy_points(const fs::path& pdir, const std::function<void(const std::strin
     const auto files = scan(pdir);
     for (auto it = files.begin(); it != files.end(); ++it) {
         const auto& [id, f] = *it;
+        if (f.meta && !f.data) {
+            // Killed between the renames of a new point's two files.
+            remove_file(*f.meta);
+            removed = true;
+            if (note)
+                note("removed " + f.meta->string() + ", the meta file of a point never completed");
+            continue;
+        }
         if (!f.data || f.meta)
             continue;
         // A data file without its meta: a point being dropped.

@@ -1140,6 +1140,8 @@ TEST_P(RestorePoints, AMergeInterruptedByACrashIsFinishedNextTime) {
     ASSERT_EQ(before.size(), 3u);
     // What keep_newest does first: the meta file of the point it drops.
     std::filesystem::remove(before[0].meta_file);
+    // What a backup killed between its two renames leaves.
+    std::filesystem::copy_file(before[2].meta_file, out / "vdb.points" / "000004.meta");
     std::vector<std::string> said;
     backup::tidy_points(backup::points_dir(out, "vdb"),
                         [&](const std::string& m) { said.push_back(m); });
@@ -1148,7 +1150,8 @@ TEST_P(RestorePoints, AMergeInterruptedByACrashIsFinishedNextTime) {
     EXPECT_FALSE(std::filesystem::exists(before[0].data));
     EXPECT_EQ(point_content(after[0]), point_content(before[1]));
     EXPECT_EQ(point_content(after[1]), point_content(before[2]));
-    EXPECT_EQ(said.size(), 1u);
+    EXPECT_FALSE(std::filesystem::exists(out / "vdb.points" / "000004.meta"));
+    EXPECT_EQ(said.size(), 2u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, RestorePoints,
