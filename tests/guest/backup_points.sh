@@ -235,4 +235,6 @@ for fmt in ${POINT_FORMATS:-raw qcow2}; do
 
 	umount "$tmp/$fs"
 done
+blksnap detach -d "$dev"
+losetup -D
 echo "PASS"
