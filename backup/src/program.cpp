@@ -3,6 +3,7 @@
 #include <blksnap/unique_fd.hpp>
 
 #include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -83,7 +84,15 @@ void run_program(const std::vector<std::string>& argv) {
     const std::string how = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
                                               : "signal " + std::to_string(WTERMSIG(status));
     const std::string said = last_line(output);
-    throw Error(EIO, context("run", what), how + (said.empty() ? "" : ": " + said));
+    // The error the program met, where it names one that says more than
+    // EIO (a full file system, a quota, a read-only one, permissions).
+    int code = EIO;
+    for (const int e : {ENOSPC, EDQUOT, EROFS, EACCES, EPERM})
+        if (said.find(std::strerror(e)) != std::string::npos) {
+            code = e;
+            break;
+        }
+    throw Error(code, context("run", what), how + (said.empty() ? "" : ": " + said));
 }
 
 } // namespace blksnap::backup

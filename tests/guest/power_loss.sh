@@ -4,7 +4,7 @@
 # power-cut
 # columns: stock-6.1 stock-6.12 blkfilter-6.12
 # skip-columns: blkfilter-6.12+ftrace
-# vm: --disk 64M --disk 160M --disk 16M --disk 32M
+# vm: --disk 64M --disk 384M --disk 16M --disk 32M
 # Power loss (issue 29, item 3): three boots end in a power cut in the middle
 # of an operation (power_cut in lib.sh: `echo b` to sysrq, no sync, no
 # unmount), and the next boot checks what the disks kept, by content.
@@ -58,7 +58,7 @@ keep() {
 jf() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 # backup DEV OUT: a backup of DEV into $bk, its JSON in OUT.
 backup() {
-	blksnap backup -d "$1" -o $bk -f /tmp -l 64M --json >"$2" || fail "backup of $1: $(cat "$2")"
+	blksnap backup -d "$1" -o $bk -f /tmp -l 64M --keep 2 --json >"$2" || fail "backup of $1: $(cat "$2")"
 }
 # expect_full OUT: a full backup that says why.
 expect_full() {
@@ -87,7 +87,7 @@ cut_backup() {
 	local pid r=0 f base nap_fd
 	exec {nap_fd}<> <(:)
 	base=$(read_bytes "$1")
-	blksnap backup -d "$1" -o $bk -f /tmp -l 64M >/tmp/cut.out 2>&1 &
+	blksnap backup -d "$1" -o $bk -f /tmp -l 64M --keep 2 >/tmp/cut.out 2>&1 &
 	pid=$!
 	while [ "$r" -lt "$2" ] && alive $pid; do
 		read -r -a f <"/sys/block/${1#/dev/}/stat"
