@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -64,11 +65,34 @@ private:
     NbdImage image_;
 };
 
-// The size of the pieces read: 1 MiB, or a block where blocks are larger.
+// The size of the pieces read: 4 MiB, or a block where blocks are larger.
 std::uint64_t piece_size(const PointMeta& m) {
     const std::uint64_t bs = m.block_size;
-    return std::max<std::uint64_t>(bs, (std::uint64_t{1} << 20) / bs * bs);
+    return std::max<std::uint64_t>(bs, (std::uint64_t{4} << 20) / bs * bs);
 }
+
+// Where writes with O_DIRECT must start and end.
+constexpr std::uint64_t direct_align = 4096;
+
+// A buffer aligned for O_DIRECT.
+class AlignedBuffer {
+public:
+    explicit AlignedBuffer(std::size_t size)
+        : size_((size + direct_align - 1) / direct_align * direct_align),
+          data_(static_cast<std::byte*>(std::aligned_alloc(direct_align, size_))) {
+        if (!data_)
+            throw Error(ENOMEM, "restore",
+                        "no memory for a buffer of " + std::to_string(size_) + " bytes");
+    }
+    std::span<std::byte> first(std::size_t n) { return {data_.get(), n}; }
+
+private:
+    struct Free {
+        void operator()(std::byte* p) const noexcept { std::free(p); }
+    };
+    std::size_t size_;
+    std::unique_ptr<std::byte, Free> data_;
+};
 
 // Checks DATA, the point's bytes from OFFSET (a block boundary), against
 // its block checksums.
@@ -103,18 +127,43 @@ void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
 }
 
 struct Target {
-    UniqueFd fd;
+    UniqueFd fd; // a block device: opened O_EXCL, and O_DIRECT where it can be
     bool block_device = false;
+    bool direct = false;
+    UniqueFd buffered; // a block device: for writes O_DIRECT cannot make
     std::uint64_t size = 0;
     dev_t rdev = 0;
+    fs::path path;
+
+    // Writes DATA at OFFSET: past the page cache where both are aligned.
+    void write(std::span<const std::byte> data, std::uint64_t offset) {
+        if (!direct || (offset % direct_align == 0 && data.size() % direct_align == 0)) {
+            write_all_at(fd.get(), data, offset, path);
+            return;
+        }
+        if (!buffered)
+            buffered = open_fd(path.string(), O_WRONLY);
+        write_all_at(buffered.get(), data, offset, path);
+    }
+    void sync() {
+        for (const UniqueFd* f : {&fd, &buffered})
+            if (*f && ::fsync(f->get()) != 0)
+                throw_errno(context("fsync", path.string()));
+    }
 };
 
 Target open_target(const fs::path& path, const Point& p) {
     Target t;
     struct ::stat st;
     const std::string what = context("restore to", path.string());
+    t.path = path;
     if (::stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
-        const int fd = ::open(path.c_str(), O_RDWR | O_EXCL | O_CLOEXEC);
+        t.direct = true;
+        int fd = ::open(path.c_str(), O_RDWR | O_EXCL | O_DIRECT | O_CLOEXEC);
+        if (fd < 0 && errno == EINVAL) {
+            t.direct = false;
+            fd = ::open(path.c_str(), O_RDWR | O_EXCL | O_CLOEXEC);
+        }
         if (fd < 0) {
             if (errno == EBUSY)
                 throw Error(EBUSY, what, "the device is mounted or in use");
@@ -256,7 +305,7 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
         hooks.start(r);
 
     const std::uint64_t piece = piece_size(p.meta);
-    std::vector<std::byte> buf(piece);
+    AlignedBuffer buf(static_cast<std::size_t>(piece));
     std::vector<std::uint64_t> written_blocks;
     for (const auto& rg : ranges) {
         for (std::uint64_t at = rg.offset; at < rg.offset + rg.length;) {
@@ -264,12 +313,12 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
                 throw Error(EINTR, context("restore to", o.target.string()), "interrupted");
             const std::size_t n =
                 static_cast<std::size_t>(std::min(piece, rg.offset + rg.length - at));
-            const std::span<std::byte> data(buf.data(), n);
+            const std::span<std::byte> data = buf.first(n);
             reader->read(at, data);
             check_sums(p, at, data);
             r.blocks_checked += (n + p.meta.block_size - 1) / p.meta.block_size;
             if (t.block_device || !all_zero(data))
-                write_all_at(t.fd.get(), data, at, o.target);
+                t.write(data, at);
             if (o.changed_only)
                 for (std::uint64_t b = at / p.meta.block_size; b * p.meta.block_size < at + n; ++b)
                     written_blocks.push_back(b);
@@ -279,8 +328,7 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
                 hooks.progress(r);
         }
     }
-    if (::fsync(t.fd.get()) != 0)
-        throw_errno(context("fsync", o.target.string()));
+    t.sync();
     if (o.changed_only && !written_blocks.empty()) {
         // Read back from the device, not from the page cache.
         const auto now = block_sums(fs::canonical(o.target), p.meta.block_size, written_blocks);
