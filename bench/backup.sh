@@ -127,7 +127,7 @@ dd_s=$(timed dd if="$point" of=$dev bs=1M oflag=direct status=none)
 # Where a full restore's time goes: reading the point and checking every
 # block's xxh64 (blksnap verify), and the hashing alone (xxhsum, cached).
 echo 3 >/proc/sys/vm/drop_caches
-verify_s=$(timed blksnap verify -o $bk)
+verify_s=$(timed blksnap verify -o $bk -p "$(basename "$point" .raw)")
 cat "$point" >/dev/null
 hash_s=$(timed xxhsum -H64 "$point")
 echo "# points: incremental point stored $inc_stored bytes; rollback ${rollback} s, full restore" \

@@ -8,6 +8,7 @@
 #include <blksnap/backup/restore.hpp>
 #include <blksnap/error.hpp>
 
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 
@@ -54,6 +55,24 @@ std::string point_line(const Point& p) {
            p.data.string();
 }
 
+// -p/--point: a point's number in decimal, leading zeros allowed as in its
+// file name (000012 is point 12, never octal).
+CLI::Option* add_point(CLI::App& cmd, std::optional<std::uint64_t>& point,
+                       const std::string& help) {
+    return cmd
+        .add_option_function<std::string>(
+            "-p,--point",
+            [&point](const std::string& text) {
+                std::uint64_t v = 0;
+                const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+                if (text.empty() || ec != std::errc() || end != text.data() + text.size())
+                    throw CLI::ValidationError("--point", "not a point number: " + text);
+                point = v;
+            },
+            help)
+        ->type_name("POINT");
+}
+
 void add_points(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand(
         "points", "List the restore points of a backup directory, per device, oldest first");
@@ -88,9 +107,7 @@ void add_restore(CLI::App& app, Context& ctx) {
     cmd->add_option("-s,--source", o->device,
                     "The device whose point to restore (its path or file name); needed when "
                     "the directory holds several devices' points");
-    cmd->add_option("-p,--point", o->point,
-                    "The point (as blksnap points lists it); the newest "
-                    "by default");
+    add_point(*cmd, o->point, "The point (as blksnap points lists it); the newest by default");
     cmd->add_flag("--changed-only", o->changed_only,
                   "Quick rollback: the target is the point's own device, tracked in the same "
                   "generation; write only the blocks changed since the point, then read them "
@@ -134,7 +151,7 @@ void add_verify(CLI::App& app, Context& ctx) {
     auto json = std::make_shared<bool>(false);
     cmd->add_option("-o,--output", *dir, "Backup directory")->required();
     cmd->add_option("-s,--source", *device, "Only this device's points (path or file name)");
-    cmd->add_option("-p,--point", *point, "Only this point (needs -s when several devices)");
+    add_point(*cmd, *point, "Only this point (needs -s when several devices)");
     cmd->add_flag("-j,--json", *json, "Print one JSON object per point");
     cmd->callback([&ctx, dir, device, point, json] {
         std::vector<Point> points;

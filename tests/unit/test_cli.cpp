@@ -5,6 +5,7 @@
 #include "progress.hpp"
 #include "tmp_dir.hpp"
 
+#include <blksnap/backup/points.hpp>
 #include <blksnap/error.hpp>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <sstream>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <xxhash.h>
 
 namespace blksnap::test {
 namespace {
@@ -481,6 +483,30 @@ TEST_F(CliTest, RestorePointCommandsCheckTheirArguments) {
         EXPECT_EQ(r.rc, 2) << args[0] << " " << r.err;
     }
     EXPECT_EQ(opened, 0);
+    // A point's number is decimal, with the leading zeros of its file name.
+    for (const char* bad : {"x", "-1", "1x", ""}) {
+        const Result r = run({"verify", "-o", dir.path().string(), "-p", bad});
+        EXPECT_EQ(r.rc, 2) << bad << " " << r.err;
+    }
+    {
+        // One point, 1: 4 KiB of zeros.
+        TmpDir backup;
+        std::filesystem::create_directory(backup / "vdb.points");
+        std::ofstream(backup / "vdb.points" / "000001.raw") << std::string(4096, '\0');
+        backup::PointMeta m;
+        m.device = "/dev/vdb";
+        m.id = 1;
+        m.size = 4096;
+        m.block_size = 4096;
+        m.sums = {XXH64(std::string(4096, '\0').data(), 4096, 0)};
+        backup::write_point_meta(backup / "vdb.points" / "000001.meta", m);
+        Result r = run({"verify", "-o", backup.path().string(), "-p", "000001"});
+        EXPECT_EQ(r.rc, 0) << r.err;
+        EXPECT_NE(r.out.find("point 1 verified"), std::string::npos) << r.out;
+        r = run({"verify", "-o", backup.path().string(), "-p", "010"});
+        EXPECT_EQ(r.rc, 1);
+        EXPECT_NE(r.err.find("restore point 10 in"), std::string::npos) << r.err;
+    }
     // No points: errors that say so, exit 1.
     Result r = run({"points", "-o", (dir / "none").string()});
     EXPECT_EQ(r.rc, 1);
