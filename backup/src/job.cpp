@@ -315,10 +315,11 @@ struct DeviceJob {
             np.changed.insert(np.changed.end(), step.write.begin(), step.write.end());
         // The newest point is the image this incremental backup started
         // from: made at the state's position, with its checksums.
-        np.continues_newest = d.incremental && newest && previous.cbt.image &&
-                              newest->meta.generation_id == previous.cbt.position.generation_id &&
-                              newest->meta.changes_number == previous.cbt.position.changes_number &&
-                              newest->meta.sums == previous.cbt.image->sums;
+        if (d.incremental && newest && previous.cbt.image &&
+            newest->meta.generation_id == previous.cbt.position.generation_id &&
+            newest->meta.changes_number == previous.cbt.position.changes_number &&
+            newest->meta.sums == previous.cbt.image->sums)
+            np.continues = newest;
         return publish_point(pdir, format, std::move(np));
     }
 

@@ -283,10 +283,6 @@ Point publish_point(const fs::path& pdir, PointFormat format, NewPoint np) {
     }
     const auto files = scan(pdir);
     const std::uint64_t id = files.empty() ? 1 : files.rbegin()->first + 1;
-    std::optional<Point> newest;
-    if (const auto points = list_points(pdir); !points.empty())
-        newest = points.back();
-
     PointMeta& m = np.meta;
     m.id = id;
     m.format = format;
@@ -323,8 +319,8 @@ Point publish_point(const fs::path& pdir, PointFormat format, NewPoint np) {
         if (::fsync(out.get()) != 0)
             throw_errno(context("fsync", tmp.string()));
     } else {
-        const bool overlay = m.incremental && np.continues_newest && newest &&
-                             newest->meta.format == PointFormat::qcow2;
+        const std::optional<Point>& newest = np.continues;
+        const bool overlay = m.incremental && newest && newest->meta.format == PointFormat::qcow2;
         if (overlay) {
             m.backing = newest->meta.id;
             run_program({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",

@@ -73,9 +73,9 @@ struct NewPoint {
     std::filesystem::path head;
     PointMeta meta;                 // all but id, format, backing, bytes_stored
     std::vector<ByteRange> changed; // incremental: what the backup wrote
-    // The newest point in PDIR is HEAD as it was before this backup: an
-    // incremental qcow2 point can be an overlay on it.
-    bool continues_newest = false;
+    // The newest point in PDIR, when it is HEAD as it was before this
+    // backup: an incremental qcow2 point can be an overlay on it.
+    std::optional<Point> continues;
 };
 
 // Makes the point in PDIR (created when missing) in FORMAT and returns it.
