@@ -11,11 +11,13 @@
 #include <blksnap/unique_fd.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
+#include <future>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -45,6 +47,10 @@ public:
     std::uint64_t size() const override { return size_; }
     void read(std::uint64_t offset, std::span<std::byte> data) override {
         pread_all(fd_.get(), data, offset, file_);
+    }
+    void prefetch(std::uint64_t offset, std::uint64_t length) override {
+        ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(length),
+                        POSIX_FADV_WILLNEED);
     }
 
 private:
@@ -304,29 +310,57 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
     if (hooks.start)
         hooks.start(r);
 
+    // Two buffers: while one piece is being written, the next one is read
+    // and checked. The reader is asked to fetch the piece after it ahead.
     const std::uint64_t piece = piece_size(p.meta);
-    AlignedBuffer buf(static_cast<std::size_t>(piece));
+    std::array<AlignedBuffer, 2> bufs{AlignedBuffer(static_cast<std::size_t>(piece)),
+                                      AlignedBuffer(static_cast<std::size_t>(piece))};
+    std::future<void> writing; // the write of the other buffer
     std::vector<std::uint64_t> written_blocks;
-    for (const auto& rg : ranges) {
-        for (std::uint64_t at = rg.offset; at < rg.offset + rg.length;) {
-            if (hooks.interrupted && hooks.interrupted())
-                throw Error(EINTR, context("restore to", o.target.string()), "interrupted");
-            const std::size_t n =
-                static_cast<std::size_t>(std::min(piece, rg.offset + rg.length - at));
-            const std::span<std::byte> data = buf.first(n);
-            reader->read(at, data);
-            check_sums(p, at, data);
-            r.blocks_checked += (n + p.meta.block_size - 1) / p.meta.block_size;
-            if (t.block_device || !all_zero(data))
-                t.write(data, at);
-            if (o.changed_only)
-                for (std::uint64_t b = at / p.meta.block_size; b * p.meta.block_size < at + n; ++b)
-                    written_blocks.push_back(b);
-            at += n;
-            r.bytes_written += n;
-            if (hooks.progress)
-                hooks.progress(r);
+    std::size_t cur = 0;
+    try {
+        for (std::size_t i = 0; i < ranges.size(); ++i) {
+            const ByteRange& rg = ranges[i];
+            for (std::uint64_t at = rg.offset; at < rg.offset + rg.length;) {
+                if (hooks.interrupted && hooks.interrupted())
+                    throw Error(EINTR, context("restore to", o.target.string()), "interrupted");
+                const std::size_t n =
+                    static_cast<std::size_t>(std::min(piece, rg.offset + rg.length - at));
+                if (at + n < rg.offset + rg.length)
+                    reader->prefetch(at + n, std::min(piece, rg.offset + rg.length - at - n));
+                else if (i + 1 < ranges.size())
+                    reader->prefetch(ranges[i + 1].offset, std::min(piece, ranges[i + 1].length));
+                const std::span<std::byte> data = bufs[cur].first(n);
+                reader->read(at, data);
+                check_sums(p, at, data);
+                r.blocks_checked += (n + p.meta.block_size - 1) / p.meta.block_size;
+                if (writing.valid())
+                    writing.get();
+                if (t.block_device || !all_zero(data))
+                    writing = std::async(std::launch::async, [&t, data, at] { t.write(data, at); });
+                cur ^= 1;
+                if (o.changed_only)
+                    for (std::uint64_t b = at / p.meta.block_size; b * p.meta.block_size < at + n;
+                         ++b)
+                        written_blocks.push_back(b);
+                at += n;
+                r.bytes_written += n;
+                if (hooks.progress)
+                    hooks.progress(r);
+            }
         }
+        if (writing.valid())
+            writing.get();
+    } catch (const Error& e) {
+        if (writing.valid())
+            writing.wait();
+        if (r.bytes_written == 0 || e.code() == EINTR)
+            throw;
+        // What the target holds now is no point at all: say so.
+        throw Error(e.code(), "",
+                    std::string(e.what()) + "; " + std::to_string(r.bytes_written) + " bytes of " +
+                        std::to_string(r.to_write) + " were already written to " +
+                        o.target.string() + ", which now holds no complete point");
     }
     t.sync();
     if (o.changed_only && !written_blocks.empty()) {
