@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <future>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -240,6 +241,30 @@ std::vector<ByteRange> changed_since_point(KernelBackend& kernel, const Point& p
     return ranges;
 }
 
+// Marks P verified in its meta file. A backup into the directory may be
+// rewriting that file (retention merges a point into the next one): under
+// the directory's lock, which backups hold, the file is read afresh and
+// only the mark is added.
+void mark_verified(Point& p) {
+    const fs::path dir = p.meta_file.parent_path().parent_path();
+    const UniqueFd lock = open_fd(dir.string(), O_RDONLY | O_DIRECTORY);
+    while (::flock(lock.get(), LOCK_EX) != 0)
+        if (errno != EINTR)
+            throw_errno(context("lock", dir.string()));
+    PointMeta now;
+    try {
+        now = read_point_meta(p.meta_file);
+    } catch (const Error& e) {
+        if (e.code() != ENOENT)
+            throw;
+        throw Error(ENOENT, context("mark verified", p.meta_file.string()),
+                    "a backup's retention removed the point while it was verified");
+    }
+    now.verified = true;
+    write_point_meta(p.meta_file, now);
+    p.meta = std::move(now);
+}
+
 } // namespace
 
 std::unique_ptr<PointReader> PointReader::open(const Point& point) {
@@ -395,8 +420,7 @@ void verify_point(Point& p, const std::function<void(std::uint64_t, std::uint64_
         if (progress)
             progress(at, p.meta.size);
     }
-    p.meta.verified = true;
-    write_point_meta(p.meta_file, p.meta);
+    mark_verified(p);
 }
 
 } // namespace blksnap::backup

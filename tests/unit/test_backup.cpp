@@ -1130,6 +1130,32 @@ TEST_P(RestorePoints, AFlippedByteFailsVerifyAndRestore) {
     EXPECT_THROW(backup::run_restore(kernel, ro, {}), Error);
 }
 
+TEST_P(RestorePoints, VerifyMarksThePointAsItIsNowAndTellsWhenRetentionRemovedIt) {
+    backup({"/dev/vdb"});
+    write("/dev/vdb", 2, 'v');
+    backup({"/dev/vdb"});
+    auto listed = points();
+    ASSERT_EQ(listed.size(), 2u);
+    // What verify read is older than the file: the mark is added to the file.
+    auto stale = listed[1];
+    stale.meta.bytes_changed += 1;
+    backup::verify_point(stale);
+    const auto now = points();
+    EXPECT_TRUE(now[1].meta.verified);
+    EXPECT_EQ(now[1].meta.bytes_changed, listed[1].meta.bytes_changed);
+    // Removed meanwhile: no meta file is made up, and the error says why.
+    ASSERT_EQ(::unlink(listed[0].meta_file.c_str()), 0);
+    try {
+        backup::verify_point(listed[0]);
+        ADD_FAILURE() << "verify of a removed point marked it";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ENOENT);
+        EXPECT_NE(std::string(e.what()).find("retention removed the point"), std::string::npos)
+            << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(listed[0].meta_file));
+}
+
 TEST_P(RestorePoints, AMergeInterruptedByACrashIsFinishedNextTime) {
     keep = 0;
     for (int i = 0; i < 3; ++i) {
