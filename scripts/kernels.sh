@@ -9,6 +9,9 @@
 #                   (+ headers): the flavour with a smaller driver set
 #   blkfilter-6.12  /usr/src/linux-source-6.12.tar.xz + kmodule/kernel-6.12/patches
 #                   + tinyconfig + kmodule/kernel-6.12/config.fragment
+#   blkfilter-7.2   Debian unstable's linux-source-7.2 (fetched into the cache)
+#                   + kmodule/kernel-7.2/patches + tinyconfig
+#                   + kmodule/kernel-7.2/config.fragment
 #
 # Usage: scripts/kernels.sh ensure NAME|all
 #        scripts/kernels.sh list
@@ -20,7 +23,7 @@
 #   modroot/  a root with lib/modules/RELEASE/ (depmod done)
 #
 # Cache: ${BLKSNAP_CACHE:-/var/cache/blksnap}/NAME, keyed by package version, or
-# for blkfilter-6.12 by (source version, config fragment, patches). Only the
+# for blkfilter-* by (source version, config fragment, patches). Only the
 # current build of each kernel is kept. Quiet when everything is up to date;
 # prints one line per thing it does.
 set -euo pipefail
@@ -28,7 +31,7 @@ set -euo pipefail
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${BLKSNAP_CACHE:-/var/cache/blksnap}
 OUT=$TOP/build/kernels
-NAMES=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 blkfilter-6.12)
+NAMES=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 blkfilter-6.12 blkfilter-7.2)
 # Bump when the way a kernel is assembled changes, to force a redo.
 RECIPE=1
 # shellcheck source=scripts/kmod-lib.sh
@@ -161,9 +164,76 @@ fetch_stock() {
 
 # ------------------------------------------------------------ blkfilter ----
 
-SRC_TAR=/usr/src/linux-source-6.12.tar.xz
-FRAGMENT=$TOP/kmodule/kernel-6.12/config.fragment
-PATCHDIR=$TOP/kmodule/kernel-6.12/patches
+# The kernel source of SERIES: sets SRC_TAR (a tarball) and SRC_VER (its
+# version). 6.12: the linux-source-6.12 package scripts/deps.sh installs.
+# 7.2: Debian unstable's linux-source-7.2, which this Debian release does not
+# offer: fetched with apt-get from the mirror the machine's own apt sources
+# name, with the suite unstable (lists and tarball kept in $CACHE/src). When
+# the archive cannot be reached, the tarball already cached is used.
+source_of() {
+	local series=$1
+	case $series in
+	6.12)
+		SRC_TAR=/usr/src/linux-source-6.12.tar.xz
+		[ -f "$SRC_TAR" ] || die "$SRC_TAR missing (scripts/deps.sh installs linux-source-6.12)"
+		SRC_VER=$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null ||
+			stat -c '%s-%Y' "$SRC_TAR")
+		;;
+	*) fetch_unstable_source "$series" ;;
+	esac
+}
+
+# apt-get and apt-cache with their own lists of Debian unstable.
+apt_unstable() {
+	local tool=$1 apt=$CACHE/src/apt-unstable
+	shift
+	APT_CONFIG=$apt/apt.conf "$tool" -o APT::Sandbox::User=root "$@"
+}
+
+fetch_unstable_source() {
+	local series=$1 pkg=linux-source-$1 dir=$CACHE/src apt=$CACHE/src/apt-unstable
+	local uri ver have
+	SRC_TAR=$dir/$pkg.tar.xz
+	have=$(cat "$dir/$pkg.version" 2>/dev/null || true)
+	mkdir -p "$apt/lists/partial" "$apt/archives/partial"
+	# The machine's Debian mirror: the first non-security URI of its sources.
+	uri=$({
+		cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs: *//p' | tr ' ' '\n'
+		cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+			sed -n 's/^deb  *\(\[[^]]*\]  *\)\{0,1\}\([^ ]*\) .*/\2/p'
+	} | grep -v -e security -e '^$' | head -n1 || true)
+	[ -n "$uri" ] || die "no Debian mirror in /etc/apt/sources.list{,.d/}: cannot fetch $pkg"
+	echo "deb $uri unstable main" >"$apt/sources.list"
+	cat >"$apt/apt.conf" <<-EOF
+		Dir::State "$apt";
+		Dir::State::lists "$apt/lists";
+		Dir::State::status "/var/lib/dpkg/status";
+		Dir::Etc::sourcelist "$apt/sources.list";
+		Dir::Etc::sourceparts "-";
+		Dir::Cache "$apt";
+	EOF
+	# Lists older than a day are refreshed.
+	if [ -z "$(find "$apt/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null)" ]; then
+		apt_unstable apt-get update -qq >/dev/null 2>&1 ||
+			say "$pkg: apt-get update of unstable failed" >&2
+	fi
+	ver=$(apt_unstable apt-cache show "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | sort -V | tail -n1)
+	if [ -z "$ver" ] || [ "$ver" = "$have" ]; then
+		[ -n "$have" ] && [ -f "$SRC_TAR" ] || die "$pkg: not in Debian unstable's lists, none cached"
+		SRC_VER=$have
+		return
+	fi
+	say "$pkg: fetching $ver from Debian unstable"
+	rm -rf "$dir/tmp" && mkdir -p "$dir/tmp/root"
+	(cd "$dir/tmp" && apt_unstable apt-get download -qq "$pkg=$ver" >/dev/null) ||
+		die "$pkg: cannot fetch $ver"
+	dpkg-deb --fsys-tarfile "$dir"/tmp/*.deb | tar -x -C "$dir/tmp/root" "./usr/src/$pkg.tar.xz" ||
+		die "$pkg: no usr/src/$pkg.tar.xz in the package"
+	mv "$dir/tmp/root/usr/src/$pkg.tar.xz" "$SRC_TAR"
+	echo "$ver" >"$dir/$pkg.version"
+	rm -rf "$dir/tmp"
+	SRC_VER=$ver
+}
 
 # The config fragment lines must all hold in .config ("# X is not set" lines:
 # X must not be set).
@@ -188,16 +258,17 @@ verify_config() {
 	return $bad
 }
 
+# ensure_blkfilter SERIES: the kernel blkfilter-SERIES.
 ensure_blkfilter() {
-	local name=blkfilter-6.12 base=$CACHE/blkfilter-6.12
+	local series=$1 name=blkfilter-$1 base=$CACHE/blkfilter-$1
 	local src=$base/src obj=$base/obj out=$base/out
-	[ -f "$SRC_TAR" ] || die "$SRC_TAR missing (scripts/deps.sh installs linux-source-6.12)"
+	FRAGMENT=$TOP/kmodule/kernel-$series/config.fragment
+	PATCHDIR=$TOP/kmodule/kernel-$series/patches
 	[ -f "$FRAGMENT" ] || die "$FRAGMENT missing"
+	source_of "$series"
 	mkdir -p "$base"
 
-	local srcver patches=() p
-	srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null ||
-		stat -c '%s-%Y' "$SRC_TAR")
+	local srcver=$SRC_VER patches=() p
 	if [ -d "$PATCHDIR" ]; then
 		while IFS= read -r p; do patches+=("$p"); done < <(
 			cd "$PATCHDIR" && LC_ALL=C ls -1 -- *.patch 2>/dev/null || true)
@@ -246,7 +317,7 @@ ensure_blkfilter() {
 			if ! (cd "$src" && patch -p1 -E -s -f --no-backup-if-mismatch \
 				<"$PATCHDIR/$p"); then
 				rm -f "$src/.blksnap-srcver"
-				die "$name: patch $p does not apply to linux-source-6.12 $srcver"
+				die "$name: patch $p does not apply to linux-source-$series $srcver"
 			fi
 			cp "$PATCHDIR/$p" "$src/.blksnap-applied/$p"
 		done
@@ -310,7 +381,7 @@ ensure() {
 	local name=$1
 	case $name in
 	stock-6.1 | stock-6.12 | rt-6.12 | cloud-6.12) lock "$name"; ensure_stock "$name" ;;
-	blkfilter-6.12) lock "$name"; ensure_blkfilter ;;
+	blkfilter-6.12 | blkfilter-7.2) lock "$name"; ensure_blkfilter "${name#blkfilter-}" ;;
 	*) die "unknown kernel '$name' (known: ${NAMES[*]} all)" ;;
 	esac
 	exec 9>&-

@@ -214,8 +214,8 @@ runs_on() { # column test
 }
 # A kernel built with KASAN and lockdep runs the tests about three times
 # slower.
-slowdown() { grep -qx 'CONFIG_KASAN=y' "kmodule/kernel-6.12/config.fragment" &&
-	[[ $1 == blkfilter-* ]] && echo 3 || echo 1; }
+slowdown() { [[ $1 == blkfilter-* ]] &&
+	grep -qx 'CONFIG_KASAN=y' "kmodule/kernel-${1#blkfilter-}/config.fragment" && echo 3 || echo 1; }
 # run_batch KERNEL SMP INDEX TEST=SIZE,... : one guest of SMP CPUs for these
 # tests (TEST is NAME, or NAME@ftrace for the KERNEL+ftrace column).
 run_batch() {
