@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <future>
 #include <linux/fs.h>
+#include <optional>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -34,29 +35,42 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Where reads and writes with O_DIRECT must start and end.
+constexpr std::uint64_t direct_align = 4096;
+
+bool aligned(const void* p, std::uint64_t offset, std::size_t size) {
+    return reinterpret_cast<std::uintptr_t>(p) % direct_align == 0 && offset % direct_align == 0 &&
+           size % direct_align == 0;
+}
+
+// A raw point, read from the disk, not from what the page cache remembers:
+// with O_DIRECT where the file system has it (no copy through the cache),
+// else with the cache dropped first.
 class RawReader : public PointReader {
 public:
-    explicit RawReader(const Point& p)
-        : file_(p.data), fd_(open_fd(p.data.string(), O_RDONLY | O_NOFOLLOW)) {
+    explicit RawReader(const Point& p) : file_(p.data) {
+        int fd = ::open(file_.c_str(), O_RDONLY | O_NOFOLLOW | O_DIRECT | O_CLOEXEC);
+        if (fd >= 0)
+            direct_ = UniqueFd(fd);
+        else if (errno != EINVAL)
+            throw_errno(context("open", file_.string()));
+        buffered_ = open_fd(file_.string(), O_RDONLY | O_NOFOLLOW);
         struct ::stat st;
-        if (::fstat(fd_.get(), &st) != 0)
+        if (::fstat(buffered_.get(), &st) != 0)
             throw_errno(context("stat", file_.string()));
         size_ = static_cast<std::uint64_t>(st.st_size);
-        // Read from the disk, not what the page cache remembers.
-        ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_DONTNEED);
+        ::posix_fadvise(buffered_.get(), 0, 0, POSIX_FADV_DONTNEED);
     }
     std::uint64_t size() const override { return size_; }
     void read(std::uint64_t offset, std::span<std::byte> data) override {
-        pread_all(fd_.get(), data, offset, file_);
-    }
-    void prefetch(std::uint64_t offset, std::uint64_t length) override {
-        ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(length),
-                        POSIX_FADV_WILLNEED);
+        const bool direct = direct_ && aligned(data.data(), offset, data.size());
+        pread_all(direct ? direct_.get() : buffered_.get(), data, offset, file_);
     }
 
 private:
     fs::path file_;
-    UniqueFd fd_;
+    UniqueFd direct_; // none where the file system refuses O_DIRECT
+    UniqueFd buffered_;
     std::uint64_t size_ = 0;
 };
 
@@ -78,9 +92,6 @@ std::uint64_t piece_size(const PointMeta& m) {
     return std::max<std::uint64_t>(bs, (std::uint64_t{4} << 20) / bs * bs);
 }
 
-// Where writes with O_DIRECT must start and end.
-constexpr std::uint64_t direct_align = 4096;
-
 // A buffer aligned for O_DIRECT.
 class AlignedBuffer {
 public:
@@ -99,6 +110,68 @@ private:
     };
     std::size_t size_;
     std::unique_ptr<std::byte, Free> data_;
+};
+
+// The pieces of RANGES: at most PIECE bytes each, in order.
+std::vector<ByteRange> pieces_of(const std::vector<ByteRange>& ranges, std::uint64_t piece) {
+    std::vector<ByteRange> out;
+    for (const auto& rg : ranges)
+        for (std::uint64_t at = rg.offset; at < rg.offset + rg.length; at += piece)
+            out.push_back({at, std::min(piece, rg.offset + rg.length - at)});
+    return out;
+}
+
+// Reads PIECES of a point in order, each in a thread while the caller works
+// on the one before: next() hands out a piece and starts reading the one
+// after it. Three buffers turn: the buffer of a piece is read into again by
+// the read next() starts two calls later, so whatever the caller does with
+// a piece (a write in flight) must end before then.
+class ReadAhead {
+public:
+    ReadAhead(PointReader& reader, std::vector<ByteRange> pieces, std::uint64_t piece)
+        : reader_(reader),
+          pieces_(std::move(pieces)), bufs_{AlignedBuffer(static_cast<std::size_t>(piece)),
+                                            AlignedBuffer(static_cast<std::size_t>(piece)),
+                                            AlignedBuffer(static_cast<std::size_t>(piece))} {
+        start(0);
+    }
+    ReadAhead(const ReadAhead&) = delete;
+    ReadAhead& operator=(const ReadAhead&) = delete;
+    ~ReadAhead() {
+        if (reading_.valid())
+            reading_.wait();
+    }
+
+    struct Piece {
+        ByteRange range;
+        std::span<std::byte> data;
+    };
+    // The next piece, read; none after the last.
+    std::optional<Piece> next() {
+        if (next_ >= pieces_.size())
+            return std::nullopt;
+        reading_.get();
+        const std::size_t k = next_++;
+        start(next_);
+        return Piece{pieces_[k], span(k)};
+    }
+
+private:
+    std::span<std::byte> span(std::size_t k) {
+        return bufs_[k % bufs_.size()].first(static_cast<std::size_t>(pieces_[k].length));
+    }
+    void start(std::size_t k) {
+        if (k >= pieces_.size())
+            return;
+        reading_ = std::async(std::launch::async,
+                              [this, k, data = span(k)] { reader_.read(pieces_[k].offset, data); });
+    }
+
+    PointReader& reader_;
+    std::vector<ByteRange> pieces_;
+    std::array<AlignedBuffer, 3> bufs_;
+    std::size_t next_ = 0;
+    std::future<void> reading_;
 };
 
 // Checks DATA, the point's bytes from OFFSET (a block boundary), against
@@ -144,7 +217,7 @@ struct Target {
 
     // Writes DATA at OFFSET: past the page cache where both are aligned.
     void write(std::span<const std::byte> data, std::uint64_t offset) {
-        if (!direct || (offset % direct_align == 0 && data.size() % direct_align == 0)) {
+        if (!direct || aligned(data.data(), offset, data.size())) {
             write_all_at(fd.get(), data, offset, path);
             return;
         }
@@ -335,44 +408,30 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
     if (hooks.start)
         hooks.start(r);
 
-    // Two buffers: while one piece is being written, the next one is read
-    // and checked. The reader is asked to fetch the piece after it ahead.
-    const std::uint64_t piece = piece_size(p.meta);
-    std::array<AlignedBuffer, 2> bufs{AlignedBuffer(static_cast<std::size_t>(piece)),
-                                      AlignedBuffer(static_cast<std::size_t>(piece))};
-    std::future<void> writing; // the write of the other buffer
+    // Three stages at once: a piece is written while the next one is
+    // checked and the one after it read.
+    ReadAhead pieces(*reader, pieces_of(ranges, piece_size(p.meta)), piece_size(p.meta));
+    std::future<void> writing; // the write of the piece before
     std::vector<std::uint64_t> written_blocks;
-    std::size_t cur = 0;
     try {
-        for (std::size_t i = 0; i < ranges.size(); ++i) {
-            const ByteRange& rg = ranges[i];
-            for (std::uint64_t at = rg.offset; at < rg.offset + rg.length;) {
-                if (hooks.interrupted && hooks.interrupted())
-                    throw Error(EINTR, context("restore to", o.target.string()), "interrupted");
-                const std::size_t n =
-                    static_cast<std::size_t>(std::min(piece, rg.offset + rg.length - at));
-                if (at + n < rg.offset + rg.length)
-                    reader->prefetch(at + n, std::min(piece, rg.offset + rg.length - at - n));
-                else if (i + 1 < ranges.size())
-                    reader->prefetch(ranges[i + 1].offset, std::min(piece, ranges[i + 1].length));
-                const std::span<std::byte> data = bufs[cur].first(n);
-                reader->read(at, data);
-                check_sums(p, at, data);
-                r.blocks_checked += (n + p.meta.block_size - 1) / p.meta.block_size;
-                if (writing.valid())
-                    writing.get();
-                if (t.block_device || !all_zero(data))
-                    writing = std::async(std::launch::async, [&t, data, at] { t.write(data, at); });
-                cur ^= 1;
-                if (o.changed_only)
-                    for (std::uint64_t b = at / p.meta.block_size; b * p.meta.block_size < at + n;
-                         ++b)
-                        written_blocks.push_back(b);
-                at += n;
-                r.bytes_written += n;
-                if (hooks.progress)
-                    hooks.progress(r);
-            }
+        while (const auto pc = pieces.next()) {
+            if (hooks.interrupted && hooks.interrupted())
+                throw Error(EINTR, context("restore to", o.target.string()), "interrupted");
+            const std::uint64_t at = pc->range.offset;
+            const std::uint64_t n = pc->range.length;
+            check_sums(p, at, pc->data);
+            r.blocks_checked += (n + p.meta.block_size - 1) / p.meta.block_size;
+            if (writing.valid())
+                writing.get();
+            if (t.block_device || !all_zero(pc->data))
+                writing = std::async(std::launch::async,
+                                     [&t, data = pc->data, at] { t.write(data, at); });
+            if (o.changed_only)
+                for (std::uint64_t b = at / p.meta.block_size; b * p.meta.block_size < at + n; ++b)
+                    written_blocks.push_back(b);
+            r.bytes_written += n;
+            if (hooks.progress)
+                hooks.progress(r);
         }
         if (writing.valid())
             writing.get();
@@ -409,16 +468,12 @@ void verify_point(Point& p, const std::function<void(std::uint64_t, std::uint64_
         throw Error(EIO, context("verify", p.data.string()),
                     "the image has " + std::to_string(reader->size()) +
                         " bytes, its meta file says " + std::to_string(p.meta.size));
-    const std::uint64_t piece = piece_size(p.meta);
-    std::vector<std::byte> buf(piece);
-    for (std::uint64_t at = 0; at < p.meta.size;) {
-        const std::size_t n = static_cast<std::size_t>(std::min(piece, p.meta.size - at));
-        const std::span<std::byte> data(buf.data(), n);
-        reader->read(at, data);
-        check_sums(p, at, data);
-        at += n;
+    ReadAhead pieces(*reader, pieces_of({{0, p.meta.size}}, piece_size(p.meta)),
+                     piece_size(p.meta));
+    while (const auto pc = pieces.next()) {
+        check_sums(p, pc->range.offset, pc->data);
         if (progress)
-            progress(at, p.meta.size);
+            progress(pc->range.offset + pc->range.length, p.meta.size);
     }
     mark_verified(p);
 }

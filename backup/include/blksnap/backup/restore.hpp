@@ -25,8 +25,6 @@ public:
     virtual ~PointReader() = default;
     virtual std::uint64_t size() const = 0;
     virtual void read(std::uint64_t offset, std::span<std::byte> data) = 0;
-    // A hint: the range will be read next (a raw file starts reading it).
-    virtual void prefetch(std::uint64_t /*offset*/, std::uint64_t /*length*/) {}
     static std::unique_ptr<PointReader> open(const Point& point);
 };
 
