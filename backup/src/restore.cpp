@@ -63,8 +63,19 @@ public:
     }
     std::uint64_t size() const override { return size_; }
     void read(std::uint64_t offset, std::span<std::byte> data) override {
-        const bool direct = direct_ && aligned(data.data(), offset, data.size());
-        pread_all(direct ? direct_.get() : buffered_.get(), data, offset, file_);
+        if (direct_ && aligned(data.data(), offset, data.size())) {
+            try {
+                pread_all(direct_.get(), data, offset, file_);
+                return;
+            } catch (const Error& e) {
+                // A device whose blocks are larger than the alignment:
+                // read through the page cache from now on.
+                if (e.code() != EINVAL)
+                    throw;
+                direct_ = UniqueFd();
+            }
+        }
+        pread_all(buffered_.get(), data, offset, file_);
     }
 
 private:
