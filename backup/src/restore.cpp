@@ -24,6 +24,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 #include <xxhash.h>
 
@@ -423,6 +424,8 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
     // checked and the one after it read.
     ReadAhead pieces(*reader, pieces_of(ranges, piece_size(p.meta)), piece_size(p.meta));
     std::future<void> writing; // the write of the piece before
+    std::uint64_t landed = 0;  // bytes on the target, their writes ended
+    std::uint64_t in_flight = 0;
     std::vector<std::uint64_t> written_blocks;
     try {
         while (const auto pc = pieces.next()) {
@@ -432,11 +435,17 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
             const std::uint64_t n = pc->range.length;
             check_sums(p, at, pc->data);
             r.blocks_checked += (n + p.meta.block_size - 1) / p.meta.block_size;
-            if (writing.valid())
+            if (writing.valid()) {
                 writing.get();
-            if (t.block_device || !all_zero(pc->data))
+                landed += std::exchange(in_flight, 0);
+            }
+            if (t.block_device || !all_zero(pc->data)) {
                 writing = std::async(std::launch::async,
                                      [&t, data = pc->data, at] { t.write(data, at); });
+                in_flight = n;
+            } else {
+                landed += n; // a hole of the sparse file
+            }
             if (o.changed_only)
                 for (std::uint64_t b = at / p.meta.block_size; b * p.meta.block_size < at + n; ++b)
                     written_blocks.push_back(b);
@@ -447,13 +456,19 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
         if (writing.valid())
             writing.get();
     } catch (const Error& e) {
-        if (writing.valid())
-            writing.wait();
-        if (r.bytes_written == 0 || e.code() == EINTR)
+        try {
+            if (writing.valid()) {
+                writing.get();
+                landed += in_flight;
+            }
+        } catch (const Error&) {
+            // The first error is the one told.
+        }
+        if (landed == 0)
             throw;
         // What the target holds now is no point at all: say so.
         throw Error(e.code(), "",
-                    std::string(e.what()) + "; " + std::to_string(r.bytes_written) + " bytes of " +
+                    std::string(e.what()) + "; " + std::to_string(landed) + " bytes of " +
                         std::to_string(r.to_write) + " were already written to " +
                         o.target.string() + ", which now holds no complete point");
     }
