@@ -1,3 +1,5 @@
+#include <blksnap/align.hpp>
+#include <blksnap/backup/batch_io.hpp>
 #include <blksnap/backup/checksum.hpp>
 #include <blksnap/backup/nbd_image.hpp>
 #include <blksnap/backup/readback.hpp>
@@ -78,6 +80,22 @@ public:
         }
         pread_all(buffered_.get(), data, offset, file_);
     }
+    // All in flight at once where they can be read with O_DIRECT.
+    void read_all(std::span<const IoPiece> pieces) override {
+        if (direct_ && std::ranges::all_of(pieces, [](const IoPiece& io) {
+                return aligned(io.data.data(), io.offset, io.data.size());
+            })) {
+            try {
+                transfer_all(direct_.get(), IoDirection::read, pieces, file_.string());
+                return;
+            } catch (const Error& e) {
+                if (e.code() != EINVAL)
+                    throw;
+                direct_ = UniqueFd();
+            }
+        }
+        PointReader::read_all(pieces);
+    }
 
 private:
     fs::path file_;
@@ -114,7 +132,7 @@ public:
             throw Error(ENOMEM, "restore",
                         "no memory for a buffer of " + std::to_string(size_) + " bytes");
     }
-    std::span<std::byte> first(std::size_t n) { return {data_.get(), n}; }
+    std::span<std::byte> all() { return {data_.get(), size_}; }
 
 private:
     struct Free {
@@ -124,12 +142,38 @@ private:
     std::unique_ptr<std::byte, Free> data_;
 };
 
-// The pieces of RANGES: at most PIECE bytes each, in order.
-std::vector<ByteRange> pieces_of(const std::vector<ByteRange>& ranges, std::uint64_t piece) {
-    std::vector<ByteRange> out;
+// What is read, checked and written together: one range of up to a
+// piece's bytes, or many small ones (a rollback's scattered blocks), end to
+// end in one buffer, each from a multiple of direct_align.
+using Piece = std::vector<ByteRange>;
+
+// RANGES in pieces of at most PIECE bytes of buffer, in order.
+std::vector<Piece> pieces_of(const std::vector<ByteRange>& ranges, std::uint64_t piece) {
+    std::vector<Piece> out;
+    std::uint64_t used = piece; // of the buffer of out.back()
     for (const auto& rg : ranges)
-        for (std::uint64_t at = rg.offset; at < rg.offset + rg.length; at += piece)
-            out.push_back({at, std::min(piece, rg.offset + rg.length - at)});
+        for (std::uint64_t at = rg.offset; at < rg.offset + rg.length; at += piece) {
+            const ByteRange part{at, std::min(piece, rg.offset + rg.length - at)};
+            const std::uint64_t room = align_up(part.length, direct_align);
+            if (used + room > piece) {
+                out.emplace_back();
+                used = 0;
+            }
+            out.back().push_back(part);
+            used += room;
+        }
+    return out;
+}
+
+// Where the ranges of PIECE lie in BUFFER.
+std::vector<IoPiece> layout(const Piece& piece, std::span<std::byte> buffer) {
+    std::vector<IoPiece> out;
+    std::size_t at = 0;
+    for (const auto& rg : piece) {
+        const auto n = static_cast<std::size_t>(rg.length);
+        out.push_back({rg.offset, buffer.subspan(at, n)});
+        at += static_cast<std::size_t>(align_up(n, direct_align));
+    }
     return out;
 }
 
@@ -140,7 +184,7 @@ std::vector<ByteRange> pieces_of(const std::vector<ByteRange>& ranges, std::uint
 // a piece (a write in flight) must end before then.
 class ReadAhead {
 public:
-    ReadAhead(PointReader& reader, std::vector<ByteRange> pieces, std::uint64_t piece)
+    ReadAhead(PointReader& reader, std::vector<Piece> pieces, std::uint64_t piece)
         : reader_(reader),
           pieces_(std::move(pieces)), bufs_{AlignedBuffer(static_cast<std::size_t>(piece)),
                                             AlignedBuffer(static_cast<std::size_t>(piece)),
@@ -154,33 +198,28 @@ public:
             reading_.wait();
     }
 
-    struct Piece {
-        ByteRange range;
-        std::span<std::byte> data;
-    };
-    // The next piece, read; none after the last.
-    std::optional<Piece> next() {
+    // The next piece's ranges, read; none after the last.
+    std::optional<std::vector<IoPiece>> next() {
         if (next_ >= pieces_.size())
             return std::nullopt;
         reading_.get();
         const std::size_t k = next_++;
         start(next_);
-        return Piece{pieces_[k], span(k)};
+        return ios(k);
     }
 
 private:
-    std::span<std::byte> span(std::size_t k) {
-        return bufs_[k % bufs_.size()].first(static_cast<std::size_t>(pieces_[k].length));
+    std::vector<IoPiece> ios(std::size_t k) {
+        return layout(pieces_[k], bufs_[k % bufs_.size()].all());
     }
     void start(std::size_t k) {
         if (k >= pieces_.size())
             return;
-        reading_ = std::async(std::launch::async,
-                              [this, k, data = span(k)] { reader_.read(pieces_[k].offset, data); });
+        reading_ = std::async(std::launch::async, [this, ios = ios(k)] { reader_.read_all(ios); });
     }
 
     PointReader& reader_;
-    std::vector<ByteRange> pieces_;
+    std::vector<Piece> pieces_;
     std::array<AlignedBuffer, 3> bufs_;
     std::size_t next_ = 0;
     std::future<void> reading_;
@@ -236,6 +275,17 @@ struct Target {
         if (!buffered)
             buffered = open_fd(path.string(), O_WRONLY);
         write_all_at(buffered.get(), data, offset, path);
+    }
+    // Writes every piece: all in flight at once where they can be.
+    void write_all(std::span<const IoPiece> pieces) {
+        if (direct && pieces.size() > 1 && std::ranges::all_of(pieces, [](const IoPiece& io) {
+                return aligned(io.data.data(), io.offset, io.data.size());
+            })) {
+            transfer_all(fd.get(), IoDirection::write, pieces, path.string());
+            return;
+        }
+        for (const auto& io : pieces)
+            write(io.data, io.offset);
     }
     void sync() {
         for (const UniqueFd* f : {&fd, &buffered})
@@ -352,6 +402,11 @@ void mark_verified(Point& p) {
 
 } // namespace
 
+void PointReader::read_all(std::span<const IoPiece> pieces) {
+    for (const auto& io : pieces)
+        read(io.offset, io.data);
+}
+
 std::unique_ptr<PointReader> PointReader::open(const Point& point) {
     if (point.meta.format == PointFormat::qcow2)
         return std::make_unique<QcowReader>(point);
@@ -381,17 +436,19 @@ Point find_point(const fs::path& dir, const std::optional<std::string>& device,
         }
         pdir = dirs[0];
     }
-    auto points = list_points(pdir);
-    if (points.empty())
+    // Only the point's own meta file is read: the others' checksums are
+    // not needed.
+    const auto ids = point_ids(pdir);
+    if (ids.empty())
         throw Error(ENOENT, context("find restore points in", pdir.string()), "there are none");
+    if (auto p = find_point_in(pdir, id.value_or(ids.back())))
+        return std::move(*p);
     if (!id)
-        return points.back();
-    for (auto& p : points)
-        if (p.meta.id == *id)
-            return p;
+        throw Error(ENOENT, context("find restore points in", pdir.string()),
+                    "the newest was removed while it was looked for");
     throw Error(ENOENT, context("find restore point " + std::to_string(*id) + " in", pdir.string()),
-                "there is no such point (points " + std::to_string(points.front().meta.id) +
-                    " to " + std::to_string(points.back().meta.id) + " are kept)");
+                "there is no such point (points " + std::to_string(ids.front()) + " to " +
+                    std::to_string(ids.back()) + " are kept)");
 }
 
 RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
@@ -422,33 +479,45 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
 
     // Three stages at once: a piece is written while the next one is
     // checked and the one after it read.
-    ReadAhead pieces(*reader, pieces_of(ranges, piece_size(p.meta)), piece_size(p.meta));
+    const std::uint64_t piece = piece_size(p.meta);
+    ReadAhead pieces(*reader, pieces_of(ranges, piece), piece);
     std::future<void> writing; // the write of the piece before
     std::uint64_t landed = 0;  // bytes on the target, their writes ended
     std::uint64_t in_flight = 0;
     std::vector<std::uint64_t> written_blocks;
     try {
-        while (const auto pc = pieces.next()) {
+        while (auto ios = pieces.next()) {
             if (hooks.interrupted && hooks.interrupted())
                 throw Error(EINTR, context("restore to", o.target.string()), "interrupted");
-            const std::uint64_t at = pc->range.offset;
-            const std::uint64_t n = pc->range.length;
-            check_sums(p, at, pc->data);
-            r.blocks_checked += (n + p.meta.block_size - 1) / p.meta.block_size;
+            std::uint64_t n = 0;
+            for (const auto& io : *ios) {
+                check_sums(p, io.offset, io.data);
+                r.blocks_checked += (io.data.size() + p.meta.block_size - 1) / p.meta.block_size;
+                n += io.data.size();
+                if (o.changed_only)
+                    for (std::uint64_t b = io.offset / p.meta.block_size;
+                         b * p.meta.block_size < io.offset + io.data.size(); ++b)
+                        written_blocks.push_back(b);
+            }
             if (writing.valid()) {
                 writing.get();
                 landed += std::exchange(in_flight, 0);
             }
-            if (t.block_device || !all_zero(pc->data)) {
+            // A file is left sparse where the point reads as zeros.
+            if (!t.block_device)
+                std::erase_if(*ios, [&](const IoPiece& io) {
+                    if (!all_zero(io.data))
+                        return false;
+                    landed += io.data.size();
+                    return true;
+                });
+            if (!ios->empty()) {
+                in_flight = 0;
+                for (const auto& io : *ios)
+                    in_flight += io.data.size();
                 writing = std::async(std::launch::async,
-                                     [&t, data = pc->data, at] { t.write(data, at); });
-                in_flight = n;
-            } else {
-                landed += n; // a hole of the sparse file
+                                     [&t, ios = std::move(*ios)] { t.write_all(ios); });
             }
-            if (o.changed_only)
-                for (std::uint64_t b = at / p.meta.block_size; b * p.meta.block_size < at + n; ++b)
-                    written_blocks.push_back(b);
             r.bytes_written += n;
             if (hooks.progress)
                 hooks.progress(r);
@@ -496,11 +565,12 @@ void verify_point(Point& p, const std::function<void(std::uint64_t, std::uint64_
                         " bytes, its meta file says " + std::to_string(p.meta.size));
     ReadAhead pieces(*reader, pieces_of({{0, p.meta.size}}, piece_size(p.meta)),
                      piece_size(p.meta));
-    while (const auto pc = pieces.next()) {
-        check_sums(p, pc->range.offset, pc->data);
-        if (progress)
-            progress(pc->range.offset + pc->range.length, p.meta.size);
-    }
+    while (const auto ios = pieces.next())
+        for (const auto& io : *ios) {
+            check_sums(p, io.offset, io.data);
+            if (progress)
+                progress(io.offset + io.data.size(), p.meta.size);
+        }
     mark_verified(p);
 }
 

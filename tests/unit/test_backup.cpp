@@ -4,6 +4,7 @@
 #include "fake_kernel.hpp"
 #include "tmp_dir.hpp"
 
+#include <blksnap/backup/batch_io.hpp>
 #include <blksnap/backup/checksum.hpp>
 #include <blksnap/backup/job.hpp>
 #include <blksnap/backup/plan.hpp>
@@ -462,6 +463,64 @@ TEST(BlockSums, KeepsTheSumsOfWholeBlocksWrittenAndRereadsPartOnes) {
                                                sum(10)}));
     EXPECT_EQ(backup::block_sums(file, 4096, std::vector<std::uint64_t>{10, 2}),
               (std::vector<std::uint64_t>{sum(10), sum(2)}));
+}
+
+TEST(BlockSums, ReadsManyBlocksInBatchesInAnyOrder) {
+    TmpDir dir;
+    const auto file = dir / "vdc.img";
+    constexpr std::size_t bs = 1u << 20; // four to a batch
+    std::string content(9 * bs + 3000, '\0');
+    std::mt19937 rng(5);
+    for (auto& c : content)
+        c = static_cast<char>(rng());
+    write_file(file, content);
+    auto sum = [&](std::uint64_t b) {
+        const std::size_t at = std::min<std::size_t>(b * bs, content.size());
+        return XXH64(content.data() + at, std::min(bs, content.size() - at), 0);
+    };
+    // The short last block (9) and one past the end (11) among the others.
+    const std::vector<std::uint64_t> blocks{8, 0, 9, 3, 1, 11, 2, 7, 6, 5, 4};
+    std::vector<std::uint64_t> want;
+    for (auto b : blocks)
+        want.push_back(sum(b));
+    EXPECT_EQ(backup::block_sums(file, bs, blocks), want);
+}
+
+TEST(BatchIo, MovesScatteredPiecesWholeAndTellsWhereAReadEnds) {
+    TmpDir dir;
+    const auto file = (dir / "scattered").string();
+    UniqueFd fd = open_fd(file, O_RDWR | O_CREAT, 0600);
+    // 200 pieces (more than are in flight at once), each of its own byte.
+    std::vector<std::string> data;
+    std::vector<backup::IoPiece> pieces;
+    for (int i = 0; i < 200; ++i)
+        data.emplace_back(1000 + i, static_cast<char>(i));
+    for (int i = 0; i < 200; ++i)
+        pieces.push_back({static_cast<std::uint64_t>((199 - i) * 5000),
+                          std::as_writable_bytes(std::span(data[i]))});
+    backup::transfer_all(fd.get(), backup::IoDirection::write, pieces, file);
+    const std::string all = read_file(file);
+    for (int i = 0; i < 200; ++i)
+        EXPECT_EQ(all.substr((199 - i) * 5000, data[i].size()), data[i]) << "piece " << i;
+    std::vector<std::string> back;
+    for (const auto& d : data)
+        back.emplace_back(d.size(), 'x');
+    for (int i = 0; i < 200; ++i)
+        pieces[i].data = std::as_writable_bytes(std::span(back[i]));
+    backup::transfer_all(fd.get(), backup::IoDirection::read, pieces, file);
+    EXPECT_EQ(back, data);
+    // A piece past the end of the file.
+    std::string beyond(100, 'y');
+    pieces.push_back({all.size() - 10, std::as_writable_bytes(std::span(beyond))});
+    try {
+        backup::transfer_all(fd.get(), backup::IoDirection::read, pieces, file);
+        ADD_FAILURE() << "a read past the end passed";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), EIO);
+        EXPECT_NE(std::string(e.what()).find("at offset " + std::to_string(all.size())),
+                  std::string::npos)
+            << e.what();
+    }
 }
 
 TEST(TargetImage, FirstDifferenceReadsBothBack) {
@@ -1178,6 +1237,46 @@ TEST_P(RestorePoints, AMergeInterruptedByACrashIsFinishedNextTime) {
     EXPECT_EQ(point_content(after[1]), point_content(before[2]));
     EXPECT_FALSE(std::filesystem::exists(out / "vdb.points" / "000004.meta"));
     EXPECT_EQ(said.size(), 2u);
+}
+
+TEST(PointMeta, AVersion1FileIsStillReadAndDamagedChecksumsAreRefused) {
+    TmpDir dir;
+    backup::PointMeta m;
+    m.device = "/dev/vdb";
+    m.id = 7;
+    m.generation_id = Uuid::parse("cc892bca-626b-425d-b4df-7db868c956d3");
+    m.size = 3 * 65536 + 512;
+    m.block_size = 65536;
+    m.sums = {0x0123456789abcdefull, 0xfedcba9876543210ull, 0, 0xffffffffffffffffull};
+    const auto file = dir / "000007.meta";
+    backup::write_point_meta(file, m);
+    EXPECT_EQ(backup::read_point_meta(file).sums, m.sums);
+    // Version 1 (blksnap 1.0's first points): a string per checksum.
+    std::string text = read_file(file);
+    const auto sums_at = text.find("\"sums\":\"");
+    ASSERT_NE(sums_at, std::string::npos);
+    text = text.substr(0, sums_at) +
+           "\"sums\":[\"0123456789abcdef\",\"fedcba9876543210\",\"0000000000000000\","
+           "\"ffffffffffffffff\"]}\n";
+    text.replace(text.find("\"version\":2"), 11, "\"version\":1");
+    write_file(file, text);
+    EXPECT_EQ(backup::read_point_meta(file).sums, m.sums);
+    // A digit that is not hex, or a checksum cut short.
+    backup::write_point_meta(file, m);
+    const std::string good = read_file(file);
+    for (const auto& [from, to] :
+         {std::pair<std::string, std::string>{"0123456789abcdef", "0123456789abcdeg"},
+          {"0123456789abcdef", "0123456789abcde"}}) {
+        std::string bad = good;
+        bad.replace(bad.find(from), from.size(), to);
+        write_file(file, bad);
+        try {
+            backup::read_point_meta(file);
+            ADD_FAILURE() << "read " << bad;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.code(), EBADMSG) << e.what();
+        }
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, RestorePoints,

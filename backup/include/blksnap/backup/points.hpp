@@ -60,6 +60,10 @@ std::string point_file_name(std::uint64_t id, const char* ext); // "000012.raw"
 // The complete points in PDIR, oldest first; a point whose meta file is
 // damaged is an Error(EBADMSG).
 std::vector<Point> list_points(const std::filesystem::path& pdir);
+// The ids of the complete points in PDIR, oldest first (no meta file read).
+std::vector<std::uint64_t> point_ids(const std::filesystem::path& pdir);
+// Point ID of PDIR, its meta file alone read; none when it is not there.
+std::optional<Point> find_point_in(const std::filesystem::path& pdir, std::uint64_t id);
 
 // The point directories under DIR (one per device backed up), by name.
 std::vector<std::filesystem::path> point_dirs(const std::filesystem::path& dir);

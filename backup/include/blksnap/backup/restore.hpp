@@ -5,6 +5,7 @@
 #pragma once
 
 #include <blksnap/backend.hpp>
+#include <blksnap/backup/batch_io.hpp>
 #include <blksnap/backup/points.hpp>
 
 #include <cstddef>
@@ -25,6 +26,9 @@ public:
     virtual ~PointReader() = default;
     virtual std::uint64_t size() const = 0;
     virtual void read(std::uint64_t offset, std::span<std::byte> data) = 0;
+    // Reads every piece (scattered ranges of the image): by default one
+    // after another.
+    virtual void read_all(std::span<const IoPiece> pieces);
     static std::unique_ptr<PointReader> open(const Point& point);
 };
 
