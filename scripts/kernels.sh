@@ -7,6 +7,13 @@
 #                   handlers run in threads)
 #   cloud-6.12      Debian's newest linux-image-6.12.*+deb12-cloud-amd64
 #                   (+ headers): the flavour with a smaller driver set
+#   stock-7.2       Debian unstable's newest linux-image-7.2.*+deb*-amd64 (its
+#                   linux-base-, linux-binary-unsigned-, linux-modules-ABI),
+#                   booted as it is; kdir: Debian unstable's linux-source-7.2 of
+#                   the same version with Debian's .config (olddefconfig with
+#                   this machine's gcc), release = Debian's ABI, modules_prepare,
+#                   Debian's Module.symvers and vmlinux (linux-headers-ABI)
+#   rt-7.2          the same of linux-image-7.2.*+deb*-rt-amd64 (PREEMPT_RT)
 #   blkfilter-6.12  /usr/src/linux-source-6.12.tar.xz + kmodule/kernel-6.12/patches
 #                   + tinyconfig + kmodule/kernel-6.12/config.fragment
 #   blkfilter-7.2   Debian unstable's linux-source-7.2 (fetched into the cache)
@@ -24,14 +31,15 @@
 #
 # Cache: ${BLKSNAP_CACHE:-/var/cache/blksnap}/NAME, keyed by package version, or
 # for blkfilter-* by (source version, config fragment, patches). Only the
-# current build of each kernel is kept. Quiet when everything is up to date;
+# current build of each kernel is kept; when the archive cannot be reached,
+# the cached one is used. Quiet when everything is up to date;
 # prints one line per thing it does.
 set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${BLKSNAP_CACHE:-/var/cache/blksnap}
 OUT=$TOP/build/kernels
-NAMES=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 blkfilter-6.12 blkfilter-7.2)
+NAMES=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 stock-7.2 rt-7.2 blkfilter-6.12 blkfilter-7.2)
 # Bump when the way a kernel is assembled changes, to force a redo.
 RECIPE=1
 # shellcheck source=scripts/kmod-lib.sh
@@ -147,9 +155,9 @@ fetch_stock() {
 	[ -d "$moddir/kernel" ] || moddir=$r/usr/lib/modules/$abi
 	[ -d "$moddir/kernel" ] || { echo "no modules in linux-image-$abi" >&2; return 1; }
 	mkdir -p "$dir/modroot/lib/modules"
-	mv "$moddir" "$dir/modroot/lib/modules/$abi"
+	mv "$moddir" "$dir/modroot/lib/modules/$abi" || return 1
 	rm -f "$dir/modroot/lib/modules/$abi/build" "$dir/modroot/lib/modules/$abi/source"
-	depmod -b "$dir/modroot" "$abi"
+	depmod -b "$dir/modroot" "$abi" || return 1
 
 	# Headers: their Makefile includes the -common tree by absolute path.
 	local kdir=$r/usr/src/linux-headers-$abi
@@ -179,7 +187,7 @@ source_of() {
 		SRC_VER=$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null ||
 			stat -c '%s-%Y' "$SRC_TAR")
 		;;
-	*) fetch_unstable_source "$series" ;;
+	*) fetch_unstable_source "$series" || die "linux-source-$series: none to build from" ;;
 	esac
 }
 
@@ -190,11 +198,23 @@ apt_unstable() {
 	APT_CONFIG=$apt/apt.conf "$tool" -o APT::Sandbox::User=root "$@"
 }
 
-fetch_unstable_source() {
-	local series=$1 pkg=linux-source-$1 dir=$CACHE/src apt=$CACHE/src/apt-unstable
-	local uri ver have
-	SRC_TAR=$dir/$pkg.tar.xz
-	have=$(cat "$dir/$pkg.version" 2>/dev/null || true)
+# Hold the lock of the unstable lists and of the cached source tarball
+# (blkfilter-7.2, stock-7.2 and rt-7.2 share them) on fd 8, until
+# unstable_unlock.
+unstable_lock() {
+	mkdir -p "$CACHE"
+	exec 8>"$CACHE/.src-unstable.lock"
+	flock 8
+}
+unstable_unlock() { exec 8>&-; }
+
+# Set up apt_unstable: an apt configuration of its own in $CACHE/src/apt-unstable
+# naming the mirror of the machine's own apt sources with the suite unstable
+# (never a mirror address of ours), its lists refreshed when older than a day.
+# Fails (saying why) when the sources name no mirror; a failed refresh keeps
+# the lists there are.
+unstable_apt() {
+	local apt=$CACHE/src/apt-unstable uri
 	mkdir -p "$apt/lists/partial" "$apt/archives/partial"
 	# The machine's Debian mirror: the first non-security URI of its sources.
 	uri=$({
@@ -202,7 +222,7 @@ fetch_unstable_source() {
 		cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
 			sed -n 's/^deb  *\(\[[^]]*\]  *\)\{0,1\}\([^ ]*\) .*/\2/p'
 	} | grep -v -e security -e '^$' | head -n1 || true)
-	[ -n "$uri" ] || die "no Debian mirror in /etc/apt/sources.list{,.d/}: cannot fetch $pkg"
+	[ -n "$uri" ] || { say "no Debian mirror in /etc/apt/sources.list{,.d/}: cannot reach Debian unstable" >&2; return 1; }
 	echo "deb $uri unstable main" >"$apt/sources.list"
 	cat >"$apt/apt.conf" <<-EOF
 		Dir::State "$apt";
@@ -215,23 +235,49 @@ fetch_unstable_source() {
 	# Lists older than a day are refreshed.
 	if [ -z "$(find "$apt/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null)" ]; then
 		apt_unstable apt-get update -qq >/dev/null 2>&1 ||
-			say "$pkg: apt-get update of unstable failed" >&2
+			say "apt-get update of Debian unstable failed" >&2
 	fi
-	ver=$(apt_unstable apt-cache show "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | sort -V | tail -n1)
+}
+
+# unstable_version PKG: the newest version of PKG in Debian unstable's lists.
+unstable_version() {
+	apt_unstable apt-cache show "$1" 2>/dev/null | sed -n 's/^Version: //p' | sort -V | tail -n1
+}
+
+# fetch_unstable_source SERIES: Debian unstable's linux-source-SERIES, its
+# tarball kept in $CACHE/src; sets SRC_TAR and SRC_VER. The cached one when
+# the archive offers no newer one or cannot be reached; fails (saying why)
+# when there is none.
+fetch_unstable_source() {
+	local series=$1 pkg=linux-source-$1 dir=$CACHE/src
+	local ver have
+	SRC_TAR=$dir/$pkg.tar.xz
+	unstable_lock
+	have=$(cat "$dir/$pkg.version" 2>/dev/null || true)
+	unstable_apt || true
+	ver=$(unstable_version "$pkg")
 	if [ -z "$ver" ] || [ "$ver" = "$have" ]; then
-		[ -n "$have" ] && [ -f "$SRC_TAR" ] || die "$pkg: not in Debian unstable's lists, none cached"
+		unstable_unlock
+		[ -n "$have" ] && [ -f "$SRC_TAR" ] || { say "$pkg: not in Debian unstable's lists, none cached" >&2; return 1; }
 		SRC_VER=$have
 		return
 	fi
 	say "$pkg: fetching $ver from Debian unstable"
 	rm -rf "$dir/tmp" && mkdir -p "$dir/tmp/root"
-	(cd "$dir/tmp" && apt_unstable apt-get download -qq "$pkg=$ver" >/dev/null) ||
-		die "$pkg: cannot fetch $ver"
-	dpkg-deb --fsys-tarfile "$dir"/tmp/*.deb | tar -x -C "$dir/tmp/root" "./usr/src/$pkg.tar.xz" ||
-		die "$pkg: no usr/src/$pkg.tar.xz in the package"
+	if ! (cd "$dir/tmp" && apt_unstable apt-get download -qq "$pkg=$ver" >/dev/null) ||
+		! dpkg-deb --fsys-tarfile "$dir"/tmp/*.deb | tar -x -C "$dir/tmp/root" "./usr/src/$pkg.tar.xz"; then
+		rm -rf "$dir/tmp"
+		unstable_unlock
+		[ -n "$have" ] && [ -f "$SRC_TAR" ] ||
+			{ say "$pkg: cannot fetch $ver (or no usr/src/$pkg.tar.xz in it), none cached" >&2; return 1; }
+		say "$pkg: cannot fetch $ver, using the cached $have" >&2
+		SRC_VER=$have
+		return
+	fi
 	mv "$dir/tmp/root/usr/src/$pkg.tar.xz" "$SRC_TAR"
 	echo "$ver" >"$dir/$pkg.version"
 	rm -rf "$dir/tmp"
+	unstable_unlock
 	SRC_VER=$ver
 }
 
@@ -375,12 +421,176 @@ ensure_blkfilter() {
 	link_out "$name" "$out"
 }
 
+# ------------------------------------------------------- stock, unstable ---
+
+# Debian unstable's own binary kernels of a series this Debian release does
+# not offer (stock-7.2, rt-7.2), booted as they are. Their linux-headers and
+# linux-kbuild cannot build a module here (the kbuild tools need gcc-16 and
+# a newer glibc), so kdir is made from linux-source of the same version
+# (fetch_unstable_source): Debian's .config (of the headers package, the one
+# Debian builds external modules with), `make olddefconfig` with this
+# machine's compiler, the release set to Debian's ABI (so that vermagic
+# matches), `make modules_prepare`, then Debian's Module.symvers and vmlinux
+# (module BTF) copied in. What olddefconfig changed is left in
+# config.olddefconfig.diff beside kdir.
+ensure_unstable_stock() {
+	local name=$1 series flavour
+	case $name in
+	stock-7.2) series=7.2 flavour=amd64 ;;
+	rt-7.2) series=7.2 flavour=rt-amd64 ;;
+	esac
+	local base=$CACHE/$name img abi ver dir key
+	mkdir -p "$base"
+	unstable_lock
+	unstable_apt || true
+	# linux-image-7.2.N+debNN-FLAVOUR (Debian 14 splits it into linux-base-,
+	# linux-binary(-unsigned)- and linux-modules-ABI).
+	img=$(apt_unstable apt-cache pkgnames "linux-image-$series." 2>/dev/null |
+		grep -E "^linux-image-${series//./\\.}\.[0-9]+\+deb[0-9]+-$flavour\$" | sort -V | tail -n1 || true)
+	ver=
+	[ -z "$img" ] || ver=$(unstable_version "$img")
+	unstable_unlock
+	if [ -z "$ver" ]; then
+		keep_cached "$name" "no linux-image-$series.*-$flavour in Debian unstable's lists"
+		return
+	fi
+	abi=${img#linux-image-}
+	dir=$base/$abi
+	key="recipe=$RECIPE version=$ver"
+	if [ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" = "$key" ]; then
+		link_out "$name" "$dir"
+		return
+	fi
+	# The source tree must be the image's own version.
+	if ! fetch_unstable_source "$series"; then
+		keep_cached "$name" "no linux-source-$series for $abi"
+		return
+	fi
+	if [ "$SRC_VER" != "$ver" ]; then
+		keep_cached "$name" "linux-source-$series is $SRC_VER, $img is $ver: cannot make a matching kdir"
+		return
+	fi
+
+	say "$name: fetching $abi ($ver) and preparing its kdir (log $base/build.log)"
+	if ! fetch_unstable_stock "$abi" "$ver" "$dir.tmp" >"$base/build.log" 2>&1; then
+		tail -n 20 "$base/build.log" >&2
+		rm -rf "$dir.tmp"
+		keep_cached "$name" "fetching $abi failed (log $base/build.log)"
+		return
+	fi
+	mv "$base/build.log" "$dir.tmp/build.log"
+	rm -rf "$dir"
+	mv "$dir.tmp" "$dir"
+	echo "$abi" >"$base/current"
+	link_out "$name" "$dir"
+	# Keep only the current build.
+	local old
+	for old in "$base"/*/; do
+		old=${old%/}
+		[ "$old" = "$dir" ] && continue
+		say "$name: removing old ${old##*/}"
+		rm -rf "$old"
+	done
+}
+
+# keep_cached NAME WHY: link NAME's cached build, saying WHY it is kept;
+# fail when there is none.
+keep_cached() {
+	local name=$1 why=$2 current
+	current=$(cat "$CACHE/$name/current" 2>/dev/null || true)
+	[ -n "$current" ] && [ -f "$CACHE/$name/$current/.done" ] || die "$name: $why"
+	say "$name: $why, keeping cached $current" >&2
+	link_out "$name" "$CACHE/$name/$current"
+}
+
+# fetch_unstable_stock ABI VERSION DIR: kernel image, modules and kdir of
+# Debian unstable's kernel ABI into DIR (SRC_TAR: the matching source).
+fetch_unstable_stock() {
+	local abi=$1 ver=$2 dir=$3 p pkgs=()
+	rm -rf "$dir"
+	mkdir -p "$dir/debs" "$dir/root"
+	# The image: linux-image-ABI-unsigned where it exists, else what
+	# linux-image-ABI depends on (linux-base-, linux-binary-, linux-modules-ABI;
+	# linux-binary-unsigned-ABI rather than the signed linux-binary-ABI).
+	if [ -n "$(unstable_version "linux-image-$abi-unsigned")" ]; then
+		pkgs=("linux-image-$abi-unsigned")
+	else
+		while IFS= read -r p; do
+			[ "$p" = "linux-binary-$abi" ] && [ -n "$(unstable_version "linux-binary-unsigned-$abi")" ] &&
+				p=linux-binary-unsigned-$abi
+			pkgs+=("$p")
+		done < <(apt_unstable apt-cache depends "linux-image-$abi=$ver" 2>/dev/null |
+			sed -n "s/^ *Depends: \(linux-[a-z-]*-$abi\)\$/\1/p")
+		[ ${#pkgs[@]} -gt 0 ] || { echo "linux-image-$abi depends on no linux-*-$abi" >&2; return 1; }
+	fi
+	# The headers: only their .config, Module.symvers and vmlinux are used.
+	pkgs+=("linux-headers-$abi")
+	local want=()
+	for p in "${pkgs[@]}"; do want+=("$p=$ver"); done
+	echo "fetching ${want[*]}"
+	(cd "$dir/debs" && apt_unstable apt-get download -qq "${want[@]}") || return 1
+	local deb
+	for deb in "$dir"/debs/*.deb; do
+		dpkg-deb -x "$deb" "$dir/root" || return 1
+	done
+	rm -rf "$dir/debs"
+
+	local r=$dir/root moddir hdr=$dir/root/usr/src/linux-headers-$abi f vmlinuz=
+	moddir=$r/lib/modules/$abi
+	[ -d "$moddir/kernel" ] || moddir=$r/usr/lib/modules/$abi
+	[ -d "$moddir/kernel" ] || { echo "no modules of $abi in ${pkgs[*]}" >&2; return 1; }
+	for f in "$r/boot/vmlinuz-$abi" "$moddir/vmlinuz" "$moddir/vmlinuz.unsigned"; do
+		[ -f "$f" ] && vmlinuz=$f
+	done
+	[ -n "$vmlinuz" ] || { echo "no vmlinuz of $abi in ${pkgs[*]}" >&2; return 1; }
+	for f in .config Module.symvers vmlinux; do
+		[ -f "$hdr/$f" ] || { echo "no $f in linux-headers-$abi" >&2; return 1; }
+	done
+	mv "$vmlinuz" "$dir/vmlinuz" || return 1
+
+	# kdir: the source, Debian's config, the release made Debian's ABI.
+	local k=$dir/kdir kver rel
+	echo "unpacking $SRC_TAR"
+	mkdir -p "$k"
+	tar -xf "$SRC_TAR" -C "$k" --strip-components=1 || return 1
+	kver=$(make -s -C "$k" kernelversion) || return 1
+	[[ $abi == "$kver"[+-]* ]] || { echo "$abi is not of linux-source's $kver" >&2; return 1; }
+	cp "$hdr/.config" "$dir/config.debian" && cp "$hdr/.config" "$k/.config" &&
+		"$k/scripts/config" --file "$k/.config" --set-str LOCALVERSION "${abi#"$kver"}" \
+			--disable LOCALVERSION_AUTO &&
+		make -s -C "$k" olddefconfig || return 1
+	rel=$(make -s -C "$k" kernelrelease) || return 1
+	[ "$rel" = "$abi" ] || { echo "kdir's release is $rel, not $abi" >&2; return 1; }
+	# What this machine's compiler changed (the CONFIG_CC_*, tool versions).
+	diff "$dir/config.debian" "$k/.config" | grep '^[<>] ' >"$dir/config.olddefconfig.diff" || true
+	echo "make modules_prepare"
+	make -s -C "$k" -j"$(nproc)" modules_prepare || return 1
+	# Debian's exported symbols (modpost), and its vmlinux for the module's
+	# BTF (split against the kernel's own).
+	cp "$hdr/Module.symvers" "$hdr/vmlinux" "$k/" || return 1
+	# A module build reads no driver, sound or documentation source: keep only
+	# their Kconfig and Makefiles (1.2 GB less).
+	find "$k/drivers" "$k/sound" "$k/Documentation" -type f \
+		! -name 'Kconfig*' ! -name 'Makefile*' ! -name 'Kbuild*' -delete || return 1
+
+	# modroot: Debian's modules as they are (.ko.xz: this machine's kmod reads
+	# them).
+	mkdir -p "$dir/modroot/lib/modules"
+	mv "$moddir" "$dir/modroot/lib/modules/$abi" || return 1
+	rm -f "$dir/modroot/lib/modules/$abi/build" "$dir/modroot/lib/modules/$abi/source"
+	depmod -b "$dir/modroot" "$abi" || return 1
+	rm -rf "$dir/root"
+	echo "$abi" >"$dir/release"
+	echo "recipe=$RECIPE version=$ver" >"$dir/.done"
+}
+
 # ------------------------------------------------------------------ main ---
 
 ensure() {
 	local name=$1
 	case $name in
 	stock-6.1 | stock-6.12 | rt-6.12 | cloud-6.12) lock "$name"; ensure_stock "$name" ;;
+	stock-7.2 | rt-7.2) lock "$name"; ensure_unstable_stock "$name" ;;
 	blkfilter-6.12 | blkfilter-7.2) lock "$name"; ensure_blkfilter "${name#blkfilter-}" ;;
 	*) die "unknown kernel '$name' (known: ${NAMES[*]} all)" ;;
 	esac

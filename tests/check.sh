@@ -12,7 +12,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 kernels=("$@")
-[ ${#kernels[@]} -gt 0 ] || kernels=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 blkfilter-6.12)
+[ ${#kernels[@]} -gt 0 ] || kernels=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 stock-7.2 blkfilter-6.12)
 passed=0
 failed=0
 failures=()
@@ -165,11 +165,13 @@ fi
 # it runs only the tests marked "# smoke" (load, change map, snapshot,
 # image.raw) and those that name it in their columns; so does cloud-6.12
 # (Debian's cloud flavour of the same source: what differs is its driver
-# set). rt-6.12 (PREEMPT_RT: spinlocks sleep, bio completions and softirqs
-# run in threads) runs the smoke set and the tests marked "# race", those
-# whose I/O races in the bio and copy-on-write paths (takes, destroys,
-# detaches and unloads under writes and image reads, hot-unplug, a deep
-# image reader against first writes), and the tests that name it (fuzz).
+# set), and stock-7.2 (Debian unstable's own 7.2, when named). rt-6.12
+# (PREEMPT_RT: spinlocks sleep, bio completions and softirqs run in threads)
+# runs the smoke set and the tests marked "# race", those whose I/O races in
+# the bio and copy-on-write paths (takes, destroys, detaches and unloads
+# under writes and image reads, hot-unplug, a deep image reader against
+# first writes), and the tests that name it (fuzz); so does rt-7.2 (Debian
+# unstable's 7.2 PREEMPT_RT, when named).
 # CHECK_ALL=1 runs every test in every column; CHECK_COLUMNS="COLUMN ..."
 # only those columns.
 # The tests of a kernel run in batches, several in one guest boot
@@ -208,8 +210,8 @@ runs_on() { # column test
 	[ -z "$only" ] || return 0
 	[ -z "${CHECK_ALL:-}" ] || return 0
 	case $1 in
-	stock-6.12 | cloud-6.12) grep -qx '# smoke' "$2" ;;
-	rt-6.12) grep -qxE '# (smoke|race)' "$2" ;;
+	stock-6.12 | cloud-6.12 | stock-7.2) grep -qx '# smoke' "$2" ;;
+	rt-6.12 | rt-7.2) grep -qxE '# (smoke|race)' "$2" ;;
 	esac
 }
 # A kernel built with KASAN and lockdep runs the tests about three times

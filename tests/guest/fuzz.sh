@@ -2,7 +2,7 @@
 # vm: --disks 2 --disk-size 64M
 # cost: 200
 # smp: 2
-# columns: blkfilter-6.12 blkfilter-7.2 rt-6.12
+# columns: blkfilter-6.12 blkfilter-7.2 rt-6.12 rt-7.2
 # The module under random and malformed requests (tests/tools/blksnap-fuzz):
 # FUZZ_CALLS ioctl calls (default 100000) from two threads, mixing valid and
 # random commands, lengths, pointers, snapshot ids and storage fds, on the
