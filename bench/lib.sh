@@ -23,6 +23,12 @@ print(j["a"], j["b"])' "$field"
 mean() { python3 -c 'import statistics,sys; print(statistics.mean(float(x) for x in sys.argv[1:]))' "$@"; }
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
+# spread NAME "VALUES...": a "#" line with the rounds' min, median and max.
+spread() {
+	python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[2].split()]
+print(f"# {sys.argv[1]}: min {min(v):.4g}, median {statistics.median(v):.4g}, max {max(v):.4g} ({len(v)} rounds)")' "$@"
+}
+
 # per_round NAME "MEASURED..." "BASELINE...": a "#" line with the ratio of
 # each round and its standard error.
 per_round() {
