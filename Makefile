@@ -43,6 +43,7 @@ demo: userspace
 	@tests/vm/run stock-6.12 --disks 1 -- scripts/demo.sh
 
 bench: userspace
+	@scripts/deps.sh --bench
 	@$(MAKE) -s kmod KERNELS=stock-6.12
 	@bench/run
 

@@ -3,9 +3,11 @@
 # (memory-backed where data must be kept, sparse - writes vanish - where only
 # the size matters). Rows whose figure should be small carry "lower": their
 # ratio (measured / baseline) meets the target when at most it.
-#  - take of 4 devices under a write load vs `fsfreeze -f` then `-u` of
-#    their 4 file systems under the same load (both as commands run);
-#  - take time of 8 and 32 devices vs 8 and 32 times that of one device;
+#  - take of 4 devices under a write load vs FIFREEZE then FITHAW of
+#    their 4 file systems under the same load, both timed inside one
+#    process (bench/tools/take_time.cpp: no program start counted);
+#  - take time of 8 and 32 devices vs 8 and 32 times that of one device
+#    (the same way);
 #  - kernel memory per TiB copied at 256 KiB chunks (a 16 TiB device,
 #    BENCH_SCALE_CHUNKS chunks copied; slab + vmalloc growth, caches dropped)
 #    vs 16 MiB per TiB;
@@ -57,26 +59,17 @@ fio --eta=never --ioengine=psync --rw=randwrite --bs=4k --size=32M --time_based 
 	--rate=2m --output=/dev/null "${wargs[@]}" &
 writer=$!
 sleep 2
-dargs=()
-for d in "${fsdevs[@]}"; do dargs+=(-d "$d"); done
 freeze=() take=()
 for r in $(seq "$rounds"); do
-	t=$(now_us)
-	for m in "${mnts[@]}"; do fsfreeze -f "$m"; done
-	for m in "${mnts[@]}"; do fsfreeze -u "$m"; done
-	freeze+=("$(elapsed_ms "$t")")
-	id=$(blksnap snapshot_create "${dargs[@]}" -f "$store" -l 60G)
-	t=$(now_us)
-	blksnap snapshot_take -i "$id"
-	take+=("$(elapsed_ms "$t")")
-	blksnap snapshot_destroy -i "$id"
-	echo "# round $r: fsfreeze -f, -u of 4 file systems ${freeze[-1]} ms; take of 4 devices ${take[-1]} ms"
+	freeze+=("$(blksnap-take-time freeze 1 "${mnts[@]}")")
+	take+=("$(blksnap-take-time take 1 "$store" "${fsdevs[@]}")")
+	echo "# round $r: FIFREEZE, FITHAW of 4 file systems ${freeze[-1]} ms; take of 4 devices ${take[-1]} ms"
 done
 stop_writer
 for m in "${mnts[@]}"; do umount "$m"; done
 for d in "${fsdevs[@]}"; do blksnap detach -d "$d"; done
 per_round "take vs fsfreeze" "${take[*]}" "${freeze[*]}"
-row_lower "scale: take of 4 devices vs fsfreeze -f/-u of 4 fs, writes" \
+row_lower "scale: take of 4 devices vs FIFREEZE/FITHAW of 4 fs, writes, in process" \
 	"$(median "${freeze[@]}")" "$(median "${take[@]}")" ms 1.2
 
 echo "# scale: take time of 1, 8 and 32 devices under writes"
@@ -88,24 +81,15 @@ done
 for d in "${devs[@]}"; do wait_for_dev "$d"; done
 declare -A med
 for n in 1 8 32; do
-	args=()
-	for d in "${devs[@]:0:n}"; do args+=(-d "$d"); done
 	start_writer "${devs[@]:0:n}"
-	times=()
-	for r in $(seq "$rounds"); do
-		id=$(blksnap snapshot_create "${args[@]}" -f "$store" -l 60G)
-		t=$(now_us)
-		blksnap snapshot_take -i "$id"
-		times+=("$(elapsed_ms "$t")")
-		blksnap snapshot_destroy -i "$id"
-	done
+	read -r -a times < <(blksnap-take-time take "$rounds" "$store" "${devs[@]:0:n}")
 	stop_writer
 	med[$n]=$(median "${times[@]}")
 	echo "# take of $n devices under writes, ms per round: ${times[*]} (median ${med[$n]})"
 done
 for d in "${devs[@]}"; do blksnap detach -d "$d"; done
 for n in 8 32; do
-	row_lower "scale: take of $n devices vs $n x take of 1, writes" \
+	row_lower "scale: take of $n devices vs $n x take of 1, writes, in process" \
 		"$(python3 -c "print($n * ${med[1]})")" "${med[$n]}" ms 1.0
 done
 

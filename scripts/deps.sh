@@ -21,6 +21,11 @@ PKGS=(
 	# Debian packages (make deb, lintian) and DKMS (tests/guest/pkg_install)
 	debhelper dh-dkms dkms dpkg-dev lintian
 )
+# make bench only (scripts/deps.sh --bench): the database bench/pgbench.sh
+# runs in a guest.
+if [ "${1:-}" = --bench ]; then
+	PKGS+=(postgresql)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
