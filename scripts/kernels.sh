@@ -112,18 +112,7 @@ ensure_stock() {
 		fi
 		die "$name: cannot fetch $abi"
 	fi
-	rm -rf "$dir"
-	mv "$dir.tmp" "$dir"
-	echo "$abi" >"$base/current"
-	link_out "$name" "$dir"
-	# Keep only the current build.
-	local old
-	for old in "$base"/*/; do
-		old=${old%/}
-		[ "$old" = "$dir" ] && continue
-		say "$name: removing old ${old##*/}"
-		rm -rf "$old"
-	done
+	install_build "$name" "$abi"
 }
 
 # Download and unpack image + headers of kernel ABI (e.g. 6.1.0-56-amd64,
@@ -479,15 +468,20 @@ ensure_unstable_stock() {
 		return
 	fi
 	mv "$base/build.log" "$dir.tmp/build.log"
-	rm -rf "$dir"
-	mv "$dir.tmp" "$dir"
+	install_build "$name" "$abi"
+}
+
+# install_build NAME ABI: NAME's build of ABI, made in $CACHE/NAME/ABI.tmp,
+# becomes the current one (linked from build/kernels); older builds go.
+install_build() {
+	local name=$1 abi=$2 base=$CACHE/$1 old
+	rm -rf "${base:?}/$abi"
+	mv "$base/$abi.tmp" "$base/$abi"
 	echo "$abi" >"$base/current"
-	link_out "$name" "$dir"
-	# Keep only the current build.
-	local old
+	link_out "$name" "$base/$abi"
 	for old in "$base"/*/; do
 		old=${old%/}
-		[ "$old" = "$dir" ] && continue
+		[ "$old" = "$base/$abi" ] && continue
 		say "$name: removing old ${old##*/}"
 		rm -rf "$old"
 	done
