@@ -18,6 +18,15 @@ mkdir -p "$out/src"
 # Guests started in parallel build the same module: one at a time.
 exec 9>"$out/.lock"
 flock 9
+# A kernel of the same name built another way (a blkfilter kernel with or
+# without the checkers, scripts/kernels.sh) has the same release but other
+# structure layouts: the module is built afresh for it.
+stamp="$(readlink -f "$kdir") $(sha256sum <"$kdir/.config" | cut -c1-16)"
+if [ "$(cat "$out/.kernel" 2>/dev/null || true)" != "$stamp" ]; then
+	rm -rf "$out/src" "$out/blksnap.ko"
+	mkdir -p "$out/src"
+	echo "$stamp" >"$out/.kernel"
+fi
 # Mirror the module sources (make rebuilds only what changed).
 kmod_sources "$top/kmodule" "$out/src"
 

@@ -20,8 +20,18 @@
 #                   + kmodule/kernel-7.2/patches + tinyconfig
 #                   + kmodule/kernel-7.2/config.fragment
 #
+# The checkers (lockdep, KASAN, kmemleak: the fragment's lines CHECKER_LINES
+# matches) are built into one blkfilter kernel only, CHECKERS
+# (BLKSNAP_CHECKERS=blkfilter-SERIES chooses another; README "Test
+# kernels" says why this one): the guests run about three times slower
+# under them, and such a kernel takes about twice the CPU to build. The
+# other blkfilter kernels are built without those lines (the rest of their
+# fragment holds), in the same cache directory's plain-obj/ and plain-out/,
+# so that both builds of a series stay cached.
+#
 # Usage: scripts/kernels.sh ensure NAME|all
 #        scripts/kernels.sh list
+#        scripts/kernels.sh checkers   the kernel built with the checkers
 #
 # Result: build/kernels/NAME (a symlink into the cache) holding
 #   vmlinuz   the kernel image
@@ -40,6 +50,8 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${BLKSNAP_CACHE:-/var/cache/blksnap}
 OUT=$TOP/build/kernels
 NAMES=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 stock-7.2 rt-7.2 blkfilter-6.12 blkfilter-7.2)
+CHECKERS=${BLKSNAP_CHECKERS:-blkfilter-6.12}
+CHECKER_LINES='^(# )?CONFIG_(PROVE_LOCKING|PROVE_RAW_LOCK_NESTING|DEBUG_ATOMIC_SLEEP|KASAN[A-Z_]*|DEBUG_KMEMLEAK[A-Z_]*)[= ]'
 # Bump when the way a kernel is assembled changes, to force a redo.
 RECIPE=1
 # shellcheck source=scripts/kmod-lib.sh
@@ -293,15 +305,22 @@ verify_config() {
 	return $bad
 }
 
-# ensure_blkfilter SERIES: the kernel blkfilter-SERIES.
+# ensure_blkfilter SERIES: the kernel blkfilter-SERIES, with the checkers
+# when it is CHECKERS.
 ensure_blkfilter() {
 	local series=$1 name=blkfilter-$1 base=$CACHE/blkfilter-$1
-	local src=$base/src obj=$base/obj out=$base/out
-	FRAGMENT=$TOP/kmodule/kernel-$series/config.fragment
+	local src=$base/src obj=$base/obj out=$base/out log=$base/build.log
 	PATCHDIR=$TOP/kmodule/kernel-$series/patches
+	FRAGMENT=$TOP/kmodule/kernel-$series/config.fragment
 	[ -f "$FRAGMENT" ] || die "$FRAGMENT missing"
-	source_of "$series"
 	mkdir -p "$base"
+	if [ "$name" != "$CHECKERS" ]; then
+		obj=$base/plain-obj out=$base/plain-out log=$base/plain-build.log
+		grep -vE "$CHECKER_LINES" "$TOP/kmodule/kernel-$series/config.fragment" \
+			>"$base/plain.fragment"
+		FRAGMENT=$base/plain.fragment
+	fi
+	source_of "$series"
 
 	local srcver=$SRC_VER patches=() p
 	if [ -d "$PATCHDIR" ]; then
@@ -364,7 +383,7 @@ ensure_blkfilter() {
 	mkdir -p "$obj"
 	if [ "$(cat "$obj/.blksnap-cfgkey" 2>/dev/null || true)" != "$patchkey-$fragkey" ] ||
 		[ ! -f "$obj/.config" ]; then
-		say "$name: configuring (tinyconfig + ${FRAGMENT#"$TOP"/})"
+		say "$name: configuring (tinyconfig + ${FRAGMENT#"$TOP"/}$([ "$name" = "$CHECKERS" ] || echo ", without the checkers"))"
 		local tmp=$base/cfg.tmp
 		rm -rf "$tmp" && mkdir -p "$tmp"
 		make -s -C "$src" O="$tmp" ARCH=x86_64 tinyconfig >/dev/null
@@ -383,7 +402,7 @@ ensure_blkfilter() {
 	fi
 
 	# 3. Build (incremental in the O= dir). `modules` makes Module.symvers.
-	local log=$base/build.log start=$SECONDS
+	local start=$SECONDS
 	say "$name: building (make -j$(nproc) bzImage modules, log $log)"
 	if ! make -s -C "$src" O="$obj" -j"$(nproc)" bzImage modules >"$log" 2>&1; then
 		tail -n 30 "$log" >&2
@@ -399,7 +418,7 @@ ensure_blkfilter() {
 	mkdir -p "$out.tmp/modroot"
 	cp "$obj/arch/x86/boot/bzImage" "$out.tmp/vmlinuz"
 	echo "$rel" >"$out.tmp/release"
-	ln -s ../obj "$out.tmp/kdir"
+	ln -s "../${obj##*/}" "$out.tmp/kdir"
 	make -s -C "$src" O="$obj" INSTALL_MOD_PATH="$out.tmp/modroot" \
 		modules_install >/dev/null
 	mkdir -p "$out.tmp/modroot/lib/modules/$rel"
@@ -608,5 +627,6 @@ ensure)
 	fi
 	;;
 list) printf '%s\n' "${NAMES[@]}" ;;
+checkers) echo "$CHECKERS" ;;
 *) usage ;;
 esac

@@ -12,7 +12,10 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 kernels=("$@")
-[ ${#kernels[@]} -gt 0 ] || kernels=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 stock-7.2 blkfilter-6.12)
+[ ${#kernels[@]} -gt 0 ] || kernels=(stock-6.1 stock-6.12 rt-6.12 cloud-6.12 stock-7.2 rt-7.2 blkfilter-6.12 blkfilter-7.2)
+# The blkfilter kernel built with the checkers (lockdep, KASAN, kmemleak):
+# the others are built without them (scripts/kernels.sh).
+checkers=$(scripts/kernels.sh checkers)
 passed=0
 failed=0
 failures=()
@@ -36,25 +39,32 @@ record() { # name status log
 # The kernels are made ready (scripts/kernels.sh ensure, then
 # scripts/build-kmod.sh) in the background while the host tests run and the
 # guests of the kernels already ready start: on a fresh machine the stock
-# kernels are fetched in a minute or two, while the debug kernel
-# (blkfilter-*) is built from source (19 minutes measured here with the
-# stock guests and host tests beside it, README.md). A kernel is ready
+# kernels are fetched in a minute or two, while the blkfilter-* kernels are
+# built from source (the one with the checkers in 19 minutes measured here
+# with the stock guests and host tests beside it, README.md). A kernel is ready
 # when $logdir/kernel-KERNEL.rc holds its status (log: kernel-KERNEL.log).
 kernel_rc() { cat "$logdir/kernel-$1.rc" 2>/dev/null; }
 prepare_kernel() {
 	{ scripts/kernels.sh ensure "$1" && scripts/build-kmod.sh "$1"; } >"$logdir/kernel-$1.log" 2>&1
 	echo $? >"$logdir/kernel-$1.rc.tmp" && mv "$logdir/kernel-$1.rc.tmp" "$logdir/kernel-$1.rc"
 }
-builds=() # the background jobs building a kernel from source
+builds=() # the background job building the kernels from source
 if [ -z "${CHECK_PLAN:-}" ]; then
 	rm -f "$logdir"/kernel-*.rc
-	stock=()
+	stock=() built=()
 	for k in "${kernels[@]}"; do
 		case $k in
-		blkfilter-*) prepare_kernel "$k" & builds+=($!) ;;
+		"$checkers") built=("$k" "${built[@]}") ;;
+		blkfilter-*) built+=("$k") ;;
 		*) stock+=("$k") ;;
 		esac
 	done
+	# One after another, the one with the checkers first: its guests take
+	# the longest; two builds at once would make it ready later.
+	if [ ${#built[@]} -gt 0 ]; then
+		(for k in "${built[@]}"; do prepare_kernel "$k"; done) &
+		builds+=($!)
+	fi
 	# The fetched ones one after another (apt-get and dpkg locks).
 	(for k in "${stock[@]}"; do prepare_kernel "$k"; done) &
 	# The module built against the headers of every 6.1 and 6.12 point
@@ -148,7 +158,9 @@ fi
 # and keeps its two columns of a debug kernel in boots of their own, a line
 # "# columns: C..." limits it to those columns, a line "# skip-columns:
 # C..." keeps it out of those (e.g. a debug kernel's +ftrace column, for a
-# test of no interception code: stock-6.1 runs its ftrace side), a
+# test of no interception code: stock-6.1 runs its ftrace side; the word
+# "checkers" there names the column of the kernel with the checkers,
+# "checkers+ftrace" its +ftrace one), a
 # line "# cost: SECONDS" is its time on a stock kernel (three times that on a
 # debug one), used to plan, a line "# smp: 2" gives its guest two CPUs.
 # A guest has one CPU otherwise: two guests of two vCPUs on two host cores
@@ -156,22 +168,26 @@ fi
 # tests: 110 s vs 74 s on stock-6.12, 350 s vs 220 s on the debug kernel),
 # so only the tests of real parallelism (races, the fuzzer's two threads,
 # writers across a take) get two, in batches of their own.
-# Columns: one per kernel, and for a kernel with the block device filter
-# (blkfilter-*) a second one, KERNEL+ftrace, where the module runs with
-# interception=ftrace: the stock kernels' interception
-# under KASAN, lockdep and kmemleak. That column runs every test the
-# kernel's own column runs (a test naming KERNEL in its columns runs in
-# KERNEL+ftrace too). As stock-6.12 runs the same 6.12 source,
+# Columns: one per kernel, and for the kernel with the block device filter
+# and the checkers ($checkers, scripts/kernels.sh checkers) a second one,
+# KERNEL+ftrace, where the module runs with interception=ftrace: the stock
+# kernels' interception under KASAN, lockdep and kmemleak. That column runs
+# every test the kernel's own column runs (a test naming KERNEL in its
+# columns runs in KERNEL+ftrace too). The other blkfilter kernel, built
+# without the checkers, runs the smoke set and the race tests (as rt-6.12
+# below) and the tests that name it: the same module source runs the whole
+# suite under the checkers, and each series' filter patches are what it
+# adds. As stock-6.12 runs the same 6.12 source,
 # it runs only the tests marked "# smoke" (load, change map, snapshot,
 # image.raw) and those that name it in their columns; so does cloud-6.12
 # (Debian's cloud flavour of the same source: what differs is its driver
-# set), and stock-7.2 (Debian unstable's own 7.2, when named). rt-6.12
+# set), and stock-7.2 (Debian unstable's own 7.2). rt-6.12
 # (PREEMPT_RT: spinlocks sleep, bio completions and softirqs run in threads)
 # runs the smoke set and the tests marked "# race", those whose I/O races in
 # the bio and copy-on-write paths (takes, destroys, detaches and unloads
 # under writes and image reads, hot-unplug, a deep image reader against
 # first writes), and the tests that name it (fuzz); so does rt-7.2 (Debian
-# unstable's 7.2 PREEMPT_RT, when named).
+# unstable's 7.2 PREEMPT_RT).
 # CHECK_ALL=1 runs every test in every column; CHECK_COLUMNS="COLUMN ..."
 # only those columns.
 # The tests of a kernel run in batches, several in one guest boot
@@ -191,11 +207,20 @@ if [ -n "${TESTS:-}" ]; then
 fi
 jobs_max=${CHECK_JOBS:-2}
 per_test_timeout=1200
-header() { sed -n "s/^# $1: //p" "$2" | head -n1; }
+# The word "checkers" in a test's columns or skip-columns is the column of
+# the kernel with the checkers ("checkers+ftrace" its +ftrace column).
+header() {
+	local v
+	v=" $(sed -n "s/^# $1: //p" "$2" | head -n1) "
+	v=${v// checkers / $checkers }
+	v=${v// checkers+ftrace / $checkers+ftrace }
+	v=${v# }
+	echo "${v% }"
+}
 columns=()
 for k in "${kernels[@]}"; do
 	for c in "$k" "$k+ftrace"; do
-		[[ $c != *+ftrace || $k == blkfilter-* ]] || continue
+		[[ $c != *+ftrace || $k == "$checkers" ]] || continue
 		[ -z "${CHECK_COLUMNS:-}" ] || [[ " $CHECK_COLUMNS " == *" $c "* ]] || continue
 		columns+=("$c")
 	done
@@ -212,12 +237,12 @@ runs_on() { # column test
 	case $1 in
 	stock-6.12 | cloud-6.12 | stock-7.2) grep -qx '# smoke' "$2" ;;
 	rt-6.12 | rt-7.2) grep -qxE '# (smoke|race)' "$2" ;;
+	"$checkers") ;;
+	blkfilter-*) grep -qxE '# (smoke|race)' "$2" ;;
 	esac
 }
-# A kernel built with KASAN and lockdep runs the tests about three times
-# slower.
-slowdown() { [[ $1 == blkfilter-* ]] &&
-	grep -qx 'CONFIG_KASAN=y' "kmodule/kernel-${1#blkfilter-}/config.fragment" && echo 3 || echo 1; }
+# The kernel with the checkers runs the tests about three times slower.
+slowdown() { [ "$1" = "$checkers" ] && echo 3 || echo 1; }
 # run_batch KERNEL SMP INDEX TEST=SIZE,... : one guest of SMP CPUs for these
 # tests (TEST is NAME, or NAME@ftrace for the KERNEL+ftrace column).
 run_batch() {

@@ -37,18 +37,6 @@ ImageReader::Buffer aligned_buffer(std::size_t size) {
     return ImageReader::Buffer(p);
 }
 
-struct Slot {
-    enum class State { empty, in_flight, ready, failed };
-    ImageReader::Buffer buffer;
-    State state = State::empty;
-    std::uint64_t offset = 0; // of the block in the source
-    std::uint32_t length = 0; // bytes asked for
-    std::uint32_t done = 0;   // bytes arrived so far
-    int error = 0;            // errno when failed
-    bool pinned = false;      // needed by the call in progress: not to be reused
-    std::uint64_t used = 0;   // when last used, for least-recently-used reuse
-};
-
 std::uint32_t logical_block_size(int fd) {
     struct stat st;
     int lbs = 0;
@@ -61,6 +49,18 @@ std::uint32_t logical_block_size(int fd) {
 } // namespace
 
 struct ImageReader::Engine {
+    struct Slot {
+        enum class State { empty, in_flight, ready, failed };
+        ImageReader::Buffer buffer;
+        State state = State::empty;
+        std::uint64_t offset = 0; // of the block in the source
+        std::uint32_t length = 0; // bytes asked for
+        std::uint32_t done = 0;   // bytes arrived so far
+        int error = 0;            // errno when failed
+        bool pinned = false;      // needed by the call in progress: not to be reused
+        std::uint64_t used = 0;   // when last used, for least-recently-used reuse
+    };
+
     std::string path;
     ReadOptions options;
     UniqueFd fd;

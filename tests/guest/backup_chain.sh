@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cost: 40
-# columns: stock-6.1 stock-6.12 blkfilter-6.12 blkfilter-7.2
+# columns: stock-6.1 stock-6.12 checkers
 # vm: --disk 32M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # blksnap backup: a full backup of a mounted ext4, then five incremental
 # ones with files written between and during them: each verified against
 # its snapshot, each reading only about what changed; after the last, the

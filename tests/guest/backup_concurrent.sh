@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cost: 60
-# columns: stock-6.1 stock-6.12 blkfilter-6.12 blkfilter-7.2
+# columns: stock-6.1 stock-6.12 checkers
 # vm: --disk 32M --disk 32M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # blksnap backups run at the same time as other blksnap commands. A second
 # backup into a directory while one runs there is refused (EBUSY, "another
 # backup into this directory is running") and changes nothing of it; the

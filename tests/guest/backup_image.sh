@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cost: 60
-# columns: stock-6.1 stock-6.12 blkfilter-6.12 blkfilter-7.2
+# columns: stock-6.1 stock-6.12 checkers
 # vm: --disk 32M --disk 320M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # blksnap backup binds its state file to the image it wrote, and never
 # leaves a torn image under the image's name. Into an XFS with reflink: an
 # image written since the last backup (dd into it) or an older copy put

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cost: 90
 # vm: --disks 1 --disk-size 256M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # The changes number counts takes; the map tells which blocks changed since
 # any earlier take of the generation. After take 254 the number written for
 # new changes is 255, the largest a map byte holds; take 255 therefore ends

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cost: 45
-# columns: stock-6.1 stock-6.12 blkfilter-6.12 blkfilter-7.2
+# columns: stock-6.1 stock-6.12 checkers
 # vm: --disk 32M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # A change map kept across a module reload: `blksnap cbtsave` saves the map
 # and detaches; after the reload `blksnap cbtrestore` continues the same
 # generation with the same map when nothing wrote to the device since the

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # cost: 30
 # boots: 4
-# columns: stock-6.1 stock-6.12 blkfilter-6.12 blkfilter-7.2
+# columns: stock-6.1 stock-6.12 checkers
 # vm: --disk 32M --disk 16M --disk 8M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # A change map kept across reboots by the unit itself (tests/check.sh boots
 # four guests on the same disks). The guests have no systemd: each boot
 # runs the ExecStartPre/ExecStart/ExecStartPost lines of the repository's

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cost: 110
 # vm: --disk 68M --disk 192M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # Limits of copy-on-write. Module parameters out of range are refused at
 # load (insmod fails with EINVAL, nothing else happens) and, for those
 # writable at run time, when written. Chunks of more than one bio's worth of

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cost: 60
 # vm: --disks 1 --disk-size 64M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # race
 # A backup reader that keeps many chunks of the original in flight (fio,
 # 4 x 32 reads of 1 MiB at once on the image, 16 KiB chunks: every pin bucket

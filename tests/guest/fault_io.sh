@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cost: 70
 # vm: --disk 16M --disk 32M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # I/O errors injected with device-mapper tables swapped under a held
 # snapshot (dm-linear while healthy; dm-flakey, always down, or dm-error
 # while failing):

@@ -2,7 +2,7 @@
 # cost: 110
 # vm: --disks 1 --disk-size 24M
 # smoke
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # blksnapfs shows a taken snapshot: image.raw read with cp, dd (O_DIRECT)
 # and rsync equals the device at the take while the original is written;
 # cbt.map equals `blksnap readcbtmap`; info describes the device; the image

@@ -18,7 +18,7 @@ need_modules ext4 xfs loop
 here=$(dirname "$0")
 tmp=$(mktemp -d)
 takes=5
-[[ ${BLKSNAP_KERNEL:-} == blkfilter-* ]] && takes=2
+[ "${BLKSNAP_LOCKDEP:-none}" = none ] || takes=2
 takes=${FS_STRESS_TAKES:-$takes}
 ext4=$(disk 1)
 xfs=$(disk 2)

@@ -26,7 +26,7 @@ need_modules loop dm-mod dm-flakey ext4
 tmp=$(mktemp -d)
 seed=${MODEL_SEED:-$(date +%s)}
 default_ops=100
-[[ ${BLKSNAP_KERNEL:-} == blkfilter-* ]] && default_ops=40
+[ "${BLKSNAP_LOCKDEP:-none}" = none ] || default_ops=40
 ops=${MODEL_OPS:-$default_ops}
 python3 "$(dirname "$0")/../tools/model.py" "$seed" "$ops" "$tmp" | tee "$tmp/out"
 # Its last line, "model: seed=S ops=N checks=M failures=F", ends the test's output.

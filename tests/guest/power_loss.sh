@@ -2,8 +2,8 @@
 # cost: 95
 # boots: 4
 # power-cut
-# columns: stock-6.1 stock-6.12 blkfilter-6.12 blkfilter-7.2
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# columns: stock-6.1 stock-6.12 checkers
+# skip-columns: checkers+ftrace
 # vm: --disk 64M --disk 384M --disk 16M --disk 32M
 # Power loss (issue 29, item 3): three boots end in a power cut in the middle
 # of an operation (power_cut in lib.sh: `echo b` to sysrq, no sync, no

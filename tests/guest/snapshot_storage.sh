@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cost: 120
 # vm: --disk 32M --disk 128M
-# skip-columns: blkfilter-6.12+ftrace blkfilter-7.2+ftrace
+# skip-columns: checkers+ftrace
 # Difference storage: a file grows in portions up to the limit; tmpfs files,
 # O_TMPFILE and a block device all work; overflow corrupts the snapshot,
 # queues an event and fails image reads while the original keeps working;

@@ -6,7 +6,8 @@
 # restarted. Each cycle checks: a roomy snapshot stays intact and reads the
 # same through image.raw and through the image device; a tight one ends
 # corrupted with ENOSPC; no reader hangs. The runner adds the kernel's own
-# checks (KASAN, lockdep, kmemleak on blkfilter-6.12) at the end.
+# checks (KASAN, lockdep, kmemleak on the kernel with the checkers,
+# scripts/kernels.sh checkers) at the end.
 # Runs in a guest: tests/vm/run KERNEL --disks 3 -- tests/stress/soak.sh
 . "$(dirname "$0")/../guest/lib.sh"
 . "$(dirname "$0")/../guest/fs-helpers.bash"
