@@ -6,7 +6,7 @@
 # the model (tests/guest/model.sh) for SOAK_MODEL_OPS operations in each
 # column (a clock seed, printed; SOAK_SEED=S replays one).
 
-KERNELS ?= stock-6.1 stock-6.12 rt-6.12 cloud-6.12 stock-7.2 rt-7.2 blkfilter-6.12 blkfilter-7.2
+KERNELS ?= stock-6.1 stock-6.12 rt-6.12 cloud-6.12 stock-7.2 rt-7.2 blkfilter-6.12
 SOAK_SECS ?= 300
 SOAK_MODEL_OPS ?= 600
 BUILD   := build
