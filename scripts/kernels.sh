@@ -316,8 +316,7 @@ ensure_blkfilter() {
 	mkdir -p "$base"
 	if [ "$name" != "$CHECKERS" ]; then
 		obj=$base/plain-obj out=$base/plain-out log=$base/plain-build.log
-		grep -vE "$CHECKER_LINES" "$TOP/kmodule/kernel-$series/config.fragment" \
-			>"$base/plain.fragment"
+		grep -vE "$CHECKER_LINES" "$FRAGMENT" >"$base/plain.fragment"
 		FRAGMENT=$base/plain.fragment
 	fi
 	source_of "$series"

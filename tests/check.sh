@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test: host unit tests, static checks, and the guest integration
-# tests on each kernel given (default: the seven of the Makefile's KERNELS; blkfilter-7.2 when named). Ends with a line
+# tests on each kernel given (default: the seven of the Makefile's KERNELS;
+# blkfilter-7.2 when named). Ends with a line
 # "skipped: N (Suite.Case, matrix:ABI-FLAVOUR, ...)" when unit test cases
 # skipped themselves or the module build matrix skipped a kernel it cannot
 # build for (counted neither passed nor failed), a line "reruns: N (KERNEL:batchI,
