@@ -32,6 +32,10 @@
 # Usage: scripts/kernels.sh ensure NAME|all
 #        scripts/kernels.sh list
 #        scripts/kernels.sh checkers   the kernel built with the checkers
+#        scripts/kernels.sh built NAME exit status 0 when the cache holds a
+#                                      finished build of NAME (of any
+#                                      version: ensure may still redo it,
+#                                      incrementally for blkfilter-*)
 #
 # Result: build/kernels/NAME (a symlink into the cache) holding
 #   vmlinuz   the kernel image
@@ -598,6 +602,26 @@ fetch_unstable_stock() {
 
 # ------------------------------------------------------------------ main ---
 
+# built NAME: whether the cache holds a finished build of NAME (its variant
+# with or without the checkers, as CHECKERS says).
+built() {
+	local name=$1 current
+	case $name in
+	blkfilter-*)
+		if [ "$name" = "$CHECKERS" ]; then
+			[ -f "$CACHE/$name/out/.done" ]
+		else
+			[ -f "$CACHE/$name/plain-out/.done" ]
+		fi
+		;;
+	stock-* | rt-* | cloud-*)
+		current=$(cat "$CACHE/$name/current" 2>/dev/null) && [ -n "$current" ] &&
+			[ -f "$CACHE/$name/$current/.done" ]
+		;;
+	*) die "unknown kernel '$name' (known: ${NAMES[*]})" ;;
+	esac
+}
+
 ensure() {
 	local name=$1
 	case $name in
@@ -612,6 +636,8 @@ ensure() {
 usage() {
 	echo "usage: $0 ensure NAME|all    NAME: ${NAMES[*]}" >&2
 	echo "       $0 list" >&2
+	echo "       $0 checkers" >&2
+	echo "       $0 built NAME" >&2
 	exit 2
 }
 
@@ -627,5 +653,9 @@ ensure)
 	;;
 list) printf '%s\n' "${NAMES[@]}" ;;
 checkers) echo "$CHECKERS" ;;
+built)
+	[ $# -eq 2 ] || usage
+	built "$2"
+	;;
 *) usage ;;
 esac
