@@ -37,10 +37,13 @@ r=[float(x)/float(y) for x,y in zip(m,b)]
 print(f"# {sys.argv[1]}: ratio per round {[round(x,3) for x in r]}, +- {statistics.stdev(r)/len(r)**.5:.3f} (1 s.e.)")' "$@"
 }
 
-# row NAME BASELINE MEASURED UNIT TARGET: the "BENCH {json}" line report.py reads.
+# row NAME BASELINE MEASURED UNIT TARGET: the "BENCH {json}" line report.py
+# reads. $BENCH_TAG (bench/run: the kernel and interception of a guest other
+# than the first) is appended to NAME in parentheses.
 row() {
-	python3 -c 'import json,sys; n,b,m,u,t=sys.argv[1:]; b,m=float(b),float(m)
-print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(m/b,3),"target":float(t)}))' "$@"
+	python3 -c 'import json,sys; n,b,m,u,t,tag=sys.argv[1:]; b,m=float(b),float(m)
+n = f"{n} ({tag})" if tag else n
+print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(m/b,3),"target":float(t)}))' "$@" "${BENCH_TAG:-}"
 }
 # row_lower NAME BASELINE MEASURED UNIT TARGET: a row where lower is better.
 row_lower() { row "$@" | sed 's/}$/, "lower": true}/'; }

@@ -7,7 +7,7 @@
 #    their 4 file systems under the same load, both timed inside one
 #    process (bench/tools/take_time.cpp: no program start counted);
 #  - take time of 8 and 32 devices vs 8 and 32 times that of one device
-#    (the same way);
+#    (the same way, both under a writer to all 8 or 32 devices);
 #  - kernel memory per TiB copied at 256 KiB chunks (a 16 TiB device,
 #    BENCH_SCALE_CHUNKS chunks copied; slab + vmalloc growth, caches dropped)
 #    vs 16 MiB per TiB;
@@ -72,26 +72,31 @@ per_round "take vs fsfreeze" "${take[*]}" "${freeze[*]}"
 row_lower "scale: take of 4 devices vs FIFREEZE/FITHAW of 4 fs, writes, in process" \
 	"$(median "${freeze[@]}")" "$(median "${take[@]}")" ms 1.2
 
-echo "# scale: take time of 1, 8 and 32 devices under writes"
+echo "# scale: take time of 8 and 32 devices vs one device, under writes"
 devs=()
 for i in $(seq 32); do
 	d=$(nullb_create "many$i" 16)
 	devs+=("$d")
 done
 for d in "${devs[@]}"; do wait_for_dev "$d"; done
-declare -A med
-for n in 1 8 32; do
+# Both sides under the same writer (over all n devices: a take of one
+# device under a writer to it alone would see fewer writes in flight), a
+# take of one and a take of n in each round, one after the other.
+for n in 8 32; do
 	start_writer "${devs[@]:0:n}"
-	read -r -a times < <(blksnap-take-time take "$rounds" "$store" "${devs[@]:0:n}")
+	ones=() times=()
+	for r in $(seq "$rounds"); do
+		ones+=("$(blksnap-take-time take 1 "$store" "${devs[0]}")")
+		times+=("$(blksnap-take-time take 1 "$store" "${devs[@]:0:n}")")
+	done
 	stop_writer
-	med[$n]=$(median "${times[@]}")
-	echo "# take of $n devices under writes, ms per round: ${times[*]} (median ${med[$n]})"
+	echo "# writes to $n devices, ms per round: take of 1 ${ones[*]}; take of $n ${times[*]}"
+	spread "take of 1 device, writes to $n" "${ones[*]}"
+	spread "take of $n devices, writes to $n" "${times[*]}"
+	row_lower "scale: take of $n devices vs $n x take of 1, writes to $n, in process" \
+		"$(python3 -c "print($n * $(median "${ones[@]}"))")" "$(median "${times[@]}")" ms 1.0
 done
 for d in "${devs[@]}"; do blksnap detach -d "$d"; done
-for n in 8 32; do
-	row_lower "scale: take of $n devices vs $n x take of 1, writes, in process" \
-		"$(python3 -c "print($n * ${med[1]})")" "${med[$n]}" ms 1.0
-done
 
 echo "# scale: kernel memory per chunk copied, 16 TiB device, 256 KiB chunks"
 orig=$(nullb_sparse orig16t $((16 << 20)))

@@ -30,6 +30,8 @@ struct snapshot;
  * @bdev_idle: completed when the last user of a killed @bdev_users left.
  * @bdev_released: @bdev is no longer referenced.
  * @write_pool: reserve of &struct tracker_write for counting writes.
+ * @disk_link: in the registry's hash of trackers by disk, which the ftrace
+ *             I/O path searches (RCU; trackers_mutex for changes).
  * @dev_id:    its device number, the registry key.
  * @disk_dev:  the device number of its whole disk.
  * @cbt_map:   its change map.
@@ -72,6 +74,7 @@ struct tracker {
 	struct completion bdev_idle;
 	bool bdev_released;
 	mempool_t write_pool;
+	struct hlist_node disk_link;
 	dev_t dev_id;
 	dev_t disk_dev;
 	struct cbt_map *cbt_map;
@@ -94,7 +97,6 @@ void tracker_done(void);
 struct tracker *tracker_create(struct block_device *bdev);
 void tracker_put(struct tracker *tracker);
 struct tracker *tracker_get_by_dev(dev_t dev_id);
-struct tracker *tracker_find_by_bio(struct bio *bio);
 bool tracker_is_stale(struct tracker *tracker);
 bool tracker_partitioned(struct tracker *tracker);
 bool tracker_bio_range(struct tracker *tracker, struct bio *bio,

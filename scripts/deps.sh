@@ -22,9 +22,9 @@ PKGS=(
 	debhelper dh-dkms dkms dpkg-dev lintian
 )
 # make bench only (scripts/deps.sh --bench): the database bench/pgbench.sh
-# runs in a guest.
+# runs in a guest, and perf profiles the write path (bench/cbt_profile.sh).
 if [ "${1:-}" = --bench ]; then
-	PKGS+=(postgresql)
+	PKGS+=(postgresql linux-perf)
 fi
 
 missing=()
