@@ -40,13 +40,13 @@ workload() { # name fio-args...
 # (under ftrace interception a loaded module's hook sees every bio in the
 # system, the pair's "none" side included), the order swapped every round
 # (ABBA) against the drift; rounds' min, median and max, the median's ratio.
+# The module is loaded on entry and on return.
 solo() {
 	local name=$1 r d=${disks[0]} a b meas=() base=()
 	shift
 	for r in $(seq "$rounds"); do
 		for side in $([ $((r % 2)) = 1 ] && echo "filter none" || echo "none filter"); do
 			if [ "$side" = filter ]; then
-				load_module
 				blksnap attach -d "$d" >/dev/null
 			else
 				rmmod blksnap
