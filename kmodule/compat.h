@@ -9,6 +9,7 @@
 #include <linux/blkdev.h>
 #include <linux/blk-mq.h>
 #include <linux/fs.h>
+#include <linux/module.h>
 #include <linux/workqueue.h>
 
 /* Kbuild detects the features in the kernel's headers. */
@@ -136,5 +137,20 @@ static inline void blksnap_queue_drain(struct request_queue *q)
 #else
 #define BLKSNAP_WQ_PERCPU 0
 #endif
+
+/*
+ * Is @addr in this module's text? The ftrace handler asks for every bio, so
+ * it tests the one range that holds code that calls out (6.4 and later keep
+ * each kind of section apart; 6.1 has one core range), not the seven of
+ * within_module().
+ */
+static inline bool within_own_text(unsigned long addr)
+{
+#ifdef BLKSNAP_HAVE_MOD_MEM
+	return within_module_mem_type(addr, THIS_MODULE, MOD_TEXT);
+#else
+	return within_module_core(addr, THIS_MODULE);
+#endif
+}
 
 #endif /* __BLKSNAP_COMPAT_H */

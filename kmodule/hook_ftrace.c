@@ -95,7 +95,7 @@ static void notrace hook_handler(unsigned long ip, unsigned long parent_ip,
 {
 	struct hook *hook = container_of(ops, struct hook, ops);
 
-	if (within_module(parent_ip, THIS_MODULE))
+	if (within_own_text(parent_ip))
 		return;
 	if (hook->wanted && !hook->wanted(fregs))
 		return;
