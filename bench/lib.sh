@@ -45,5 +45,11 @@ row() {
 n = f"{n} ({tag})" if tag else n
 print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(m/b,3),"target":float(t)}))' "$@" "${BENCH_TAG:-}"
 }
+# row_paired NAME BASELINE MEASURED UNIT TARGET RATIO: a row whose ratio is
+# not MEASURED / BASELINE but the median of paired windows' ratios
+# (bench/tools/windows.py); BASELINE and MEASURED are the windows' medians.
+row_paired() {
+	row "${@:1:5}" | sed "s/\"ratio\": [0-9.e-]*/\"ratio\": $(printf %.3f "$6")/"
+}
 # row_lower NAME BASELINE MEASURED UNIT TARGET: a row where lower is better.
 row_lower() { row "$@" | sed 's/}$/, "lower": true}/'; }

@@ -21,6 +21,9 @@
 # side writes a block first (it made the first round the slowest, and
 # dm-snapshot, which came second to a fresh region of the disk, look twice
 # as slow as it is).
+# The two side-by-side pairs also have a solo baseline: each side alone,
+# the order swapped every round (what the pair's shared vCPU cannot pull
+# together, but the drift spreads).
 # Prints one "BENCH {json}" line per comparison.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -65,6 +68,14 @@ while time.monotonic() - last_t < 1.0:
 print(size_mb * 4 / (last_t - t0))
 PY
 }
+# read_mibs DEVICE: 1 MiB sequential reads for 3 s, alone; prints MiB/s.
+read_mibs() {
+	fio --name=read --filename="$(fio_name "$1")" --direct=1 --ioengine=libaio --iodepth=8 \
+		--rw=read --bs=1M --size="${size_mb}M" --time_based --runtime=3 --output-format=json |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw"] / 1024)'
+}
+# ab R A B: A then B in odd rounds R, B then A in even ones.
+ab() { if [ $(($1 % 2)) = 1 ]; then echo "$2 $3"; else echo "$3 $2"; fi; }
 # settle DEVICE: wait until nothing is written to DEVICE any more (the
 # copies of the first touch are stored in the background; the rewrite pass
 # must not pay for them).
@@ -98,6 +109,7 @@ dm_first() {
 	dmsetup remove --noudevsync bench-origin
 }
 
+again_solo=() plain_solo=() img_solo=() orig_solo=()
 plain=() first=() again=() img_read=() orig_read=() lin_read=() lin_orig_read=()
 dm_first=() dm_again=() dm_first_n=()
 for r in $(seq "$rounds"); do
@@ -118,6 +130,16 @@ for r in $(seq "$rounds"); do
 	read -r a o < <(fio_pair read_bw "$image" "$dev" --iodepth=8 --rw=read --bs=1M \
 		--size="${size_mb}M" --runtime=4)
 	img_read+=("$a") orig_read+=("$o")
+	# Each alone.
+	for side in $(ab "$r" snap plain); do
+		if [ "$side" = snap ]; then
+			again_solo+=("$(touch_iops "$dev" 3)")
+			img_solo+=("$(read_mibs "$image")")
+		else
+			plain_solo+=("$(touch_iops "$other" 3)")
+			orig_solo+=("$(read_mibs "$dev")")
+		fi
+	done
 	# The same reads through the thinnest stacked device there is, dm-linear
 	# (over the other disk): what stacking alone costs here.
 	dmsetup create --noudevsync bench-linear --table "0 $sectors linear $other 0"
@@ -147,13 +169,18 @@ for r in $(seq "$rounds"); do
 	echo "# round $r (${dev##*/}), 4 KiB writes/s: blksnap first ${first[-1]}, rewrite ${again[-1]}" \
 		"(no snapshot, same seconds: ${plain[-1]}); dm-snapshot first ${dm_first[-1]} (transient ${dm_first_n[-1]})," \
 		"rewrite ${dm_again[-1]}; MiB/s: image ${img_read[-1]}, original ${orig_read[-1]};" \
-		"dm-linear ${lin_read[-1]}, original ${lin_orig_read[-1]}"
+		"dm-linear ${lin_read[-1]}, original ${lin_orig_read[-1]}; each alone: rewrite ${again_solo[-1]}," \
+		"no snapshot ${plain_solo[-1]}, image ${img_solo[-1]}, original ${orig_solo[-1]}"
 done
 
 per_round rewrite "${again[*]}" "${plain[*]}"
 per_round "image read" "${img_read[*]}" "${orig_read[*]}"
 per_round "dm-linear read" "${lin_read[*]}" "${lin_orig_read[*]}"
 row "snapshot: 4 KiB rewrite of copied chunks vs no snapshot" "$(mean "${plain[@]}")" "$(mean "${again[@]}")" "IOPS" 0.95
+spread "rewrite, each alone, no snapshot" "${plain_solo[*]}"
+spread "rewrite, each alone, snapshot" "${again_solo[*]}"
+row "snapshot: 4 KiB rewrite of copied chunks vs no snapshot, each alone (medians)" \
+	"$(median "${plain_solo[@]}")" "$(median "${again_solo[@]}")" "IOPS" 0.95
 spread "first touch, blksnap" "${first[*]}"
 spread "first touch, dm-snapshot persistent" "${dm_first[*]}"
 spread "first touch, dm-snapshot transient" "${dm_first_n[*]}"
@@ -163,6 +190,10 @@ row "snapshot: 4 KiB first touch until the storage settled, blksnap vs dm-snapsh
 row "snapshot: 4 KiB first touch until the storage settled, blksnap vs dm-snapshot (transient)" \
 	"$(median "${dm_first_n[@]}")" "$(median "${first[@]}")" "IOPS" 1.0
 row "snapshot: sequential read, image vs original" "$(mean "${orig_read[@]}")" "$(mean "${img_read[@]}")" "MiB/s" 0.9
+spread "image read, each alone, original" "${orig_solo[*]}"
+spread "image read, each alone, image" "${img_solo[*]}"
+row "snapshot: sequential read, image vs original, each alone (medians)" \
+	"$(median "${orig_solo[@]}")" "$(median "${img_solo[@]}")" "MiB/s" 0.9
 # A reference, not a goal (target 0): the cost of any stacked device here.
 row "snapshot: sequential read, dm-linear vs original (reference)" "$(mean "${lin_orig_read[@]}")" \
 	"$(mean "${lin_read[@]}")" "MiB/s" 0
