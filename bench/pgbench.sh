@@ -87,6 +87,10 @@ window() {
 	echo "$1 $2 $t0 $(date +%s.%N)" >>$wins
 }
 sectors=$(blockdev --getsz "$dev")
+# written: sectors written to the storage disk so far (what a held
+# snapshot copied shows there).
+written() { awk '{print $7}' "/sys/class/block/${store##*/}/stat"; }
+copied=() dm_copied=()
 modprobe dm-snapshot
 load
 for _ in $(seq "$pairs"); do
@@ -101,7 +105,9 @@ for _ in $(seq "$pairs"); do
 	window held base
 	id=$(blksnap snapshot_create -d "$dev" -f "$store" -l 2G)
 	blksnap snapshot_take -i "$id"
+	w0=$(written)
 	window held on
+	copied+=($((($(written) - w0) / 2048)))
 	blksnap snapshot_destroy -i "$id"
 	blksnap detach -d "$dev" >/dev/null
 done
@@ -132,7 +138,9 @@ for _ in $(seq "$pairs"); do
 	dmsetup suspend bench-pg-origin
 	dmsetup create --noudevsync bench-pg-snap --table "0 $sectors snapshot $dev $store P 512"
 	dmsetup resume bench-pg-origin
+	w0=$(written)
 	window dm-snapshot on
+	dm_copied+=($((($(written) - w0) / 2048)))
 	dmsetup suspend bench-pg-origin
 	dmsetup remove --noudevsync bench-pg-snap
 	dmsetup resume bench-pg-origin
@@ -147,6 +155,8 @@ dmsetup remove --noudevsync bench-pg
 [ -z "${BLKSNAP_RESULTS:-}" ] || cp $prog $wins "$BLKSNAP_RESULTS/"
 python3 "$(dirname "$0")/tools/windows.py" $prog $wins >/tmp/bench-pg.ratios
 grep '^#' /tmp/bench-pg.ratios
+echo "# pgbench: MiB written to the storage disk in each window: held snapshot ${copied[*]};" \
+	"dm-snapshot ${dm_copied[*]}"
 # pg_row SECTION NAME TARGET: the section's row; its ratio is the median of
 # the windows' ratios, its tps the medians of the windows.
 pg_row() {
