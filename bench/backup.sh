@@ -152,6 +152,19 @@ echo "# backup rounds: full ${fulls[*]} s (engine ${fulls_e[*]}), incremental ${
 spread "backup: incremental, engine seconds" "${incs_e[*]}"
 spread "backup: full, engine seconds" "${fulls_e[*]}"
 per_round "backup: full / incremental, engine" "${fulls_e[*]}" "${incs_e[*]}"
+# What every incremental pays whatever it copies: one with nothing changed
+# since the one before (a snapshot created, taken and destroyed, the change
+# map read, the image's sampled blocks checked, the state file and a
+# restore point written). Full / that is the most the speed-up can be.
+empties=()
+for _ in 1 2 3; do
+	read -r _ e _ mode _ < <(timed_backup)
+	[ "$mode" = incremental ] || { echo "backup.sh: a backup with nothing changed was $mode" >&2; exit 1; }
+	empties+=("$e")
+done
+spread "backup: incremental with nothing changed, engine seconds" "${empties[*]}"
+row "backup: full vs an incremental with nothing changed, engine (reference: the most the speed-up can be here)" \
+	"$(median "${empties[@]}")" "$(median "${fulls_e[@]}")" "x" 0
 row "backup: 1% changed of 1 GiB, speed-up incremental vs full (median of ${#incs[@]})" \
 	"$(median "${incs[@]}")" "$(median "${fulls[@]}")" "x" 20
 row "backup: 1% changed of 1 GiB, speed-up incremental vs full, the engine's own seconds (--json: no exec; median of ${#incs[@]})" \
