@@ -45,7 +45,7 @@ solo() {
 	local name=$1 r d=${disks[0]} a b meas=() base=()
 	shift
 	for r in $(seq "$rounds"); do
-		for side in $([ $((r % 2)) = 1 ] && echo "filter none" || echo "none filter"); do
+		for side in $(ab "$r" filter none); do
 			if [ "$side" = filter ]; then
 				blksnap attach -d "$d" >/dev/null
 			else

@@ -37,19 +37,19 @@ r=[float(x)/float(y) for x,y in zip(m,b)]
 print(f"# {sys.argv[1]}: ratio per round {[round(x,3) for x in r]}, +- {statistics.stdev(r)/len(r)**.5:.3f} (1 s.e.)")' "$@"
 }
 
-# row NAME BASELINE MEASURED UNIT TARGET: the "BENCH {json}" line report.py
-# reads. $BENCH_TAG (bench/run: the kernel and interception of a guest other
-# than the first) is appended to NAME in parentheses.
+# row NAME BASELINE MEASURED UNIT TARGET [RATIO]: the "BENCH {json}" line
+# report.py reads. The ratio is MEASURED / BASELINE unless RATIO is given
+# (bench/pgbench.sh: the median of paired windows' ratios, with the
+# windows' medians as BASELINE and MEASURED). $BENCH_TAG (bench/run: the
+# kernel and interception of a guest other than the first) is appended to
+# NAME in parentheses.
 row() {
-	python3 -c 'import json,sys; n,b,m,u,t,tag=sys.argv[1:]; b,m=float(b),float(m)
+	python3 -c 'import json,sys; tag,n,b,m,u,t=sys.argv[1:7]; b,m=float(b),float(m)
+r = float(sys.argv[7]) if len(sys.argv) > 7 else m/b
 n = f"{n} ({tag})" if tag else n
-print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(m/b,3),"target":float(t)}))' "$@" "${BENCH_TAG:-}"
+print("BENCH "+json.dumps({"name":n,"baseline":round(b,2),"measured":round(m,2),"unit":u,"ratio":round(r,3),"target":float(t)}))' "${BENCH_TAG:-}" "$@"
 }
-# row_paired NAME BASELINE MEASURED UNIT TARGET RATIO: a row whose ratio is
-# not MEASURED / BASELINE but the median of paired windows' ratios
-# (bench/tools/windows.py); BASELINE and MEASURED are the windows' medians.
-row_paired() {
-	row "${@:1:5}" | sed "s/\"ratio\": [0-9.e-]*/\"ratio\": $(printf %.3f "$6")/"
-}
+# ab R A B: A then B in odd rounds R, B then A in even ones (ABBA rounds).
+ab() { if [ $(($1 % 2)) = 1 ]; then echo "$2 $3"; else echo "$3 $2"; fi; }
 # row_lower NAME BASELINE MEASURED UNIT TARGET: a row where lower is better.
 row_lower() { row "$@" | sed 's/}$/, "lower": true}/'; }

@@ -79,11 +79,11 @@ unload() {
 	pkill -INT -x pgbench || true
 	wait $load || true
 }
-# window SECTION CONDITION [SECS]: the condition has been set; hold it.
+# window SECTION CONDITION: the condition has been set; hold it.
 window() {
 	local t0
 	t0=$(date +%s.%N)
-	sleep "${3:-$secs}"
+	sleep "$secs"
 	echo "$1 $2 $t0 $(date +%s.%N)" >>$wins
 }
 sectors=$(blockdev --getsz "$dev")
@@ -162,7 +162,7 @@ echo "# pgbench: MiB written to the storage disk in each window: held snapshot $
 pg_row() {
 	local r base measured n
 	read -r _ _ r base measured n < <(grep "^RATIO $1 " /tmp/bench-pg.ratios)
-	row_paired "pgbench: $2 ($n windows)" "$base" "$measured" tps "$3" "$r"
+	row "pgbench: $2 ($n windows)" "$base" "$measured" tps "$3" "$r"
 }
 pg_row tracking "tps with tracking only vs nothing attached" 0.99
 pg_row held "tps with a snapshot held (chunks being copied) vs nothing attached" 0.8

@@ -74,8 +74,6 @@ read_mibs() {
 		--rw=read --bs=1M --size="${size_mb}M" --time_based --runtime=3 --output-format=json |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw"] / 1024)'
 }
-# ab R A B: A then B in odd rounds R, B then A in even ones.
-ab() { if [ $(($1 % 2)) = 1 ]; then echo "$2 $3"; else echo "$3 $2"; fi; }
 # settle DEVICE: wait until nothing is written to DEVICE any more (the
 # copies of the first touch are stored in the background; the rewrite pass
 # must not pay for them).

@@ -35,7 +35,7 @@ for line in open(windows):
 
 def tps(start, end):
     # A progress line at time t covers the second before it.
-    inside = [v for t, v in samples if start + 1 < t - 1 and t <= end]
+    inside = [v for t, v in samples if t - 1 >= start + 1 and t <= end]
     return statistics.mean(inside) if inside else None
 
 
