@@ -51,14 +51,18 @@ timed_backup() {
 print(float(sys.argv[2]) - float(sys.argv[1]), j["seconds"], j["bytes_read"], j["mode"], j["bytes_stored"])' "$t0" "$(now)" "$out"
 }
 # timed_restore ARGS...: blksnap restore ARGS --json; prints its seconds,
-# and the engine's own from its JSON (from finding the point to the last
-# block written and checked: no exec, no option parsing).
+# the engine's own from its JSON (from finding the point to the last block
+# written and checked: no exec, no option parsing), and the engine's
+# phases (prepare/copy/sync/readback, seconds).
 timed_restore() {
 	local t0 out
 	t0=$(now)
 	out=$(blksnap restore "$@" --json)
 	python3 -c 'import json, sys
-print(float(sys.argv[2]) - float(sys.argv[1]), json.loads(sys.argv[3])["seconds"])' "$t0" "$(now)" "$out"
+j = json.loads(sys.argv[3])
+print(float(sys.argv[2]) - float(sys.argv[1]), j["seconds"],
+      "/".join("%.3f" % j["phases"][k] for k in ("prepare", "copy", "sync", "readback")))' \
+		"$t0" "$(now)" "$out"
 }
 # timed CMD...: runs CMD; prints its seconds.
 timed() {
@@ -199,7 +203,7 @@ rollbacks=() rollbacks_engine=() floors=() restores=() restores_engine=() dds=()
 for round in 1 2 3; do
 	change_1pc
 	echo 3 >/proc/sys/vm/drop_caches
-	read -r rollback rollback_engine < <(timed_restore -o $bk -d $dev --changed-only)
+	read -r rollback rollback_engine phases < <(timed_restore -o $bk -d $dev --changed-only)
 	cmp "$img" $dev || { echo "backup.sh: the device differs from the point after a rollback" >&2; exit 1; }
 	point=$(blksnap points -o $bk --json | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')
 	# The floor of that rollback on this platform: its I/O all in flight
@@ -210,8 +214,8 @@ for round in 1 2 3; do
 		--ioengine=io_uring --iodepth=64 --direct=1 --output-format=json |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["job_runtime"] / 1000)')
 	rollbacks+=("$rollback") rollbacks_engine+=("$rollback_engine") floors+=("$floor")
-	echo "# points round $round: rollback ${rollback} s (${rollback_engine} s in the engine)," \
-		"fio replaying its I/O ${floor} s"
+	echo "# points round $round: rollback ${rollback} s (${rollback_engine} s in the engine:" \
+		"prepare/copy/sync/readback $phases s), fio replaying its I/O ${floor} s"
 	# fio wrote what it wrote: the next rollback is of a new point.
 	timed_backup >/dev/null
 done
@@ -219,7 +223,7 @@ done
 # changed.
 for round in 1 2 3; do
 	echo 3 >/proc/sys/vm/drop_caches
-	read -r restore restore_engine < <(timed_restore -o $bk -d $dev)
+	read -r restore restore_engine _ < <(timed_restore -o $bk -d $dev)
 	echo 3 >/proc/sys/vm/drop_caches
 	dd_s=$(timed dd if="$point" of=$dev bs=1M oflag=direct status=none)
 	restores+=("$restore") restores_engine+=("$restore_engine") dds+=("$dd_s")

@@ -134,6 +134,10 @@ void add_restore(CLI::App& app, Context& ctx) {
             j["bytes_written"] = r.bytes_written;
             j["blocks_checked"] = r.blocks_checked;
             j["seconds"] = r.seconds;
+            j["phases"] = {{"prepare", r.phases.prepare},
+                           {"copy", r.phases.copy},
+                           {"sync", r.phases.sync},
+                           {"readback", r.phases.readback}};
             ctx.print(j);
             ctx.err() << line << std::endl;
         } else {

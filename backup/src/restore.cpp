@@ -476,6 +476,12 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
         r.to_write += rg.length;
     if (hooks.start)
         hooks.start(r);
+    // The seconds since the phase before ended.
+    auto lap = [last = t0]() mutable {
+        const auto now = Clock::now();
+        return std::chrono::duration<double>(now - std::exchange(last, now)).count();
+    };
+    r.phases.prepare = lap();
 
     // Three stages at once: a piece is written while the next one is
     // checked and the one after it read.
@@ -541,7 +547,9 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
                         std::to_string(r.to_write) + " were already written to " +
                         o.target.string() + ", which now holds no complete point");
     }
+    r.phases.copy = lap();
     t.sync();
+    r.phases.sync = lap();
     if (o.changed_only && !written_blocks.empty()) {
         // Read back from the device, not from the page cache.
         const auto now = block_sums(fs::canonical(o.target), p.meta.block_size, written_blocks);
@@ -552,6 +560,7 @@ RestoreReport run_restore(KernelBackend& kernel, const RestoreOptions& o,
                                 " read back from the device does not match the point (xxh64 " +
                                 hex64(now[i]) + ", point " + hex64(p.meta.sums[written_blocks[i]]) +
                                 ")");
+        r.phases.readback = lap();
     }
     r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     return r;

@@ -186,6 +186,13 @@ for fmt in ${POINT_FORMATS:-raw qcow2}; do
 	[[ $out =~ \"bytes_written\":([0-9]+) ]] || fail "no bytes_written in '$out'"
 	written=${BASH_REMATCH[1]}
 	cmp "$dev" "$tmp/takes/$point" || fail "the device after the rollback differs from point $point"
+	# The phases are parts of the seconds, a rollback's read back among them.
+	python3 -c 'import json, sys
+j = json.loads(sys.argv[1])
+p = j["phases"]
+assert p["readback"] > 0 and p["copy"] > 0, p
+assert abs(sum(p.values()) - j["seconds"]) < 0.01, (p, j["seconds"])' "$out" ||
+		fail "the rollback's phases do not add up to its seconds: $out"
 	if [ "$written" -lt $((2 * mib)) ] || [ "$written" -gt $((4 * mib)) ]; then
 		fail "the rollback wrote $written bytes for 2 MiB changed"
 	fi

@@ -54,6 +54,16 @@ struct RestoreReport {
     std::uint64_t bytes_written = 0;  // so far
     std::uint64_t blocks_checked = 0; // against the point's checksums
     double seconds = 0;
+    // Where the seconds went: finding and opening the point and the target
+    // (and, for a quick rollback, reading the change map); reading,
+    // checking and writing; the target's fsync; reading the written blocks
+    // back from the device (a quick rollback only).
+    struct Phases {
+        double prepare = 0;
+        double copy = 0;
+        double sync = 0;
+        double readback = 0;
+    } phases{};
 };
 
 struct RestoreHooks {
