@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Guest side, for finding a write that never completes (docs/performance.md,
-# "Not measured yet"): started in the background beside a bench script,
+# "A guest of one CPU loses I/O completions"): started in the background
+# beside a bench script,
 #   tests/vm/run stock-6.12 ... --append sysrq_always_enabled -- \
 #       bash -c 'bench/tools/stuck_io_watchdog.sh & bench/cbt.sh'
 # it waits for a fio that has lived longer than STUCK_IO_SECS (60), then
