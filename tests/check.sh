@@ -431,6 +431,15 @@ for k in "${not_built[@]}"; do
 	skipped+=("$k")
 done
 rm -rf "$logdir"/*-batch*
+# The platform: a guest of one CPU keeps its memory barriers (two short
+# boots beside the first guests; tests/vm/barrier-check).
+barrier_kernel=${kernels[0]}
+[[ " ${kernels[*]} " != *" stock-6.12 "* ]] || barrier_kernel="stock-6.12"
+rm -f "$logdir/barrier.rc"
+(
+	wait_kernel "$barrier_kernel" && tests/vm/barrier-check "$barrier_kernel"
+	echo $? >"$logdir/barrier.rc"
+) >"$logdir/barrier.log" 2>&1 &
 # Batches start in the planned order (longest first) as their kernel gets
 # ready; while a kernel is still being built, it takes one of the
 # $jobs_max places (a kernel build keeps both cores busy; a guest starved
@@ -473,6 +482,8 @@ while [ ${#pending[@]} -gt 0 ]; do
 	[ -n "$started" ] || sleep 2
 done
 wait
+record "platform: a guest of one CPU keeps its memory barriers ($barrier_kernel, tests/vm/barrier-check)" \
+	"$(cat "$logdir/barrier.rc" 2>/dev/null || echo 1)" "$logdir/barrier.log"
 for k in "${kernels[@]}"; do
 	[ "$(kernel_rc "$k")" = 0 ] ||
 		record "$k: kernel and module (scripts/kernels.sh, build-kmod.sh)" 1 "$logdir/kernel-$k.log"
