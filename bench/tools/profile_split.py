@@ -11,7 +11,9 @@ Reads perf script's samples (call chains, leaf first, blank-line separated)
 and gives each to one part of the write path by its innermost frame in the
 blksnap module, the leaf's own symbol deciding between a function and what
 it calls (the allocator under the admission is the count's allocation).
-Samples inside a write's original completion, which the completion hook
+With the block device filter, samples in the kernel's blkfilter_bio() outside
+the module's callback are the filter's too (a disk without a filter never
+calls it). Samples inside a write's original completion, which the completion hook
 calls, are the write's, not tracking's. Prints "#" lines with each part's
 share of all samples and one BENCH row (tracking's share; lower is better).
 """
@@ -65,6 +67,15 @@ def part_of(frames):
     if (MODE == "ftrace" and len(frames) > 1 and TRAMPOLINE.search(frames[0][0])
             and frames[1][0] == "submit_bio_noacct"):
         return "interception", frames[0][0]
+    # The kernel's side of the filter, outside the filter's callback: a
+    # disk with no filter attached never calls blkfilter_bio() (its queue
+    # entered and left again, the walk of the disk's other devices).
+    if MODE == "blkfilter":
+        for i, (sym, _) in enumerate(frames):
+            if sym == "blkfilter_bio":
+                inner = frames[0][0] if i else ""
+                return ("interception: the kernel's filter (blkfilter_bio)",
+                        sym + (f" < {inner}" if inner else ""))
     return None
 
 
