@@ -4,7 +4,8 @@
 # queues, every virtio data disk at once, nothing of blksnap loaded), each
 # given ROUND_SECS to run and NOTIFY_GRACE_SECS more to end. A round that
 # does not end has a request the device completed and the guest never
-# heard of (docs/performance.md, "A write that never completed"): the
+# heard of (docs/performance.md, "A guest of one CPU loses I/O
+# completions"; tests/vm/barrier-check is the test of its cause): the
 # script dumps the block layer's view, makes one new direct read of each
 # disk (its interrupt would let the guest find the lost completions) and
 # says whether the stuck fio then ended. Exit status 1 on the first round
