@@ -6,22 +6,21 @@
 # partition added to a tracked whole disk after the take and written, a
 # tracked partition written through its whole disk; and a device that
 # shrinks and grows back (its lost tail may come back with other data)
-# starts a new generation and fails a held snapshot.
+# starts a new generation and fails a held snapshot. A partition and its
+# disk both tracked each see the writes made through the other.
 . "$(dirname "$0")/lib.sh"
 here=$(dirname "$0")
 tmp=$(mktemp -d)
 d=$(disk 1)
 mib=$((1 << 20))
 
-# map_of DEV NUMBER OFFSET: the change map of DEV must mark exactly the
-# 64 KiB written at OFFSET, with NUMBER.
+# map_of DEV NUMBER OFFSET...: the change map of DEV must mark exactly the
+# 64 KiB written at each OFFSET, with NUMBER.
 map_of() {
-	local bs
-	bs=$(cbt_field "$1" block_size)
-	echo "$3 65536" >"$tmp/record"
+	printf '%s 65536\n' "${@:3}" >"$tmp/record"
 	blksnap-probe map "$1" "$tmp/map"
-	python3 "$here/cbt_expect.py" "$tmp/map" "$bs" "$2" "$tmp/record" ||
-		fail "change map of $1 misses the write at $3"
+	python3 "$here/cbt_expect.py" "$tmp/map" "$(cbt_field "$1" block_size)" "$2" "$tmp/record" ||
+		fail "change map of $1 misses a write at ${*:3}"
 }
 
 step "a partition added to a tracked whole disk after the take, written"
@@ -66,6 +65,32 @@ cmp "$image" <(head -c $((16 * mib)) "$tmp/disk") ||
 blksnap snapshot_destroy -i "$id"
 map_of "${d}1" 2 $((4 * mib))
 blksnap-probe detach "${d}1"
+
+step "a partition added to a tracked disk and tracked too: a write through either reaches both"
+delpart "$d" 2
+delpart "$d" 1
+dd if="$d" of="$tmp/before" bs=1M count=48 iflag=direct status=none
+blksnap-probe attach "$d"
+id=$(blksnap snapshot_create -d "$d" -f "$tmp" -l 64M)
+blksnap snapshot_take -i "$id"
+image=$(blksnap snapshot_info -d "$d" -f image)
+addpart "$d" 1 $((8 * 2048)) $((8 * 2048))
+wait_for_dev "${d}1"
+blksnap-probe attach "${d}1"
+# 2 MiB into the partition (10 MiB into the disk) through the partition,
+# and 12 MiB into the disk (4 MiB into the partition) through the disk.
+dd if="$tmp/w" of="${d}1" bs=64k seek=32 oflag=direct status=none
+dd if="$tmp/w" of="$d" bs=64k seek=192 oflag=direct status=none
+expect_eq "error code" "$(blksnap snapshot_info -d "$d" -f error_code)" 0
+cmp "$image" "$tmp/before" || fail "the disk's image changed by a write through either device"
+blksnap snapshot_destroy -i "$id"
+# The partition, never taken, holds 1; the disk (whose map is read once it
+# has no partitions) 2, written since take 1.
+map_of "${d}1" 1 $((2 * mib)) $((4 * mib))
+blksnap-probe detach "${d}1"
+delpart "$d" 1
+map_of "$d" 2 $((10 * mib)) $((12 * mib))
+blksnap-probe detach "$d"
 
 step "a device shrunk and grown back between two takes"
 need_modules loop
