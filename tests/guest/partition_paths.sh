@@ -23,17 +23,24 @@ map_of() {
 		fail "change map of $1 misses a write at ${*:3}"
 }
 
+# take_then_add_partition: attach the whole disk, take a snapshot of it
+# (sets id and image), then add partition 1: 8 MiB at 8 MiB (512-byte
+# sectors).
+take_then_add_partition() {
+	blksnap-probe attach "$d"
+	id=$(blksnap snapshot_create -d "$d" -f "$tmp" -l 64M)
+	blksnap snapshot_take -i "$id"
+	image=$(blksnap snapshot_info -d "$d" -f image)
+	addpart "$d" 1 $((8 * 2048)) $((8 * 2048))
+	wait_for_dev "${d}1"
+}
+
 step "a partition added to a tracked whole disk after the take, written"
 gen 1 $((48 * mib)) >"$tmp/disk"
 gen 2 65536 >"$tmp/w"
 dd if="$tmp/disk" of="$d" bs=1M oflag=direct status=none
-blksnap-probe attach "$d"
-id=$(blksnap snapshot_create -d "$d" -f "$tmp" -l 64M)
-blksnap snapshot_take -i "$id"
-image=$(blksnap snapshot_info -d "$d" -f image)
-# 8 MiB at 8 MiB (512-byte sectors); the write lands 1 MiB into it.
-addpart "$d" 1 $((8 * 2048)) $((8 * 2048))
-wait_for_dev "${d}1"
+take_then_add_partition
+# The write lands 1 MiB into the partition.
 dd if="$tmp/w" of="${d}1" bs=64k seek=16 oflag=direct status=none
 cmp -s "$tmp/w" <(dd if="$d" bs=64k skip=144 count=1 iflag=direct status=none) ||
 	fail "the write through the partition did not reach the disk"
@@ -70,12 +77,7 @@ step "a partition added to a tracked disk and tracked too: a write through eithe
 delpart "$d" 2
 delpart "$d" 1
 dd if="$d" of="$tmp/before" bs=1M count=48 iflag=direct status=none
-blksnap-probe attach "$d"
-id=$(blksnap snapshot_create -d "$d" -f "$tmp" -l 64M)
-blksnap snapshot_take -i "$id"
-image=$(blksnap snapshot_info -d "$d" -f image)
-addpart "$d" 1 $((8 * 2048)) $((8 * 2048))
-wait_for_dev "${d}1"
+take_then_add_partition
 blksnap-probe attach "${d}1"
 # 2 MiB into the partition (10 MiB into the disk) through the partition,
 # and 12 MiB into the disk (4 MiB into the partition) through the disk.
